@@ -1,0 +1,72 @@
+"""The array module ``xp``: the arrays decide it.
+
+refnode's solvers, adjoints and layers never import an array library directly for
+their arithmetic. They ask :func:`array_module` for the module that owns their inputs:
+
+* NumPy arrays (and Python scalars) -> :mod:`numpy`;
+* CuPy arrays -> :mod:`cupy` (imported only if such an array is seen);
+* autograd's traced boxes -> :mod:`autograd.numpy`, so autograd can differentiate the
+  very same solver code (the "autograd" gradient oracle);
+* any other array with ``__array_namespace__`` (e.g. ``array_api_strict``) -> its own
+  namespace, which lets the CPU tests catch stray NumPy calls on device arrays.
+"""
+
+import numpy as np
+
+
+def _is_autograd_box(x):
+    return type(x).__module__.startswith("autograd")
+
+
+def array_module(*arrays):
+    """Return the array module that owns ``arrays``.
+
+    Parameters
+    ----------
+    *arrays : array-like
+        Arrays (or nested lists/tuples/dicts of arrays); ``None`` and scalars are ignored.
+
+    Returns
+    -------
+    module
+        ``numpy``, ``cupy``, ``autograd.numpy`` or an array-API namespace.
+    """
+    found = np
+    for x in _leaves(arrays):
+        if _is_autograd_box(x):
+            import autograd.numpy as anp
+
+            return anp
+        mod = type(x).__module__.split(".")[0]
+        if mod == "cupy":
+            import cupy
+
+            found = cupy
+        elif mod not in ("numpy", "builtins") and hasattr(x, "__array_namespace__"):
+            found = x.__array_namespace__()
+    return found
+
+
+def _leaves(tree):
+    if isinstance(tree, (list, tuple)):
+        for item in tree:
+            yield from _leaves(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _leaves(item)
+    elif tree is not None:
+        yield tree
+
+
+def to_numpy(x):
+    """Copy ``x`` to a host NumPy array (CuPy -> ``.get()``; boxes -> their value)."""
+    while _is_autograd_box(x):
+        x = x._value
+    if type(x).__module__.split(".")[0] == "cupy":
+        return x.get()
+    return np.asarray(x)
+
+
+def to_float(x):
+    """A Python float from a 0-d array of any backend (a host synchronisation on GPU)."""
+    return float(to_numpy(x))

@@ -1,0 +1,85 @@
+"""Parameter pytrees: an array, or tuples/lists/dicts of them, nested.
+
+``theta`` keeps whatever structure the user gives it, and every gradient w.r.t. theta
+comes back in that same structure. These helpers are the only place that walks the
+structure; solvers and adjoints call them and never index into theta themselves.
+"""
+
+import numpy as np
+
+from .backend import array_module
+
+
+def tree_map(fn, tree, *rest):
+    """Apply ``fn`` leaf-wise to ``tree`` (and the matching leaves of ``rest``)."""
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
+    if isinstance(tree, (list, tuple)):
+        items = [tree_map(fn, x, *(r[i] for r in rest)) for i, x in enumerate(tree)]
+        return type(tree)(items)
+    return fn(tree, *rest)
+
+
+def tree_leaves(tree):
+    """The arrays of ``tree`` in a fixed order (dict keys in insertion order)."""
+    if isinstance(tree, dict):
+        return [leaf for k in tree for leaf in tree_leaves(tree[k])]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for x in tree for leaf in tree_leaves(x)]
+    return [tree]
+
+
+def tree_zeros_like(tree):
+    """A tree of zeros with the shapes and dtypes of ``tree``."""
+    return tree_map(lambda x: array_module(x).zeros_like(x), tree)
+
+
+def tree_add(x, y):
+    """Leaf-wise x + y (new arrays; nothing is written in place)."""
+    return tree_map(lambda a, b: a + b, x, y)
+
+
+def tree_scale(alpha, x):
+    """Leaf-wise alpha * x."""
+    return tree_map(lambda a: alpha * a, x)
+
+
+def tree_axpy(alpha, x, y):
+    """Leaf-wise alpha * x + y."""
+    return tree_map(lambda a, b: alpha * a + b, x, y)
+
+
+def tree_vdot(x, y):
+    """Σ over leaves of the inner products <x, y>."""
+    return sum(array_module(a).sum(a * b) for a, b in zip(tree_leaves(x), tree_leaves(y)))
+
+
+def tree_size(tree):
+    """Total number of scalars in ``tree``."""
+    return int(sum(np.size(leaf) for leaf in tree_leaves(tree)))
+
+
+def flatten(tree):
+    """Concatenate the leaves of ``tree`` into one vector.
+
+    Returns
+    -------
+    vector : ndarray, shape (P,)
+    unflatten : callable
+        ``unflatten(vector)`` rebuilds a tree of the same structure, shapes and dtypes.
+    """
+    leaves = tree_leaves(tree)
+    xp = array_module(*leaves) if leaves else np
+    shapes = [np.shape(leaf) for leaf in leaves]
+    sizes = [int(np.prod(s)) for s in shapes]
+    vector = xp.concatenate([xp.reshape(xp.asarray(leaf), (-1,)) for leaf in leaves]) if leaves else np.zeros(0)
+
+    def unflatten(v):
+        pieces, start = [], 0
+        for shape, size in zip(shapes, sizes):
+            pieces.append(array_module(v).reshape(v[start:start + size], shape))
+            start += size
+        it = iter(pieces)
+        return tree_map(lambda _: next(it), tree)
+
+    return vector, unflatten
