@@ -1,0 +1,359 @@
+"""Gradient checking: the dot-product test, central differences, comparison tables.
+
+These are the tools the tests (and course autograders) use to decide whether a
+vector-Jacobian product is right, and the harness for comparing the gradients of
+several methods (adjoint, discrete adjoint, autograd, another library) on one problem.
+
+The dot-product test. For ``y = fun(x)`` with Jacobian ``J``, a VJP returns ``Jᵀg``.
+For random ``g`` and ``v`` the identity ``⟨g, J v⟩ = ⟨Jᵀg, v⟩`` must hold; the left side
+is measured by central differences, so no second implementation is needed::
+
+    ⟨g, J v⟩ ≈ ⟨g, (fun(x + ε v) − fun(x − ε v)) / 2ε⟩          error O(ε²) + O(u/ε)
+
+With ε = 1e-6 in float64 (unit roundoff u ≈ 1.1e-16) both error terms are about 1e-10
+relative, so a tolerance of 1e-6 separates a correct VJP from a wrong one by orders of
+magnitude. Everything here works on pytrees: arrays, or tuples/lists/dicts of them.
+"""
+
+import inspect
+from collections import namedtuple
+
+import numpy as np
+
+from .backend import array_module, to_float, to_numpy
+from .params import tree_axpy, tree_leaves, tree_map, tree_vdot
+
+# Arguments with at most this many scalars get an entry-by-entry check on failure
+# (one pair of function evaluations per scalar), which points at the worst index.
+ENTRYWISE_MAX_SIZE = 64
+
+
+def relative_error(x, y):
+    """max|x − y| / max|y| over all leaves of two pytrees (0 when both are zero).
+
+    Parameters
+    ----------
+    x, y : pytree of arrays
+        Same structure and shapes; ``y`` is the reference.
+    """
+    diff = max((float(np.max(np.abs(to_numpy(a) - to_numpy(b)), initial=0.0))
+                for a, b in zip(tree_leaves(x), tree_leaves(y))), default=0.0)
+    scale = max((float(np.max(np.abs(to_numpy(b)), initial=0.0)) for b in tree_leaves(y)),
+                default=0.0)
+    if diff == 0.0:
+        return 0.0
+    return diff / scale if scale > 0.0 else float("inf")
+
+
+def central_difference(fun, args, direction, eps=1e-6):
+    """Directional derivative J·v of ``fun`` at ``args`` by central differences.
+
+    ``(fun(args + ε v) − fun(args − ε v)) / 2ε``, error O(ε²) + O(u/ε).
+
+    Parameters
+    ----------
+    fun : callable
+        Takes one pytree (same structure as ``args``); returns an array or pytree.
+        To differentiate ``f(*args)`` pass ``lambda a: f(*a)``.
+    args, direction : pytree of arrays
+        The point and the direction ``v``, with the same structure and shapes.
+    eps : float
+        The step ε.
+
+    Returns
+    -------
+    pytree, structure of ``fun``'s output
+    """
+    y_plus = fun(tree_axpy(eps, direction, args))
+    y_minus = fun(tree_axpy(-eps, direction, args))
+    return tree_map(lambda p, m: (p - m) / (2.0 * eps), y_plus, y_minus)
+
+
+def leaf_paths(tree, prefix=""):
+    """(path, leaf) pairs in :func:`refnode.params.tree_leaves` order, e.g. ``theta[0]['W']``."""
+    if isinstance(tree, dict):
+        pairs = []
+        for k in tree:
+            pairs += leaf_paths(tree[k], f"{prefix}[{k!r}]" if prefix else str(k))
+        return pairs
+    if isinstance(tree, (list, tuple)):
+        return [p for i, x in enumerate(tree) for p in leaf_paths(x, f"{prefix}[{i}]")]
+    return [(prefix or "value", tree)]
+
+
+# ------------------------------------------------------------------------- check_vjp
+
+VJPCheckReport = namedtuple("VJPCheckReport", "expected got abs_err rel_err eps names")
+VJPCheckReport.__doc__ = """Result of a passing :func:`check_vjp`: ⟨g, J v⟩ (expected) vs Σ⟨vjp_i, v_i⟩ (got)."""
+
+
+def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0,
+              names=None):
+    """The dot-product test: ⟨g, J v⟩ (central differences) == Σ_i ⟨vjp(g, *args)_i, v_i⟩.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(*args) -> y``, an array.
+    vjp : callable
+        ``vjp(g, *args) -> tuple``: one gradient per argument, each with the structure
+        and shapes of its argument (``g`` has the shape of ``y``).
+    args : tuple
+        The point; each entry an array or a pytree of arrays (floating point).
+    cotangent : array, optional
+        ``g``; standard normal (from ``seed``) if not given.
+    eps, rtol, atol : float
+        Finite-difference step; pass if ``|got − expected| <= atol + rtol·|expected|``.
+    seed : int
+        Seeds ``g`` and the direction ``v``.
+    names : sequence of str, optional
+        Argument names for messages; default: ``fun``'s parameter names.
+
+    Returns
+    -------
+    VJPCheckReport
+
+    Raises
+    ------
+    AssertionError
+        Naming the argument (and, for small ones, the entry) that fails, with a hint.
+    """
+    args = tuple(args)
+    names = _argument_names(fun, args, names)
+    rng = np.random.default_rng(seed)
+    y = fun(*args)
+    g = _random_like(rng, y) if cotangent is None else cotangent
+    grads = vjp(g, *args)
+    _check_structure(grads, args, names)
+    v = tuple(_random_like(rng, a) for a in args)
+    expected = _directional(fun, args, v, g, eps)
+    got = to_float(tree_vdot(grads, v))
+    abs_err = abs(got - expected)
+    rel_err = abs_err / abs(expected) if expected != 0.0 else (0.0 if abs_err == 0.0 else float("inf"))
+    if abs_err > atol + rtol * abs(expected):
+        raise AssertionError(_failure_message(fun, args, grads, g, v, names, expected, got,
+                                              eps, rtol, atol))
+    return VJPCheckReport(expected, got, abs_err, rel_err, eps, tuple(names))
+
+
+def _argument_names(fun, args, names):
+    if names is not None:
+        if len(names) != len(args):
+            raise ValueError(f"names has {len(names)} entries for {len(args)} arguments")
+        return list(names)
+    try:
+        params = [p.name for p in inspect.signature(fun).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return params[:len(args)] if len(params) >= len(args) else [f"args[{i}]" for i in range(len(args))]
+
+
+def _random_like(rng, tree):
+    """A standard normal pytree with the structure, shapes and backend of ``tree``."""
+    def draw(leaf):
+        xp = array_module(leaf)
+        return xp.asarray(rng.standard_normal(np.shape(leaf)), dtype=xp.asarray(leaf).dtype)
+    return tree_map(draw, tree)
+
+
+def _directional(fun, args, v, g, eps):
+    """⟨g, J v⟩ with J v by central differences."""
+    jv = central_difference(lambda a: fun(*a), args, v, eps)
+    return to_float(tree_vdot(g, jv))
+
+
+def _check_structure(grads, args, names):
+    """Each gradient must have the structure and shapes of its argument."""
+    if not isinstance(grads, (tuple, list)) or len(grads) != len(args):
+        n = len(grads) if isinstance(grads, (tuple, list)) else "not a tuple"
+        raise AssertionError(f"vjp must return one gradient per argument ({len(args)}: "
+                             f"{', '.join(names)}); got {n}.")
+    for name, grad, arg in zip(names, grads, args):
+        grad_paths, arg_paths = leaf_paths(grad, name), leaf_paths(arg, name)
+        if [p for p, _ in grad_paths] != [p for p, _ in arg_paths]:
+            raise AssertionError(f"gradient w.r.t. '{name}' has leaves {[p for p, _ in grad_paths]}; "
+                                 f"the argument has {[p for p, _ in arg_paths]}.")
+        for (path, dg), (_, a) in zip(grad_paths, arg_paths):
+            if np.shape(dg) != np.shape(a):
+                hint = (" Did you forget to sum over the batch axis?"
+                        if np.ndim(dg) > np.ndim(a) else "")
+                raise AssertionError(f"gradient w.r.t. '{path}' has shape {np.shape(dg)}; "
+                                     f"the argument has shape {np.shape(a)}.{hint}")
+
+
+def _failure_message(fun, args, grads, g, v, names, expected, got, eps, rtol, atol):
+    lines = ["check_vjp: the dot-product test failed.",
+             f"  reference: central differences, ⟨g, (fun(x + εv) − fun(x − εv)) / 2ε⟩, ε = {eps:g}",
+             f"  expected ⟨g, J v⟩ = {expected:.10g}; got Σ⟨vjp_i, v_i⟩ = {got:.10g} "
+             f"(tolerance {atol:g} + {rtol:g}·|expected|)",
+             "  argument by argument (direction v in that argument only):"]
+    zero = tuple(tree_map(lambda a: 0.0 * a, a) for a in args)
+    culprits = []
+    for i, name in enumerate(names):
+        v_i = zero[:i] + (v[i],) + zero[i + 1:]
+        exp_i = _directional(fun, args, v_i, g, eps)
+        got_i = to_float(tree_vdot(grads[i], v[i]))
+        bad = abs(got_i - exp_i) > atol + rtol * abs(exp_i)
+        lines.append(f"    {name:>10}: expected {exp_i:.10g}, got {got_i:.10g}"
+                     + ("   <-- wrong" if bad else ""))
+        if bad:
+            culprits.append(i)
+            lines.append(f"      hint: {_hint(exp_i, got_i)}")
+    for i in culprits:
+        lines += _entrywise_report(fun, args, grads[i], g, names[i], i, eps)
+    return "\n".join(lines)
+
+
+def _hint(expected, got):
+    if got == 0.0:
+        return "the VJP returns zero for this argument; is its gradient computed at all?"
+    ratio = expected / got
+    if abs(ratio + 1.0) < 1e-3:
+        return "got ≈ −expected: a sign error."
+    if abs(ratio - round(ratio)) < 1e-3 and round(ratio) > 1:
+        return (f"got ≈ expected / {round(ratio)}: a missing sum (over a batch axis of "
+                f"that size?) or a mean where a sum belongs.")
+    return ("check the derivation term by term; a transposed weight or a missing "
+            "factor shows in the worst entry below (for small arguments).")
+
+
+def _entrywise_report(fun, args, grad, g, name, i, eps):
+    """For a small argument: ⟨g, J e_j⟩ for every entry j, the worst entry, a pattern hint."""
+    paths = leaf_paths(args[i], name)
+    if sum(np.size(a) for _, a in paths) > ENTRYWISE_MAX_SIZE:
+        return [f"  ('{name}' has more than {ENTRYWISE_MAX_SIZE} entries: no entry-by-entry check)"]
+    lines = []
+    for leaf_index, ((path, leaf), (_, dg)) in enumerate(zip(paths, leaf_paths(grad, name))):
+        shape = np.shape(leaf)
+        expected = np.reshape([_directional(fun, args, _unit_direction(args, i, leaf_index, j), g, eps)
+                               for j in np.ndindex(shape)], shape)
+        got = np.asarray(to_numpy(dg), dtype=float)
+        err = np.abs(got - expected)
+        j = np.unravel_index(int(np.argmax(err)), shape) if shape else ()
+        lines.append(f"  worst entry: {path}{[int(k) for k in j] if shape else ''}: "
+                     f"expected {expected[j]:.10g}, got {got[j]:.10g} (abs err {err[j]:.3g})")
+        if got.ndim == 2 and got.shape[0] == got.shape[1] and np.allclose(got, expected.T, rtol=1e-5):
+            lines.append(f"      hint: the gradient w.r.t. {path} equals the expected one transposed.")
+    return lines
+
+
+def _unit_direction(args, i, leaf_index, j):
+    """Zero everywhere except a 1 at entry ``j`` of leaf ``leaf_index`` of argument ``i``."""
+    counter = iter(range(len(tree_leaves(args[i]))))
+
+    def unit(leaf):
+        shape, hit = np.shape(leaf), next(counter) == leaf_index
+        flat = np.ravel_multi_index(j, shape) if hit and shape else 0
+        e = (np.arange(int(np.prod(shape))) == flat) * float(hit)
+        xp = array_module(leaf)
+        return xp.asarray(np.reshape(e, shape), dtype=xp.asarray(leaf).dtype)
+
+    return tuple(tree_map(unit, a) if k == i else tree_map(lambda x: 0.0 * x, a)
+                 for k, a in enumerate(args))
+
+
+# ------------------------------------------------------------------ compare_gradients
+
+GradientRow = namedtuple("GradientRow", "method quantity max_abs_err rel_err passed worst")
+GradientRow.__doc__ = """One line of a :class:`GradientTable`; ``worst`` = (index, got, expected)."""
+
+
+class GradientTable:
+    """The rows of :func:`compare_gradients`; ``str(table)`` is an aligned table."""
+
+    HEADER = ("method", "quantity", "max abs err", "rel err", "pass")
+
+    def __init__(self, rows, reference, rtol, atol):
+        self.rows, self.reference, self.rtol, self.atol = list(rows), reference, rtol, atol
+
+    @property
+    def passed(self):
+        return all(row.passed for row in self.rows)
+
+    @property
+    def failures(self):
+        return [row for row in self.rows if not row.passed]
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __str__(self):
+        cells = [self.HEADER] + [(r.method, r.quantity, f"{r.max_abs_err:.3e}", f"{r.rel_err:.3e}",
+                                  "ok" if r.passed else "FAIL") for r in self.rows]
+        widths = [max(len(row[k]) for row in cells) for k in range(len(self.HEADER))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        title = f"reference: {self.reference}; pass if max abs err <= {self.atol:g} + {self.rtol:g}·max|reference|"
+        return title + "\n" + "\n".join(lines)
+
+    def failure_message(self):
+        lines = [f"gradients disagree with '{self.reference}':"]
+        for r in self.failures:
+            index, got, expected = r.worst
+            lines.append(f"  {r.method}, {r.quantity}{index}: got {got!r}, expected {expected!r} "
+                         f"(max abs err {r.max_abs_err:.3e}, rel err {r.rel_err:.3e})")
+        return "\n".join(lines) + "\n" + str(self)
+
+
+def compare_gradients(results, reference=None, rtol=1e-6, atol=1e-8, raise_on_failure=False):
+    """Compare named gradient sets leaf by leaf against one of them.
+
+    Parameters
+    ----------
+    results : dict of str -> pytree
+        E.g. ``{"autograd": g1, "adjoint": g2, "finite differences": g3}``; every entry
+        has the same structure and shapes (a dict at the top names the quantities).
+    reference : str, optional
+        The key compared against; default the first key of ``results``.
+    rtol, atol : float
+        A leaf passes if ``max|x − ref| <= atol + rtol·max|ref|``.
+    raise_on_failure : bool
+        Raise AssertionError naming method, quantity and worst index if any row fails.
+
+    Returns
+    -------
+    GradientTable
+        Rows (method, quantity, max_abs_err, rel_err, passed, worst) for each
+        method other than the reference and each leaf.
+    """
+    if not results:
+        raise ValueError("compare_gradients needs at least one gradient set")
+    reference = next(iter(results)) if reference is None else reference
+    if reference not in results:
+        raise ValueError(f"reference '{reference}' is not one of {list(results)}")
+    ref_paths = leaf_paths(results[reference])
+    rows = []
+    for method, grads in results.items():
+        if method == reference:
+            continue
+        paths = leaf_paths(grads)
+        if [p for p, _ in paths] != [p for p, _ in ref_paths]:
+            raise AssertionError(f"'{method}' has quantities {[p for p, _ in paths]}; "
+                                 f"'{reference}' has {[p for p, _ in ref_paths]}")
+        rows += [_compare_leaf(method, path, x, y, rtol, atol)
+                 for (path, x), (_, y) in zip(paths, ref_paths)]
+    table = GradientTable(rows, reference, rtol, atol)
+    if raise_on_failure and not table.passed:
+        raise AssertionError(table.failure_message())
+    return table
+
+
+def _compare_leaf(method, path, x, y, rtol, atol):
+    x, y = np.asarray(to_numpy(x), dtype=float), np.asarray(to_numpy(y), dtype=float)
+    if x.shape != y.shape:
+        return GradientRow(method, path, float("inf"), float("inf"), False,
+                           ("", f"shape {x.shape}", f"shape {y.shape}"))
+    diff = np.abs(x - y)
+    diff = np.where(np.isnan(diff), np.inf, diff)  # a NaN never passes
+    max_abs = float(np.max(diff, initial=0.0))
+    scale = float(np.max(np.abs(y), initial=0.0))
+    if x.size == 0:
+        return GradientRow(method, path, 0.0, 0.0, True, ("", None, None))
+    index = np.unravel_index(int(np.argmax(diff)), x.shape)
+    worst = (str([int(k) for k in index]) if x.ndim else "", float(x[index]), float(y[index]))
+    rel = relative_error(x, y) if np.isfinite(max_abs) else float("inf")
+    return GradientRow(method, path, max_abs, rel, max_abs <= atol + rtol * scale, worst)
