@@ -1,0 +1,246 @@
+"""2-D convolutions (NCHW) by im2col: one patch matrix, one matmul.
+
+A convolution layer (a cross-correlation, as in PyTorch) maps x of shape
+(N, C_in, H, W) with weights W of shape (C_out, C_in, k, k) to
+
+    y[n, o, p, q] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, c, s·p + i, s·q + j]
+
+where x_pad is x with ``padding`` zeros on each side of H and W and s is the stride.
+
+im2col gathers, for each kernel offset (i, j), the strided view
+x_pad[n, c, i + s·p, j + s·q] into one patch matrix X_col of shape
+(N·H_out·W_out, C_in·k²). Then the layer is one matmul,
+
+    Y = X_col W_matᵀ + b,        W_mat = W.reshape(C_out, C_in·k²),
+
+and its VJP is two matmuls and col2im, the transpose (adjoint) of im2col:
+
+    g_W_mat = G_matᵀ X_col,   g_b = Σ_rows G_mat,   g_x = col2im(G_mat W_mat).
+
+Inside the layer the image is kept channels-last (N, H, W, C) so that the patch
+matrix is a plain reshape of the stacked views; inputs and outputs are NCHW.
+"""
+
+import numpy as np
+
+from ..backend import array_module
+from ..errors import InputError
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def output_size(size, kernel_size, stride, padding):
+    """Length of the output along one spatial axis: ⌊(size + 2p − k)/s⌋ + 1."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def _pad_hw(x, before_h, after_h, before_w, after_w):
+    """Zero-pad axes 1 and 2 (H and W) of a channels-last array (N, H, W, ...)."""
+    if before_h == after_h == before_w == after_w == 0:
+        return x
+    xp = array_module(x)
+    widths = [(0, 0), (before_h, after_h), (before_w, after_w)] + [(0, 0)] * (x.ndim - 3)
+    return xp.pad(x, widths, mode="constant")
+
+
+def _dilate(a, stride, axis):
+    """Insert ``stride − 1`` zeros between neighbours along ``axis``: the transpose of a[::stride].
+
+    An axis of length n becomes (n − 1)·stride + 1 long; a[::stride] of the result is ``a``.
+    """
+    if stride == 1:
+        return a
+    xp = array_module(a)
+    n = a.shape[axis]
+    a = xp.expand_dims(a, axis + 1)                      # (..., n, 1, ...)
+    widths = [(0, 0)] * a.ndim
+    widths[axis + 1] = (0, stride - 1)
+    a = xp.pad(a, widths, mode="constant")               # (..., n, stride, ...)
+    a = xp.reshape(a, a.shape[:axis] + (n * stride,) + a.shape[axis + 2:])
+    keep = (slice(None),) * axis + (slice(0, (n - 1) * stride + 1),)
+    return a[keep]
+
+
+def im2col(x_pad, kernel_size, stride, h_out, w_out):
+    """The patch matrix of a padded channels-last image.
+
+    Parameters
+    ----------
+    x_pad : array, shape (N, H_pad, W_pad, C)
+    kernel_size, stride, h_out, w_out : int
+
+    Returns
+    -------
+    cols : array, shape (N·h_out·w_out, C·k²)
+        Row (n, p, q), column (c, i, j) holds x_pad[n, s·p + i, s·q + j, c].
+    """
+    xp = array_module(x_pad)
+    n, _, _, c = x_pad.shape
+    h_span = stride * (h_out - 1) + 1       # rows i, i+s, ..., i+s(h_out-1)
+    w_span = stride * (w_out - 1) + 1
+    views = [x_pad[:, i:i + h_span:stride, j:j + w_span:stride, :]    # (N, h_out, w_out, C)
+             for i in range(kernel_size) for j in range(kernel_size)]
+    patches = xp.stack(views, axis=-1)                                 # (N, h_out, w_out, C, k²)
+    return xp.reshape(patches, (n * h_out * w_out, c * kernel_size ** 2))
+
+
+def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
+    """The transpose of :func:`im2col`: scatter-add patch gradients back onto the image.
+
+    Each kernel offset (i, j) read x_pad at rows i + s·p and columns j + s·q, so its
+    gradient is dilated by the stride (zeros between rows/columns), shifted by (i, j)
+    with zero padding, and the k² shifted images are summed.
+
+    Parameters
+    ----------
+    g_cols : array, shape (N·h_out·w_out, C·k²)
+    x_pad_shape : tuple (N, H_pad, W_pad, C)
+
+    Returns
+    -------
+    g_x_pad : array, shape x_pad_shape
+    """
+    n, h_pad, w_pad, c = x_pad_shape
+    xp = array_module(g_cols)
+    g = xp.reshape(g_cols, (n, h_out, w_out, c, kernel_size ** 2))
+    g = _dilate(_dilate(g, stride, axis=1), stride, axis=2)           # (N, h_span, w_span, C, k²)
+    h_span, w_span = g.shape[1], g.shape[2]
+    g_x_pad = 0.0
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            g_ij = g[..., i * kernel_size + j]                         # (N, h_span, w_span, C)
+            g_x_pad = g_x_pad + _pad_hw(g_ij, i, h_pad - i - h_span, j, w_pad - j - w_span)
+    return g_x_pad
+
+
+class Conv2d:
+    """2-D convolution, NCHW: y = W ⋆ x + b (cross-correlation, PyTorch's convention).
+
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels.
+    kernel_size : int
+        Square kernel side k.
+    stride : int
+    padding : int
+        Zeros added on every side of H and W.
+    bias : bool
+
+    ``theta = {"W": (c_out, c_in, k, k), "b": (c_out,)}`` (no ``"b"`` if ``bias=False``).
+    """
+
+    def __init__(self, c_in, c_out, kernel_size, stride=1, padding=0, bias=True):
+        self.c_in = _check_int("c_in", c_in, 1)
+        self.c_out = _check_int("c_out", c_out, 1)
+        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
+        self.stride = _check_int("stride", stride, 1)
+        self.padding = _check_int("padding", padding, 0)
+        self.bias = bool(bias)
+
+    def init(self, rng, dtype=np.float64):
+        """PyTorch's default: W and b ~ U(−1/√fan_in, 1/√fan_in), fan_in = c_in·k².
+
+        (torch.nn.Conv2d.reset_parameters: kaiming_uniform_ with a = √5 gives this bound.)
+        """
+        shape = (self.c_out, self.c_in, self.kernel_size, self.kernel_size)
+        bound = 1.0 / np.sqrt(self.c_in * self.kernel_size ** 2)
+        theta = {"W": rng.uniform(-bound, bound, size=shape).astype(dtype)}
+        if self.bias:
+            theta["b"] = rng.uniform(-bound, bound, size=(self.c_out,)).astype(dtype)
+        return theta
+
+    def output_shape(self, x_shape):
+        """(N, c_out, H_out, W_out) for an input of shape (N, c_in, H, W)."""
+        n, _, h, w = x_shape
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (n, self.c_out, output_size(h, k, s, p), output_size(w, k, s, p))
+
+    def _check_input(self, x):
+        shape = np.shape(x)
+        if len(shape) != 4 or shape[1] != self.c_in:
+            raise InputError(f"{self!r} expects x of shape (N, {self.c_in}, H, W); got {shape}")
+        if min(self.output_shape(shape)[2:]) < 1:
+            raise InputError(f"{self!r}: the image {shape[2:]} is smaller than the kernel; "
+                             "use a larger image, more padding or a smaller kernel")
+
+    def forward(self, theta, t, x):
+        """y = X_col W_matᵀ + b. x: (N, c_in, H, W) -> y: (N, c_out, H_out, W_out)."""
+        self._check_input(x)
+        xp = array_module(x, theta)
+        _, _, h_out, w_out = self.output_shape(x.shape)
+        p = self.padding
+        x_pad = _pad_hw(xp.transpose(x, (0, 2, 3, 1)), p, p, p, p)     # (N, H+2p, W+2p, c_in)
+        cols = im2col(x_pad, self.kernel_size, self.stride, h_out, w_out)
+        W_mat = xp.reshape(theta["W"], (self.c_out, -1))               # (c_out, c_in·k²)
+        y = xp.matmul(cols, xp.transpose(W_mat))                       # (N·H_out·W_out, c_out)
+        if self.bias:
+            y = y + theta["b"]
+        y = xp.reshape(y, (x.shape[0], h_out, w_out, self.c_out))
+        return xp.transpose(y, (0, 3, 1, 2)), {"cols": cols, "x_pad_shape": x_pad.shape}
+
+    def vjp(self, theta, cache, g):
+        """g: (N, c_out, H_out, W_out) -> (g_x, {"W", "b"}, 0.0); see the module docstring."""
+        xp = array_module(g, theta)
+        n, _, h_out, w_out = g.shape
+        G_mat = xp.reshape(xp.transpose(g, (0, 2, 3, 1)), (-1, self.c_out))
+        W_mat = xp.reshape(theta["W"], (self.c_out, -1))
+        g_theta = {"W": xp.reshape(xp.matmul(xp.transpose(G_mat), cache["cols"]), theta["W"].shape)}
+        if self.bias:
+            g_theta["b"] = xp.sum(G_mat, axis=0)
+        g_cols = xp.matmul(G_mat, W_mat)                               # (N·H_out·W_out, c_in·k²)
+        g_x_pad = col2im(g_cols, cache["x_pad_shape"], self.kernel_size, self.stride, h_out, w_out)
+        _, h_pad, w_pad, _ = cache["x_pad_shape"]
+        p = self.padding
+        g_x = g_x_pad[:, p:h_pad - p, p:w_pad - p, :]
+        return xp.transpose(g_x, (0, 3, 1, 2)), g_theta, 0.0
+
+    def __repr__(self):
+        return (f"Conv2d({self.c_in}, {self.c_out}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias})")
+
+
+class ConcatConv2d:
+    """A convolution that also sees time: conv([t·1, x]), t as an extra input channel.
+
+    As ``ConcatConv2d`` in torchdiffeq's examples/odenet_mnist.py: a constant channel
+    filled with t is put in front of the c_in channels of x, and an ordinary
+    :class:`Conv2d` with c_in + 1 input channels is applied. Since ∂(t·1)/∂t = 1,
+
+        ∂L/∂t = Σ_{n,h,w} g_in[n, 0, h, w],
+
+    the sum of the gradient flowing into the time channel.
+
+    ``theta = {"W": (c_out, c_in + 1, k, k), "b": (c_out,)}``; input channel 0 is time.
+    """
+
+    def __init__(self, c_in, c_out, ksize=3, stride=1, padding=1):
+        self.c_in = _check_int("c_in", c_in, 1)
+        self.conv = Conv2d(self.c_in + 1, c_out, ksize, stride=stride, padding=padding)
+
+    def init(self, rng, dtype=np.float64):
+        return self.conv.init(rng, dtype)
+
+    def forward(self, theta, t, x):
+        """x: (N, c_in, H, W), t: scalar -> y: (N, c_out, H_out, W_out)."""
+        if np.ndim(x) != 4 or np.shape(x)[1] != self.c_in:
+            raise InputError(f"{self!r} expects x of shape (N, {self.c_in}, H, W); "
+                             f"got {np.shape(x)}")
+        xp = array_module(x)
+        tt = xp.ones_like(x[:, :1]) * t                                # (N, 1, H, W)
+        return self.conv.forward(theta, t, xp.concatenate([tt, x], axis=1))
+
+    def vjp(self, theta, cache, g):
+        """(g_x, {"W", "b"}, g_t) with g_t = Σ of the gradient into the time channel."""
+        g_tx, g_theta, _ = self.conv.vjp(theta, cache, g)
+        xp = array_module(g_tx)
+        return g_tx[:, 1:], g_theta, xp.sum(g_tx[:, 0])
+
+    def __repr__(self):
+        c = self.conv
+        return (f"ConcatConv2d({self.c_in}, {c.c_out}, ksize={c.kernel_size}, "
+                f"stride={c.stride}, padding={c.padding})")

@@ -1,0 +1,89 @@
+"""Group normalisation (Wu & He, ECCV 2018, arXiv:1803.08494), forward and VJP.
+
+The C channels are split into G groups of C/G channels. Within each sample n and
+group g, over the m = (C/G)·H·W entries x_i of that group,
+
+    μ = (1/m) Σ x_i,   σ = √((1/m) Σ (x_i − μ)² + eps),   x̂_i = (x_i − μ)/σ,
+    y_i = γ_c x̂_i + β_c                  (γ, β per channel c: the affine part).
+
+Backward, with ĝ = γ ⊙ g (the gradient w.r.t. x̂) and means taken over the group:
+
+    g_x = (1/σ) (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)),
+    g_γ = Σ_{n,h,w} g ⊙ x̂,   g_β = Σ_{n,h,w} g.
+
+(Differentiate x̂ = (x − μ)/σ: ∂μ/∂x_i = 1/m and ∂σ/∂x_i = x̂_i/m.)
+"""
+
+import numpy as np
+
+from ..backend import array_module
+from ..errors import InputError
+
+
+class GroupNorm:
+    """GroupNorm over inputs of shape (N, C, *spatial), e.g. (N, C, H, W).
+
+    Parameters
+    ----------
+    num_groups : int
+        G; must divide ``num_channels``. The paper's ODE-Net uses G = min(32, C).
+    num_channels : int
+        C.
+    eps : float
+        Added to the variance; 1e-5 is PyTorch's default.
+
+    ``theta = {"weight": (C,), "bias": (C,)}`` (γ and β), initialised to ones and zeros.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5):
+        for name, value in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} must be a positive integer; got {value!r}")
+        if num_channels % num_groups:
+            raise InputError(f"num_groups={num_groups} must divide num_channels={num_channels}; "
+                             f"e.g. use num_groups=min(32, C) when C is a multiple of 32")
+        if not eps >= 0.0:
+            raise InputError(f"eps must be >= 0; got {eps!r}")
+        self.num_groups = int(num_groups)
+        self.num_channels = int(num_channels)
+        self.eps = float(eps)
+
+    def init(self, rng, dtype=np.float64):
+        """γ = 1, β = 0 (PyTorch's default); ``rng`` is unused."""
+        return {"weight": np.ones(self.num_channels, dtype=dtype),
+                "bias": np.zeros(self.num_channels, dtype=dtype)}
+
+    def _channel_shape(self, x):
+        """Shape (1, C, 1, ..., 1) that broadcasts a per-channel vector against x."""
+        return (1, self.num_channels) + (1,) * (x.ndim - 2)
+
+    def forward(self, theta, t, x):
+        """x: (N, C, *spatial) -> y: same shape; normalised per (sample, group)."""
+        if np.ndim(x) < 2 or np.shape(x)[1] != self.num_channels:
+            raise InputError(f"{self!r} expects x of shape (N, {self.num_channels}, ...); "
+                             f"got {np.shape(x)}")
+        xp = array_module(x, theta)
+        x_g = xp.reshape(x, (x.shape[0], self.num_groups, -1))        # (N, G, m)
+        mu = xp.mean(x_g, axis=-1, keepdims=True)
+        sigma = xp.sqrt(xp.mean((x_g - mu) ** 2, axis=-1, keepdims=True) + self.eps)
+        x_hat = xp.reshape((x_g - mu) / sigma, x.shape)
+        shape = self._channel_shape(x)
+        y = x_hat * xp.reshape(theta["weight"], shape) + xp.reshape(theta["bias"], shape)
+        return y, {"x_hat": x_hat, "sigma": sigma}
+
+    def vjp(self, theta, cache, g):
+        """g: (N, C, *spatial) -> (g_x, {"weight", "bias"}, 0.0); see the module docstring."""
+        xp = array_module(g, theta)
+        x_hat, sigma = cache["x_hat"], cache["sigma"]
+        not_channel = (0,) + tuple(range(2, g.ndim))
+        g_theta = {"weight": xp.sum(g * x_hat, axis=not_channel),
+                   "bias": xp.sum(g, axis=not_channel)}
+        grouped = (g.shape[0], self.num_groups, -1)
+        g_hat = xp.reshape(g * xp.reshape(theta["weight"], self._channel_shape(g)), grouped)
+        x_hat_g = xp.reshape(x_hat, grouped)
+        g_x = (g_hat - xp.mean(g_hat, axis=-1, keepdims=True)
+               - x_hat_g * xp.mean(g_hat * x_hat_g, axis=-1, keepdims=True)) / sigma
+        return xp.reshape(g_x, g.shape), g_theta, 0.0
+
+    def __repr__(self):
+        return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps})"
