@@ -21,9 +21,12 @@ from the table, never declared.
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import numpy as np
+
+from refnode.errors import InputError
 
 #: Tolerance for checking coefficients given as floats (some published tables, e.g.
 #: dop853, are only available as decimal expansions).
@@ -81,6 +84,9 @@ class ButcherTableau:
         Where a reader can check the coefficients.
     dense : DenseOutput, optional
         The method's own interpolant; Hermite interpolation is used otherwise.
+    b_hat3 : sequence, shape (s,), optional
+        A second embedded solution of order 3 (dop853 only); its error weights are
+        ``e3_float``. The driver combines the two estimates (see ``refnode.methods.dop853``).
     """
 
     name: str
@@ -92,11 +98,13 @@ class ButcherTableau:
     error_order: int = None
     reference: str = ""
     dense: DenseOutput = None
+    b_hat3: tuple = None
     # Float copies for the solver, filled in __post_init__.
     a_rows: tuple = field(init=False, repr=False, compare=False)
     b_float: tuple = field(init=False, repr=False, compare=False)
     c_float: tuple = field(init=False, repr=False, compare=False)
     e_float: tuple = field(init=False, repr=False, compare=False)
+    e3_float: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         s = len(self.b)
@@ -110,17 +118,13 @@ class ButcherTableau:
         object.__setattr__(self, "a_rows", a_rows)
         object.__setattr__(self, "b_float", tuple(float(x) for x in self.b))
         object.__setattr__(self, "c_float", tuple(float(x) for x in self.c))
-        if self.b_hat is not None:
-            e = tuple(float(Fraction(bi) - Fraction(bh)) if _exact(bi, bh) else float(bi) - float(bh)
-                      for bi, bh in zip(self.b, self.b_hat))
-            object.__setattr__(self, "e_float", e)
-        else:
-            object.__setattr__(self, "e_float", None)
+        object.__setattr__(self, "e_float", _error_weights(self.b, self.b_hat))
+        object.__setattr__(self, "e3_float", _error_weights(self.b, self.b_hat3))
 
     # -- validation -------------------------------------------------------------------
     def _validate(self, s):
         def fail(msg):
-            raise ValueError(f"tableau {self.name!r}: {msg}")
+            raise InputError(f"tableau {self.name!r}: {msg}")
 
         if len(self.A) != s or len(self.c) != s:
             fail(f"A has {len(self.A)} rows and c has {len(self.c)} entries; b has {s}")
@@ -129,21 +133,44 @@ class ButcherTableau:
                 fail(f"row {i} of A has {len(row)} entries, expected at most {s}")
             if any(row[j] != 0 for j in range(i, s)):
                 fail(f"row {i} of A has entries on or above the diagonal: not explicit")
-            if not _close(sum(row), self.c[i]):
-                fail(f"c[{i}] = {self.c[i]} but row {i} of A sums to {sum(row)}")
-        if not _close(sum(self.b), 1):
-            fail(f"the weights b sum to {sum(self.b)}, not 1")
-        if self.b_hat is not None:
-            if len(self.b_hat) != s:
-                fail(f"b_hat has {len(self.b_hat)} entries, expected {s}")
-            if not _close(sum(self.b_hat), 1):
-                fail(f"the weights b_hat sum to {sum(self.b_hat)}, not 1")
-            if self.error_order is None:
-                fail("an embedded pair must declare error_order")
+            if not _close_sum(row, self.c[i]):
+                fail(f"c[{i}] = {self.c[i]} but row {i} of A sums to {sum(row)}; "
+                     "each node must be the row sum c_i = sum_j a_ij")
+        for label, weights in (("b", self.b), ("b_hat", self.b_hat), ("b_hat3", self.b_hat3)):
+            if weights is None:
+                continue
+            if len(weights) != s:
+                fail(f"{label} has {len(weights)} entries, expected {s}")
+            if not _close_sum(weights, 1):
+                fail(f"the weights {label} sum to {sum(weights)}, not 1 (order 1 fails)")
+        if self.b_hat is not None and self.error_order is None:
+            fail("an embedded pair must declare error_order")
+        if self.b_hat3 is not None and self.b_hat is None:
+            fail("b_hat3 is a second embedded solution; give b_hat as well")
         if self.dense is not None:
-            for i, bi in enumerate(self.b):
-                if not _close(sum(self.dense.P[i]), bi):
-                    fail(f"dense output P_{i}(1) = {sum(self.dense.P[i])} differs from b_{i}")
+            self._validate_dense(s, fail)
+
+    def _validate_dense(self, s, fail):
+        dense = self.dense
+        n_extra = len(dense.c_extra)
+        if len(dense.A_extra) != n_extra:
+            fail(f"dense output has {len(dense.A_extra)} extra rows but {n_extra} extra nodes")
+        for m, (row, c_m) in enumerate(zip(dense.A_extra, dense.c_extra)):
+            if len(row) != s + m:
+                fail(f"extra dense stage {m} has {len(row)} coefficients, expected {s + m}")
+            if not _close_sum(row, c_m):
+                fail(f"extra dense stage {m}: node {c_m} but its row sums to {sum(row)}")
+        if len(dense.P) != s + n_extra:
+            fail(f"dense output P has {len(dense.P)} rows, expected {s + n_extra} "
+                 "(one per stage, extra stages included)")
+        b_extended = tuple(self.b) + (0,) * n_extra
+        for i, bi in enumerate(b_extended):
+            if len(dense.P[i]) != len(dense.P[0]):
+                fail(f"dense output row P_{i} has {len(dense.P[i])} coefficients, "
+                     f"expected {len(dense.P[0])}")
+            if not _close_sum(dense.P[i], bi):
+                fail(f"dense output P_{i}(1) = {sum(dense.P[i])} differs from b_{i} = {bi}: "
+                     "the interpolant must reproduce y_1 at theta = 1")
 
     # -- derived properties -------------------------------------------------------------
     @property
@@ -156,7 +183,7 @@ class ButcherTableau:
         """True for embedded pairs (a ``b_hat`` is given)."""
         return self.b_hat is not None
 
-    @property
+    @cached_property
     def fsal(self):
         """First Same As Last: the last stage is evaluated at (t + h, y_1).
 
@@ -181,3 +208,82 @@ def _close(x, y):
     if _exact(x, y):
         return Fraction(x) == Fraction(y)
     return abs(float(x) - float(y)) <= COEFFICIENT_TOL * max(1.0, abs(float(y)))
+
+
+def _close_sum(terms, y):
+    """Whether ``sum(terms) == y``: exactly for fractions, else to rounding of the terms.
+
+    Float tables (dop853) have rows whose entries reach ~40 and cancel to a node < 1; the
+    rounding error of such a sum scales with sum |terms|, not with the result.
+    """
+    terms = tuple(terms)
+    if _exact(y, *terms):
+        return sum(Fraction(x) for x in terms) == Fraction(y)
+    scale = max(1.0, abs(float(y)), sum(abs(float(x)) for x in terms))
+    return abs(sum(float(x) for x in terms) - float(y)) <= COEFFICIENT_TOL * scale
+
+
+def _error_weights(b, b_hat):
+    """Float error weights e_i = b_i - b̂_i (exact difference first where possible)."""
+    if b_hat is None:
+        return None
+    return tuple(float(Fraction(bi) - Fraction(bh)) if _exact(bi, bh) else float(bi) - float(bh)
+                 for bi, bh in zip(b, b_hat))
+
+
+def hairer_dense_output(b, D, order, A_extra=(), c_extra=()):
+    """Convert Hairer's nested continuous output (DOPRI5, DOP853) to :class:`DenseOutput`.
+
+    Hairer's codes store, for an FSAL method whose last stage is k_s = f(t + h, y_1),
+
+        F_0 = Σ b_i k_i,   F_1 = k_1 - F_0,   F_2 = 2 F_0 - k_1 - k_s,   F_{3+m} = Σ_i D[m][i] k_i
+
+    and evaluate y(t + θh) = y + h θ (F_0 + (1-θ)(F_1 + θ(F_2 + (1-θ)(F_3 + θ(F_4 + ...))))),
+    the factors alternating θ and 1-θ (HNW I §II.6, and ``CONTD5``/``CONTD8`` in dopri5.f,
+    dop853.f). Expanding the nest gives P_i(θ) = Σ_m P[i][m-1] θ^m.
+
+    Parameters
+    ----------
+    b : sequence, shape (s,)
+        Weights of the FSAL tableau (b_s = 0).
+    D : sequence of sequences, shape (q - 3, s + s_extra)
+        Hairer's dense coefficients over all stages, extra stages included.
+    order : int
+        Order of the interpolant.
+    A_extra, c_extra : tuples
+        Extra stages, as in :class:`DenseOutput`.
+    """
+    n = len(b) + len(c_extra)
+    if any(len(row) != n for row in D):
+        raise InputError(f"each row of D needs {n} entries: one per stage, extra stages included")
+    b_full = tuple(b) + (0,) * len(c_extra)
+    unit = lambda j: tuple(1 if i == j else 0 for i in range(n))  # noqa: E731 (the k_j)
+    k_1, k_s = unit(0), unit(len(b) - 1)
+    F = [b_full,
+         _combine((1, k_1), (-1, b_full)),
+         _combine((2, b_full), (-1, k_1), (-1, k_s))]
+    F += [tuple(row) for row in D]
+    # poly[m] is the stage vector multiplying θ^m; build the nest from the inside out.
+    poly = [F[-1]]
+    for m in range(len(F) - 2, -1, -1):
+        poly = _times_theta(poly) if m % 2 else _times_one_minus_theta(poly)
+        poly[0] = _combine((1, poly[0]), (1, F[m]))
+    poly = _times_theta(poly)  # the outer θ; poly[0] is now zero
+    P = tuple(tuple(poly[m][i] for m in range(1, len(poly))) for i in range(n))
+    return DenseOutput(P=P, order=order, A_extra=tuple(A_extra), c_extra=tuple(c_extra))
+
+
+def _combine(*terms):
+    """Σ coefficient * vector over ``(coefficient, vector)`` pairs, entry by entry."""
+    return tuple(sum(coef * v[i] for coef, v in terms) for i in range(len(terms[0][1])))
+
+
+def _times_theta(poly):
+    zero = tuple(0 for _ in poly[0])
+    return [zero] + list(poly)
+
+
+def _times_one_minus_theta(poly):
+    shifted = _times_theta(poly)
+    padded = list(poly) + [tuple(0 for _ in poly[0])]
+    return [_combine((1, p), (-1, q)) for p, q in zip(padded, shifted)]
