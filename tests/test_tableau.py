@@ -3,12 +3,12 @@
 The order conditions are generated, not typed in: for every rooted tree τ with ρ(τ)
 vertices, a Runge–Kutta method with weights b has order p iff
 
-    Σ_i b_i Φ_i(τ) = 1 / γ(τ)     for all trees with ρ(τ) <= p        (HNW I, §II.2, Thm 2.13)
+    Σ_i b_i Φ_i(τ) = 1 / γ(τ)   for all trees with ρ(τ) <= p     (HNW I, §II.2, Thm 2.13)
 
 where the elementary weights and the density are defined recursively over the subtrees
 τ = [τ_1, ..., τ_m] hanging from the root:
 
-    Φ_i(τ) = Π_k (Σ_j a_ij Φ_j(τ_k)),      γ(τ) = ρ(τ) Π_k γ(τ_k)     (Φ_i(•) = 1, γ(•) = 1).
+    Φ_i(τ) = Π_k (Σ_j a_ij Φ_j(τ_k)),   γ(τ) = ρ(τ) Π_k γ(τ_k)    (Φ_i(•) = 1, γ(•) = 1).
 
 A continuous extension y(t + θh) = y + h Σ_i P_i(θ) k_i has order q iff
 Σ_i P_i(θ) Φ_i(τ) = θ^ρ(τ) / γ(τ) for all trees with ρ(τ) <= q (HNW I, §II.6, Thm 6.1),
@@ -357,7 +357,7 @@ def test_valid_midpoint_builds():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(c=[F(0), F(1, 3)]), r"c\[1\] = 1/3 but row 1 of A sums to 1/2"),
-    (dict(A=[[F(0), F(1, 2)], [F(1, 2), F(0)]]), r"row 0 of A has entries on or above the diagonal"),
+    (dict(A=[[F(0), F(1, 2)], [F(1, 2), F(0)]]), "row 0 of A has entries on or above the diag"),
     (dict(A=[[], [F(1, 2), F(1, 4)]], c=[F(0), F(3, 4)]), "row 1 of A has entries on or above"),
     (dict(b=[F(1, 2), F(1)]), "the weights b sum to 3/2, not 1"),
     (dict(b_hat=[F(1), F(0)]), "must declare error_order"),

@@ -65,6 +65,8 @@ def get_method(method):
     )
 
 
-__all__ = ["METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "get_method"] + [
-    name.upper() for name in METHODS
+__all__ = [
+    "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "get_method",
+    "EULER", "MIDPOINT", "HEUN", "RALSTON", "RK4", "RK38",
+    "HEUN_EULER", "BOSH3", "FEHLBERG45", "CASH_KARP", "DOPRI5", "TSIT5", "DOP853",
 ]

@@ -1,8 +1,8 @@
 """Cash–Karp 5(4), propagating the 5th-order solution.
 
 J. R. Cash and A. H. Karp, A variable order Runge-Kutta method for initial value
-problems with rapidly varying right-hand sides, ACM TOMS 16 (1990) 201-222, Table 1
-(also Numerical Recipes, 2nd ed., §16.2).
+problems with rapidly varying right-hand sides, ACM TOMS 16 (1990) 201-222 (also
+Numerical Recipes, 2nd ed., §16.2).
 
        0 |
      1/5 |         1/5
@@ -32,5 +32,5 @@ CASH_KARP = ButcherTableau(
     c=[F(0), F(1, 5), F(3, 10), F(3, 5), F(1), F(7, 8)],
     order=5,
     error_order=4,
-    reference="Cash & Karp, ACM TOMS 16 (1990) 201-222, Table 1",
+    reference="Cash & Karp, ACM TOMS 16 (1990) 201-222",
 )

@@ -1,7 +1,7 @@
 """DOP853: Dormand–Prince 8(5,3) as modified by Hairer, propagating the 8th-order solution.
 
-Coefficients: E. Hairer's Fortran code dop853.f (version of 2004; HNW I, §II.10 and the
-appendix), which adapts P. J. Prince and J. R. Dormand, High order embedded Runge-Kutta
+Coefficients: E. Hairer's Fortran code dop853.f (the method of HNW I, 2nd ed., §II.10;
+cross-checked against SciPy's dop853_coefficients.py), which adapts P. J. Prince and J. R. Dormand, High order embedded Runge-Kutta
 formulae, J. Comput. Appl. Math. 7 (1981) 67-75. They are published only as 30-digit
 decimals, so they are floats here with every printed digit. Keys below are Hairer's
 1-based indices: ``A_SPARSE[i][j]`` is his ``Aij``, ``b_SPARSE[i]`` his ``Bi``.
@@ -16,8 +16,7 @@ Two embedded solutions, both of the 12 stages (b_13 = 0 for both):
 * ``b_hat3`` of order 3: Hairer prints b̂3 directly as ``BHH1, BHH2, BHH3`` at stages
   1, 9, 12. The float error weights are ``e3_float`` = b - b̂3.
 
-Error estimate (dop853.f, lines ``ERR = ...``; HNW I, §II.10, "embedded formulas of
-order 5 and 3"): with err5 = h Σ e_i k_i and err3 = h Σ e3_i k_i measured in the same
+Error estimate (dop853.f, the ``ERR`` and ``ERR2`` sums and ``ERR = ERR*DENO``): with err5 = h Σ e_i k_i and err3 = h Σ e3_i k_i measured in the same
 weighted RMS norm,
 
     err = err5 · |err5| / sqrt(|err5|² + 0.01 · |err3|²)        (componentwise err5)

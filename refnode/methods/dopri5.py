@@ -3,7 +3,8 @@
 Coefficients: J. R. Dormand and P. J. Prince, A family of embedded Runge-Kutta formulae,
 J. Comput. Appl. Math. 6 (1980) 19-26; HNW I, §II.5, Table 5.2. Dense output: the
 4th-order continuous extension of Shampine (1986) as coded in Hairer's DOPRI5 (dopri5.f,
-coefficients D1..D7; HNW I, §II.6, eq. (6.12)).
+coefficients D1..D7; L. F. Shampine, Some practical Runge-Kutta formulas, Math. Comp. 46
+(1986) 135-150; HNW I, §II.6).
 
        0 |
      1/5 |        1/5
@@ -49,6 +50,6 @@ DOPRI5 = ButcherTableau(
     b_hat=b_hat,
     error_order=4,
     reference="Dormand & Prince (1980); HNW I, §II.5, Table 5.2; dense output: "
-              "Shampine (1986) via Hairer's dopri5.f, HNW I, §II.6",
+              "Shampine (1986) via Hairer's dopri5.f",
     dense=hairer_dense_output(b, D, order=4),
 )

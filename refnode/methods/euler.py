@@ -15,5 +15,5 @@ EULER = ButcherTableau(
     b=[F(1)],
     c=[F(0)],
     order=1,
-    reference="Euler (1768); HNW I, §I.7, eq. (7.3)",
+    reference="Euler (1768); HNW I, §I.7",
 )

@@ -1,8 +1,7 @@
 """Runge–Kutta–Fehlberg 4(5) (RKF45), propagating the 4th-order solution.
 
 E. Fehlberg, Low-order classical Runge-Kutta formulas with stepsize control and their
-application to some heat transfer problems, NASA TR R-315 (1969); HNW I, §II.4,
-Table 4.1. As in the classic RKF45 code, the step advances with the 4th-order weights b
+application to some heat transfer problems, NASA TR R-315 (1969); see also HNW I, §II.4. As in the classic RKF45 code, the step advances with the 4th-order weights b
 and the 5th-order weights b̂ only estimate the error (no local extrapolation), so
 ``order = 4`` and ``error_order = 5``.
 
@@ -34,5 +33,5 @@ FEHLBERG45 = ButcherTableau(
     c=[F(0), F(1, 4), F(3, 8), F(12, 13), F(1), F(1, 2)],
     order=4,
     error_order=5,
-    reference="Fehlberg, NASA TR R-315 (1969); HNW I, §II.4, Table 4.1",
+    reference="Fehlberg, NASA TR R-315 (1969), the 4(5) pair; HNW I, §II.4",
 )

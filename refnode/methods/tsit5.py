@@ -1,11 +1,11 @@
 """Tsitouras 5(4) (Tsit5), FSAL, propagating the 5th-order solution.
 
 Ch. Tsitouras, Runge-Kutta pairs of order 5(4) satisfying only the first column
-simplifying assumption, Comput. Math. Appl. 62 (2011) 770-775, Table 1 (coefficients)
-and §3 (continuous extension b_i(θ)). The paper prints the coefficients as decimals, so
-they are floats here with all the printed digits. It leaves out the first column of A,
-which follows from the row sums: a_i1 = c_i - Σ_{j>=2} a_ij. It prints the error weights
-b_i - b̂_i rather than b̂.
+simplifying assumption, Comput. Math. Appl. 62 (2011) 770-775: the coefficient table and
+the continuous extension b_i(θ). The paper gives the coefficients as decimals, so they are
+floats here with all the printed digits (cross-checked against OrdinaryDiffEq.jl's Tsit5
+tableau). The first column of A follows from the row sums, a_i1 = c_i - Σ_{j>=2} a_ij, and
+the embedded weights from the printed error weights b_i - b̂_i.
 
          c_i | a_i1  a_i2 ... a_i,i-1
     ---------+-------------------------------------------------
@@ -67,7 +67,8 @@ THETA = [0.0, 1.0]
 THETA2 = [0.0, 0.0, 1.0]
 
 # The paper's continuous extension, b_i(θ) in factored form, y(t + θh) = y + h Σ b_i(θ) k_i:
-#   b1 = -1.0530884977290216 θ (θ - 1.3299890189751412)(θ² - 1.4364028541716351 θ + 0.7139816917074209)
+#   b1 = -1.0530884977290216 θ (θ - 1.3299890189751412)
+#                             · (θ² - 1.4364028541716351 θ + 0.7139816917074209)
 #   b2 = 0.1017 θ² (θ² - 2.1966568338249754 θ + 1.2949852507374631)
 #   b3 = 2.490627285651252793 θ² (θ² - 2.38535645472061657 θ + 1.57803468208092486)
 #   b4 = -16.54810288924490272 (θ - 1.21712927295533244)(θ - 0.61620406037800089) θ²
