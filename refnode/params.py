@@ -16,6 +16,8 @@ def tree_map(fn, tree, *rest):
         return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
     if isinstance(tree, (list, tuple)):
         items = [tree_map(fn, x, *(r[i] for r in rest)) for i, x in enumerate(tree)]
+        if hasattr(tree, "_fields"):  # a NamedTuple, e.g. the adjoint's AugmentedState
+            return type(tree)(*items)
         return type(tree)(items)
     return fn(tree, *rest)
 

@@ -1,0 +1,101 @@
+"""Input validation: every check runs before any work is done, and says what to do."""
+
+import numpy as np
+
+from .backend import array_module, to_numpy
+from .errors import InputError
+from .params import tree_leaves
+
+
+def check_times(t):
+    """t as a 1-D float64 NumPy array: finite, at least one point, strictly monotonic.
+
+    Returns
+    -------
+    t : ndarray, shape (N,)
+    direction : float
+        +1.0 for increasing times, -1.0 for decreasing (and +1.0 for a single point).
+    """
+    t = np.asarray(to_numpy(t), dtype=np.float64)
+    if t.ndim != 1:
+        raise InputError(f"t must be a 1-D array of times; got shape {t.shape}. "
+                         "Pass e.g. np.linspace(t0, t1, n).")
+    if t.size < 1:
+        raise InputError("t is empty: give at least the initial time t[0].")
+    if not np.all(np.isfinite(t)):
+        bad = np.flatnonzero(~np.isfinite(t))[:5].tolist()
+        raise InputError(f"t has non-finite entries at indices {bad}.")
+    if t.size == 1:
+        return t, 1.0
+    dt = np.diff(t)
+    if np.all(dt > 0):
+        return t, 1.0
+    if np.all(dt < 0):
+        return t, -1.0
+    i = int(np.flatnonzero(np.sign(dt) != np.sign(dt[0]))[0]) if np.any(dt != 0) else 0
+    raise InputError(
+        f"t must be strictly increasing or strictly decreasing; t[{i}] = {t[i]!r} and "
+        f"t[{i + 1}] = {t[i + 1]!r} break the order. Sort the times (and drop repeats).")
+
+
+def check_state(z0, name="z0"):
+    """z0 as a floating-point array of its own backend, finite.
+
+    Lists and Python numbers become NumPy arrays; integer and boolean arrays become
+    float64 (an ODE state is real-valued).
+    """
+    if isinstance(z0, (list, tuple, int, float)):
+        z0 = np.asarray(z0)
+    if not hasattr(z0, "dtype") or not hasattr(z0, "shape"):
+        raise InputError(f"{name} must be an array; got {type(z0).__name__}.")
+    xp = array_module(z0)
+    if _is_numpy_dtype(z0.dtype) and not np.issubdtype(z0.dtype, np.floating):
+        z0 = xp.asarray(z0, dtype=xp.float64)
+    if not bool(xp.all(xp.isfinite(z0))):
+        raise InputError(f"{name} has non-finite entries (NaN or inf): fix the initial state.")
+    return z0
+
+
+def _is_numpy_dtype(dtype):
+    return isinstance(dtype, np.dtype)
+
+
+def check_tolerances(rtol, atol, z0):
+    """rtol and atol: positive scalars or positive arrays broadcastable to z0.shape."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        arr = np.asarray(to_numpy(tol), dtype=np.float64)
+        if arr.ndim > 0:
+            try:
+                np.broadcast_shapes(arr.shape, tuple(z0.shape))
+            except ValueError:
+                raise InputError(f"{name} has shape {arr.shape}, which does not broadcast "
+                                 f"to the state's shape {tuple(z0.shape)}.") from None
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise InputError(f"{name} must be positive and finite; got {tol!r}. Typical values: "
+                             "rtol=1e-7, atol=1e-9 (refnode's defaults).")
+        if arr.ndim == 0 and name == "rtol" and float(arr) < 100 * np.finfo(np.float64).eps:
+            raise InputError(f"rtol={float(arr)!r} is below what float64 can resolve; "
+                             "use rtol >= 1e-13.")
+
+
+def check_derivative(dz, z0, t0):
+    """The first f(t0, z0, theta): the shape and dtype of z0, and finite."""
+    if tree_leaves(dz) and isinstance(z0, (tuple, list, dict)):
+        return
+    if not hasattr(dz, "shape") or tuple(dz.shape) != tuple(z0.shape):
+        shape = getattr(dz, "shape", type(dz).__name__)
+        raise InputError(f"f(t, z, theta) returned shape {shape} for a state of shape "
+                         f"{tuple(z0.shape)}: dz/dt must have the state's shape.")
+    if dz.dtype != z0.dtype:
+        raise InputError(f"f(t, z, theta) returned dtype {dz.dtype} for a state of dtype "
+                         f"{z0.dtype}: keep the dynamics in the state's precision.")
+    xp = array_module(dz)
+    if not bool(xp.all(xp.isfinite(dz))):
+        raise InputError(f"f(t0, z0, theta) is not finite at t0 = {t0!r}: check the dynamics "
+                         "and the initial state.")
+
+
+def check_positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)

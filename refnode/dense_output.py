@@ -1,0 +1,150 @@
+"""Dense output: the solution inside an accepted step, y(t_n + θh), 0 <= θ <= 1.
+
+Two interpolants (HNW I §II.6):
+
+* the method's own continuous extension, linear in the stages
+      y(t_n + θh) = y_n + h Σ_i k_i P_i(θ),   P_i(θ) = Σ_m P[i][m-1] θ^m
+  (dopri5 and tsit5 of order 4, dop853 of order 7 with three extra stages);
+* cubic Hermite interpolation from the end points and slopes (order 3), for every
+  other method:
+      y(θ) = h00(θ) y_n + h10(θ) h f_n + h01(θ) y_{n+1} + h11(θ) h f_{n+1}.
+
+Many output times inside one step cost one evaluation each and never shorten a step.
+"""
+
+import numpy as np
+
+from .backend import array_module
+from .params import tree_map
+from .rk_step import combine
+
+
+def hermite_weights(theta):
+    """Cubic Hermite basis (h00, h10, h01, h11) at θ (a float or array)."""
+    theta2 = theta * theta
+    theta3 = theta2 * theta
+    return (2 * theta3 - 3 * theta2 + 1,
+            theta3 - 2 * theta2 + theta,
+            -2 * theta3 + 3 * theta2,
+            theta3 - theta2)
+
+
+def hermite(theta, h, y0, f0, y1, f1):
+    """Cubic Hermite interpolant at one θ; arrays like y."""
+    h00, h10, h01, h11 = hermite_weights(theta)
+    return h00 * y0 + (h10 * h) * f0 + h01 * y1 + (h11 * h) * f1
+
+
+def stage_weights(P, theta):
+    """[P_i(θ) for each stage i], the weights of the continuous extension at θ."""
+    weights = []
+    for row in P:
+        w, power = 0.0, theta
+        for p in row:
+            w = w + p * power
+            power = power * theta
+        weights.append(w)
+    return weights
+
+
+def extra_stages(f, tableau, t, y, h, theta, k):
+    """The stages a continuous extension needs beyond the step's own (dop853: three).
+
+    Returns
+    -------
+    list of arrays
+        ``k`` followed by the extra stages.
+    """
+    dense = tableau.dense
+    k = list(k)
+    for a_row, c_i in zip(dense.A_extra, dense.c_extra):
+        terms = [(float(a), k[j]) for j, a in enumerate(a_row) if a != 0]
+        k.append(f(t + float(c_i) * h, combine(y, h, terms), theta))
+    return k
+
+
+def continuous_extension(P, theta, h, y0, k):
+    """y_n + h Σ_i k_i P_i(θ) at one θ; ``k`` holds every stage P needs."""
+    weights = stage_weights(P.tolist(), theta)
+    return combine(y0, h, [(w, k_i) for w, k_i in zip(weights, k)])
+
+
+def interpolate(tableau, thetas, h, y0, y1, k, f1):
+    """The dense solution at every θ in ``thetas``, as one block.
+
+    Parameters
+    ----------
+    tableau : ButcherTableau
+    thetas : sequence of float, length m
+        Fractions of the step in (0, 1]; θ = 1 gives y1 itself (not its interpolant).
+    h : float
+        The step size.
+    y0, y1 : arrays, shape like y (or trees of arrays)
+        Solution at the start and end of the step.
+    k : list of arrays
+        The step's stages (plus the extra dense stages for dop853).
+    f1 : array, shape like y
+        f(t_n + h, y1), used by Hermite interpolation.
+
+    Returns
+    -------
+    array, shape (m, *y.shape) (a tree of such arrays for a tree state)
+    """
+    if isinstance(y0, (tuple, list, dict)):
+        return tree_map(lambda *leaves: array_module(*leaves).stack(leaves),
+                        *[y1 if th == 1.0 else interpolate_one(tableau, th, h, y0, y1, k, f1)
+                          for th in thetas])
+    xp = array_module(y0, y1)
+    inner = [th for th in thetas if th != 1.0]
+    blocks = []
+    if inner:
+        W = dense_weights(tableau, xp.asarray(inner, dtype=y0.dtype) if xp is not np else np.asarray(inner))
+        if tableau.dense is not None:
+            blocks.append(y0 + h * _matmul_leading(W, xp.stack(k[:W.shape[1]])))
+        else:
+            blocks.append(_matmul_leading(W, xp.stack([y0, h * k[0], y1, h * f1])))
+    if len(inner) < len(thetas):
+        blocks.append(y1[None])
+    return blocks[0] if len(blocks) == 1 else xp.concatenate(blocks)
+
+
+def _matmul_leading(W, K):
+    """Σ_i W[:, i] K[i]: (m, s) weights on a stack K of shape (s, *shape) -> (m, *shape)."""
+    xp = array_module(W, K)
+    return xp.reshape(W @ xp.reshape(K, (K.shape[0], -1)), (W.shape[0],) + tuple(K.shape[1:]))
+
+
+def dense_weights(tableau, thetas):
+    """Weights of the interpolant at each θ: shape (m, s) on the stages for the method's
+    own extension, or (m, 4) on (y0, h f0, y1, h f1) for cubic Hermite."""
+    xp = array_module(thetas)
+    if tableau.dense is not None:
+        P = float_P(tableau.dense)                            # (s, q)
+        if type(thetas) is not np.ndarray and not type(thetas).__module__.startswith("autograd"):
+            P = xp.asarray(P)                                 # e.g. onto the GPU
+        powers = xp.stack([thetas ** (m + 1) for m in range(P.shape[1])], axis=1)  # (m, q)
+        return powers @ P.T
+    return xp.stack(hermite_weights(thetas), axis=1)
+
+
+def interpolate_one(tableau, theta, h, y0, y1, k, f1):
+    """The method's own interpolant if it has one, else cubic Hermite, at one θ."""
+    if tableau.dense is not None:
+        return continuous_extension(float_P(tableau.dense), theta, h, y0, k)
+    return hermite(theta, h, y0, k[0], y1, f1)
+
+
+def needs_extra_stages(tableau):
+    """True when the continuous extension uses stages beyond the step's own."""
+    return tableau.dense is not None and len(tableau.dense.A_extra) > 0
+
+
+_FLOAT_P = {}
+
+
+def float_P(dense):
+    """The interpolant's P matrix as a float64 array, shape (s, q) (converted once)."""
+    key = id(dense)
+    if key not in _FLOAT_P:
+        _FLOAT_P[key] = (dense, np.array([[float(p) for p in row] for row in dense.P]))
+    return _FLOAT_P[key][1]

@@ -1,0 +1,84 @@
+"""One explicit Runge–Kutta step from a Butcher tableau (HNW I, §II.1, eq. (1.8)).
+
+    k_i = f(t + c_i h, y + h Σ_{j<i} a_ij k_j),   i = 1..s
+    y_1 = y + h Σ_i b_i k_i
+    e   = h Σ_i (b_i - b̂_i) k_i          (embedded error estimate, adaptive pairs)
+
+Nothing is written in place, so the same code runs on NumPy, CuPy and autograd.numpy
+arrays, and on parameter trees of them (the adjoint's augmented state).
+"""
+
+from .params import tree_map
+
+
+def weighted_sum(h, terms):
+    """h Σ_j w_j k_j for ``terms = [(w_j, k_j), ...]`` (k_j arrays or trees of arrays)."""
+    if _is_tree(terms[0][1]):
+        return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
+                        *[k for _, k in terms])
+    w0, k0 = terms[0]
+    acc = w0 * k0
+    for w, k in terms[1:]:
+        acc = acc + w * k
+    return h * acc
+
+
+def combine(y, h, terms):
+    """y + h Σ_j w_j k_j; an empty ``terms`` returns ``y`` itself."""
+    if not terms:
+        return y
+    if _is_tree(y):
+        return tree_map(lambda a, b: a + b, y, weighted_sum(h, terms))
+    return y + weighted_sum(h, terms)
+
+
+def _is_tree(x):
+    return isinstance(x, (tuple, list, dict))
+
+
+def rk_step(f, tableau, t, y, h, theta, k1):
+    """Advance y(t) to y(t + h) with one step of ``tableau``.
+
+    Parameters
+    ----------
+    f : callable
+        Dynamics ``f(t, y, theta)``.
+    tableau : ButcherTableau
+    t : float
+        Time at the start of the step.
+    y : array, any shape (or a tree of arrays)
+        State at t.
+    h : float
+        Step size; negative to integrate backwards in time.
+    theta : tree
+        Parameters passed to f.
+    k1 : array like y
+        f(t, y, theta), already known (the caller keeps it for FSAL reuse).
+
+    Returns
+    -------
+    y1 : array like y
+        The propagated solution (order ``tableau.order``).
+    error : array like y or None
+        h Σ (b_i - b̂_i) k_i for embedded pairs, else None.
+    k : list of arrays, length s
+        The stages. For an FSAL tableau k[-1] = f(t + h, y1, theta).
+    """
+    k = [k1]
+    y1 = None
+    for i in range(1, tableau.stages):
+        Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])
+        k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
+        if tableau.fsal and i == tableau.stages - 1:
+            y1 = Y_i  # last row of A equals b: the stage input is y1 itself
+    if y1 is None:
+        y1 = combine(y, h, _weighted(tableau.b_float, k))
+    error = None
+    if tableau.e_float is not None:
+        error = weighted_sum(h, _weighted(tableau.e_float, k))
+    return y1, error, k
+
+
+def _weighted(weights, k):
+    """[(w_i, k_i)] for the non-zero weights."""
+    return [(w, k_i) for w, k_i in zip(weights, k) if w != 0.0]

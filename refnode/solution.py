@@ -1,0 +1,59 @@
+"""The result of a solve: states at the requested times, statistics, an optional trace."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StepRecord:
+    """One attempted step, for tutorials and diagnosis.
+
+    Attributes
+    ----------
+    t : float
+        Time at the start of the step.
+    h : float
+        Step size tried.
+    error_ratio : float
+        Scaled RMS error (accept when <= 1); ``nan`` for fixed-step methods.
+    accepted : bool
+    """
+
+    t: float
+    h: float
+    error_ratio: float
+    accepted: bool
+
+
+@dataclass
+class Solution:
+    """What :func:`refnode.solve` returns.
+
+    Attributes
+    ----------
+    t : array, shape (N,)
+        The requested output times.
+    z : array, shape (N, *z0.shape)
+        The state at each output time; ``z[0]`` is ``z0``.
+    stats : dict
+        ``nfe`` (evaluations of f), ``n_steps`` (attempted), ``n_accepted``, ``n_rejected``.
+    trace : list of StepRecord or None
+        Every attempted step, when ``trace=True`` was asked for.
+    grid : list of float
+        The accepted step points t_0 < t_1 < ... (or decreasing): what the discrete
+        adjoint and the autograd oracle replay.
+    dense : callable or None
+        With ``dense=True``: ``sol.dense(tau)`` evaluates the interpolant at any time
+        ``tau`` inside the solved interval.
+    """
+
+    t: object
+    z: object
+    stats: dict
+    trace: list = None
+    grid: list = field(default_factory=list)
+    dense: object = None
+
+    @property
+    def nfe(self):
+        """Number of evaluations of f."""
+        return self.stats["nfe"]
