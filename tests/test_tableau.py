@@ -8,7 +8,7 @@ vertices, a Runge–Kutta method with weights b has order p iff
 where the elementary weights and the density are defined recursively over the subtrees
 τ = [τ_1, ..., τ_m] hanging from the root:
 
-    Φ_i(τ) = Π_k (Σ_j a_ij Φ_j(τ_k)),   γ(τ) = ρ(τ) Π_k γ(τ_k)    (Φ_i(•) = 1, γ(•) = 1).
+    Φ_i(τ) = Π_k (Σ_j a_ij Φ_j(τ_k)),   γ(τ) = ρ(τ) Π_k γ(τ_k),   Φ_i(•) = γ(•) = 1.
 
 A continuous extension y(t + θh) = y + h Σ_i P_i(θ) k_i has order q iff
 Σ_i P_i(θ) Φ_i(τ) = θ^ρ(τ) / γ(τ) for all trees with ρ(τ) <= q (HNW I, §II.6, Thm 6.1),

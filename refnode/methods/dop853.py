@@ -1,10 +1,10 @@
 """DOP853: Dormand–Prince 8(5,3) as modified by Hairer, propagating the 8th-order solution.
 
 Coefficients: E. Hairer's Fortran code dop853.f (the method of HNW I, 2nd ed., §II.10;
-cross-checked against SciPy's dop853_coefficients.py), which adapts P. J. Prince and J. R. Dormand, High order embedded Runge-Kutta
-formulae, J. Comput. Appl. Math. 7 (1981) 67-75. They are published only as 30-digit
-decimals, so they are floats here with every printed digit. Keys below are Hairer's
-1-based indices: ``A_SPARSE[i][j]`` is his ``Aij``, ``b_SPARSE[i]`` his ``Bi``.
+cross-checked against SciPy's dop853_coefficients.py), which adapts P. J. Prince and
+J. R. Dormand, High order embedded Runge-Kutta formulae, J. Comput. Appl. Math. 7 (1981)
+67-75. They are published only as 30-digit decimals, so they are floats here with every
+printed digit. Keys below are Hairer's 1-based indices: ``A_SPARSE[i][j]`` is his ``Aij``, ``b_SPARSE[i]`` his ``Bi``.
 
 The method has 12 stages; here it is a 13-stage FSAL table whose 13th stage is
 f(t + h, y_1) (a_13,j = b_j, c_13 = 1, b_13 = 0). Hairer's code evaluates that stage
@@ -16,12 +16,13 @@ Two embedded solutions, both of the 12 stages (b_13 = 0 for both):
 * ``b_hat3`` of order 3: Hairer prints b̂3 directly as ``BHH1, BHH2, BHH3`` at stages
   1, 9, 12. The float error weights are ``e3_float`` = b - b̂3.
 
-Error estimate (dop853.f, the ``ERR`` and ``ERR2`` sums and ``ERR = ERR*DENO``): with err5 = h Σ e_i k_i and err3 = h Σ e3_i k_i measured in the same
-weighted RMS norm,
+Error estimate (dop853.f, the sums ``ERR``, ``ERR2`` and ``DENO = ERR + 0.01*ERR2``):
+with E5 = ‖h Σ e_i k_i‖ and E3 = ‖h Σ e3_i k_i‖ in the weighted RMS norm of the step-size
+control (scale atol + rtol·max(|y|, |y_1|)), the step is accepted when
 
-    err = err5 · |err5| / sqrt(|err5|² + 0.01 · |err3|²)        (componentwise err5)
+    err = E5² / sqrt(E5² + 0.01 · E3²) <= 1,
 
-which behaves like O(h^8) for small h (err5 = O(h^6), err3 = O(h^4)): a step-size
+which behaves like O(h^8) for small h (E5 = O(h^6), E3 = O(h^4)): a step-size
 controller should use the exponent 1/8 (Hairer: ``EXPO1 = 1/8 - BETA·0.2``).
 
 Dense output: Hairer's 7th-order continuous extension, which needs three extra stages

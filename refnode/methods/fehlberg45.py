@@ -1,9 +1,10 @@
 """Runge–Kutta–Fehlberg 4(5) (RKF45), propagating the 4th-order solution.
 
 E. Fehlberg, Low-order classical Runge-Kutta formulas with stepsize control and their
-application to some heat transfer problems, NASA TR R-315 (1969); see also HNW I, §II.4. As in the classic RKF45 code, the step advances with the 4th-order weights b
-and the 5th-order weights b̂ only estimate the error (no local extrapolation), so
-``order = 4`` and ``error_order = 5``.
+application to some heat transfer problems, NASA TR R-315 (1969); see also HNW I, §II.4.
+As in the classic RKF45 code, the step advances with the 4th-order weights b and the
+5th-order weights b̂ only estimate the error (no local extrapolation), so ``order = 4``
+and ``error_order = 5``.
 
        0 |
      1/4 |       1/4
