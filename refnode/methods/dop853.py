@@ -4,7 +4,8 @@ Coefficients: E. Hairer's Fortran code dop853.f (the method of HNW I, 2nd ed., Â
 cross-checked against SciPy's dop853_coefficients.py), which adapts P. J. Prince and
 J. R. Dormand, High order embedded Runge-Kutta formulae, J. Comput. Appl. Math. 7 (1981)
 67-75. They are published only as 30-digit decimals, so they are floats here with every
-printed digit. Keys below are Hairer's 1-based indices: ``A_SPARSE[i][j]`` is his ``Aij``, ``b_SPARSE[i]`` his ``Bi``.
+printed digit. Keys below are Hairer's 1-based indices: ``A_SPARSE[i][j]`` is his
+``Aij``, ``b_SPARSE[i]`` his ``Bi``.
 
 The method has 12 stages; here it is a 13-stage FSAL table whose 13th stage is
 f(t + h, y_1) (a_13,j = b_j, c_13 = 1, b_13 = 0). Hairer's code evaluates that stage
