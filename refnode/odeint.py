@@ -185,7 +185,7 @@ def stack(ys):
 
 def error_power(tableau):
     """q, the power of h in the error estimate: p̂ + 1, or 8 for dop853's combined estimate."""
-    if getattr(tableau, "e3", None) is not None:
+    if getattr(tableau, "e3_float", None) is not None:
         return 8
     return min(tableau.order, tableau.error_order) + 1
 
@@ -288,7 +288,7 @@ def outputs_in_step(t, i_out, t_n, t_next, h, direction):
 
 def dop853_terms(tableau, k):
     """[(e3_i, k_i)]: dop853's third-order error estimator weights with the stages."""
-    return [(w, k_i) for w, k_i in zip(tableau.e3, k) if w != 0.0]
+    return [(w, k_i) for w, k_i in zip(tableau.e3_float, k) if w != 0.0]
 
 
 def failure_message(what, t_n, h, last, rtol, atol, advice, n_worst=3):
