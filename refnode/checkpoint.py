@@ -104,10 +104,10 @@ def _from_json_safe(value):
 
 
 def _restore_generator(name, state):
-    bit_generator_class = getattr(np.random, name, None)
-    if not (isinstance(bit_generator_class, type) and issubclass(bit_generator_class, np.random.BitGenerator)):
+    cls = getattr(np.random, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, np.random.BitGenerator)):
         raise InputError(f"checkpoint names an unknown NumPy bit generator {name!r}")
-    bit_generator = bit_generator_class()
+    bit_generator = cls()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
 
