@@ -20,11 +20,12 @@ LOG_INTERVAL_S = 30.0
 
 
 def _format_value(value):
-    if isinstance(value, float) or hasattr(value, "dtype"):
-        try:
-            return f"{float(value):.4g}"
-        except TypeError:
-            return str(value)
+    """Integers (e.g. NFE) in full, other numbers to 4 significant digits."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if isinstance(value, float) or kind == "f":
+        return f"{float(value):.4g}"
+    if kind in ("i", "u"):
+        return str(int(value))
     return str(value)
 
 

@@ -181,11 +181,11 @@ def test_progress_on_tty_redraws_one_line():
     stream = FakeTTY()
     bar = progress(range(5), stream=stream, clock=FakeClock(1.0), interval_s=0.0)
     for _ in bar:
-        bar.set(loss=np.float64(0.5))
+        bar.set(loss=np.float64(0.5), nfe=np.int64(123456), method="rk4")
     text = stream.getvalue()
     assert text.count("\r") == 6  # five items plus the final draw
     assert text.endswith("\n") and text.count("\n") == 1
-    assert "5/5 [100%]" in text and "loss=0.5" in text
+    assert "5/5 [100%]" in text and "loss=0.5  nfe=123456  method=rk4" in text
 
 
 def test_progress_disabled_writes_nothing_and_unknown_total():
