@@ -25,6 +25,7 @@ import numpy as np
 
 from ..backend import array_module
 from ..errors import InputError
+from .dense import uniform_init
 
 
 def _check_int(name, value, minimum):
@@ -45,24 +46,6 @@ def _pad_hw(x, before_h, after_h, before_w, after_w):
     xp = array_module(x)
     widths = [(0, 0), (before_h, after_h), (before_w, after_w)] + [(0, 0)] * (x.ndim - 3)
     return xp.pad(x, widths, mode="constant")
-
-
-def _dilate(a, stride, axis):
-    """Insert ``stride − 1`` zeros between neighbours along ``axis``: the transpose of a[::stride].
-
-    An axis of length n becomes (n − 1)·stride + 1 long; a[::stride] of the result is ``a``.
-    """
-    if stride == 1:
-        return a
-    xp = array_module(a)
-    n = a.shape[axis]
-    a = xp.expand_dims(a, axis + 1)                      # (..., n, 1, ...)
-    widths = [(0, 0)] * a.ndim
-    widths[axis + 1] = (0, stride - 1)
-    a = xp.pad(a, widths, mode="constant")               # (..., n, stride, ...)
-    a = xp.reshape(a, a.shape[:axis] + (n * stride,) + a.shape[axis + 2:])
-    keep = (slice(None),) * axis + (slice(0, (n - 1) * stride + 1),)
-    return a[keep]
 
 
 def im2col(x_pad, kernel_size, stride, h_out, w_out):
@@ -91,9 +74,13 @@ def im2col(x_pad, kernel_size, stride, h_out, w_out):
 def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
     """The transpose of :func:`im2col`: scatter-add patch gradients back onto the image.
 
-    Each kernel offset (i, j) read x_pad at rows i + s·p and columns j + s·q, so its
-    gradient is dilated by the stride (zeros between rows/columns), shifted by (i, j)
-    with zero padding, and the k² shifted images are summed.
+    Kernel offset (i, j) read x_pad at rows i + s·p and columns j + s·q, so its patch
+    gradient belongs there. To add it with shifts and zero padding only (no in-place
+    writes), split the image by stride phase: row s·a + r is row a of phase r. Offset i
+    lands entirely in phase i mod s, at rows a = ⌊i/s⌋ + p, i.e. shifted by ⌊i/s⌋.
+    Each phase image is a sum of shifted, zero-padded offset gradients; interleaving
+    the s² phase images gives g_x_pad. (For stride 1 there is one phase, and g_x_pad is
+    simply Σ_{i,j} g_ij shifted by (i, j).)
 
     Parameters
     ----------
@@ -105,16 +92,25 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
     g_x_pad : array, shape x_pad_shape
     """
     n, h_pad, w_pad, c = x_pad_shape
+    k, s = kernel_size, stride
     xp = array_module(g_cols)
-    g = xp.reshape(g_cols, (n, h_out, w_out, c, kernel_size ** 2))
-    g = _dilate(_dilate(g, stride, axis=1), stride, axis=2)           # (N, h_span, w_span, C, k²)
-    h_span, w_span = g.shape[1], g.shape[2]
-    g_x_pad = 0.0
-    for i in range(kernel_size):
-        for j in range(kernel_size):
-            g_ij = g[..., i * kernel_size + j]                         # (N, h_span, w_span, C)
-            g_x_pad = g_x_pad + _pad_hw(g_ij, i, h_pad - i - h_span, j, w_pad - j - w_span)
-    return g_x_pad
+    g = xp.reshape(g_cols, (n, h_out, w_out, c, k, k))
+    a_h, a_w = -(-h_pad // s), -(-w_pad // s)            # rows, columns per phase: ⌈H_pad/s⌉
+    rows_of_phases = []
+    for r in range(s):
+        phases = []
+        for q in range(s):
+            phase = xp.zeros((n, a_h, a_w, c), dtype=g.dtype)
+            for i in range(r, k, s):                       # offsets with i ≡ r, j ≡ q (mod s)
+                for j in range(q, k, s):
+                    di, dj = i // s, j // s
+                    phase = phase + _pad_hw(g[..., i, j], di, a_h - di - h_out,
+                                            dj, a_w - dj - w_out)
+            phases.append(phase)
+        rows_of_phases.append(xp.stack(phases, axis=3))   # (N, a_h, a_w, s, C): column phase q
+    g_x = xp.stack(rows_of_phases, axis=2)                 # (N, a_h, s, a_w, s, C)
+    g_x = xp.reshape(g_x, (n, a_h * s, a_w * s, c))        # row s·a + r, column s·b + q
+    return g_x[:, :h_pad, :w_pad, :]
 
 
 class Conv2d:
@@ -147,11 +143,11 @@ class Conv2d:
 
         (torch.nn.Conv2d.reset_parameters: kaiming_uniform_ with a = √5 gives this bound.)
         """
+        fan_in = self.c_in * self.kernel_size ** 2
         shape = (self.c_out, self.c_in, self.kernel_size, self.kernel_size)
-        bound = 1.0 / np.sqrt(self.c_in * self.kernel_size ** 2)
-        theta = {"W": rng.uniform(-bound, bound, size=shape).astype(dtype)}
+        theta = {"W": uniform_init(rng, fan_in, shape, dtype)}
         if self.bias:
-            theta["b"] = rng.uniform(-bound, bound, size=(self.c_out,)).astype(dtype)
+            theta["b"] = uniform_init(rng, fan_in, (self.c_out,), dtype)
         return theta
 
     def output_shape(self, x_shape):
@@ -192,7 +188,7 @@ class Conv2d:
         g_theta = {"W": xp.reshape(xp.matmul(xp.transpose(G_mat), cache["cols"]), theta["W"].shape)}
         if self.bias:
             g_theta["b"] = xp.sum(G_mat, axis=0)
-        g_cols = xp.matmul(G_mat, W_mat)                               # (N·H_out·W_out, c_in·k²)
+        g_cols = xp.matmul(G_mat, W_mat)                          # (N·H_out·W_out, c_in·k²)
         g_x_pad = col2im(g_cols, cache["x_pad_shape"], self.kernel_size, self.stride, h_out, w_out)
         _, h_pad, w_pad, _ = cache["x_pad_shape"]
         p = self.padding
