@@ -187,27 +187,24 @@ def _failure_message(fun, args, grads, g, v, names, expected, got, eps, rtol, at
              f"  reference: central differences, ⟨g, (fun(x + εv) − fun(x − εv)) / 2ε⟩, ε = {eps:g}",
              f"  expected ⟨g, J v⟩ = {expected:.10g}; got Σ⟨vjp_i, v_i⟩ = {got:.10g} "
              f"(tolerance {atol:g} + {rtol:g}·|expected|)",
-             "  argument by argument (direction v in that argument only):"]
-    zero = tuple(tree_map(lambda a: 0.0 * a, a) for a in args)
-    culprits = []
+             "  argument by argument (direction v in that array only):"]
     for i, name in enumerate(names):
-        v_i = zero[:i] + (v[i],) + zero[i + 1:]
-        exp_i = _directional(fun, args, v_i, g, eps)
-        got_i = to_float(tree_vdot(grads[i], v[i]))
-        bad = abs(got_i - exp_i) > atol + rtol * abs(exp_i)
-        lines.append(f"    {name:>10}: expected {exp_i:.10g}, got {got_i:.10g}"
-                     + ("   <-- wrong" if bad else ""))
-        if bad:
-            culprits.append(i)
-            lines.append(f"      hint: {_hint(exp_i, got_i)}")
-    for i in culprits:
-        lines += _entrywise_report(fun, args, grads[i], g, names[i], i, eps)
+        pairs = zip(leaf_paths(v[i], name), leaf_paths(grads[i], name))
+        for k, ((path, v_k), (_, grad_k)) in enumerate(pairs):
+            exp_k = _directional(fun, args, _only_leaf(args, i, k, v_k), g, eps)
+            got_k = to_float(array_module(v_k).sum(grad_k * v_k))
+            bad = abs(got_k - exp_k) > atol + rtol * abs(exp_k)
+            lines.append(f"    {path:>12}: expected {exp_k:.10g}, got {got_k:.10g}"
+                         + ("   <-- wrong" if bad else ""))
+            if bad:
+                lines.append(f"      hint: {_hint(exp_k, got_k)}")
+                lines += _entrywise_report(fun, args, grad_k, g, path, i, k, eps)
     return "\n".join(lines)
 
 
 def _hint(expected, got):
     if got == 0.0:
-        return "the VJP returns zero for this argument; is its gradient computed at all?"
+        return "the VJP returns zero here; is this gradient computed at all?"
     ratio = expected / got
     if abs(ratio + 1.0) < 1e-3:
         return "got ≈ −expected: a sign error."
@@ -215,42 +212,42 @@ def _hint(expected, got):
         return (f"got ≈ expected / {round(ratio)}: a missing sum (over a batch axis of "
                 f"that size?) or a mean where a sum belongs.")
     return ("check the derivation term by term; a transposed weight or a missing "
-            "factor shows in the worst entry below (for small arguments).")
+            "factor shows in the worst entry (reported for small arrays).")
 
 
-def _entrywise_report(fun, args, grad, g, name, i, eps):
-    """For a small argument: ⟨g, J e_j⟩ for every entry j, the worst entry, a pattern hint."""
-    paths = leaf_paths(args[i], name)
-    if sum(np.size(a) for _, a in paths) > ENTRYWISE_MAX_SIZE:
-        return [f"  ('{name}' has more than {ENTRYWISE_MAX_SIZE} entries: no entry-by-entry check)"]
-    lines = []
-    for leaf_index, ((path, leaf), (_, dg)) in enumerate(zip(paths, leaf_paths(grad, name))):
-        shape = np.shape(leaf)
-        expected = np.reshape([_directional(fun, args, _unit_direction(args, i, leaf_index, j), g, eps)
-                               for j in np.ndindex(shape)], shape)
-        got = np.asarray(to_numpy(dg), dtype=float)
-        err = np.abs(got - expected)
-        j = np.unravel_index(int(np.argmax(err)), shape) if shape else ()
-        lines.append(f"  worst entry: {path}{[int(k) for k in j] if shape else ''}: "
-                     f"expected {expected[j]:.10g}, got {got[j]:.10g} (abs err {err[j]:.3g})")
-        if got.ndim == 2 and got.shape[0] == got.shape[1] and np.allclose(got, expected.T, rtol=1e-5):
-            lines.append(f"      hint: the gradient w.r.t. {path} equals the expected one transposed.")
+def _entrywise_report(fun, args, grad, g, path, i, k, eps):
+    """For a small leaf: ⟨g, J e_j⟩ for every entry j, the worst entry, a pattern hint."""
+    leaf = tree_leaves(args[i])[k]
+    shape = np.shape(leaf)
+    if np.size(leaf) > ENTRYWISE_MAX_SIZE:
+        return [f"      ({path} has more than {ENTRYWISE_MAX_SIZE} entries: no entry-by-entry check)"]
+    expected = np.reshape([_directional(fun, args, _only_leaf(args, i, k, _unit(leaf, j)), g, eps)
+                           for j in np.ndindex(shape)], shape)
+    got = np.asarray(to_numpy(grad), dtype=float)
+    err = np.abs(got - expected)
+    j = np.unravel_index(int(np.argmax(err)), shape) if shape else ()
+    lines = [f"      worst entry: {path}{[int(n) for n in j] if shape else ''}: "
+             f"expected {expected[j]:.10g}, got {got[j]:.10g} (abs err {err[j]:.3g})"]
+    if got.ndim == 2 and got.shape[0] == got.shape[1] and np.allclose(got, expected.T, rtol=1e-5):
+        lines.append(f"      hint: the gradient w.r.t. {path} equals the expected one transposed.")
     return lines
 
 
-def _unit_direction(args, i, leaf_index, j):
-    """Zero everywhere except a 1 at entry ``j`` of leaf ``leaf_index`` of argument ``i``."""
+def _unit(leaf, j):
+    """An array like ``leaf``: 1 at index ``j``, 0 elsewhere (built without in-place writes)."""
+    shape = np.shape(leaf)
+    flat = np.ravel_multi_index(j, shape) if shape else 0
+    e = np.reshape(np.arange(int(np.prod(shape))) == flat, shape)
+    xp = array_module(leaf)
+    return xp.asarray(e, dtype=xp.asarray(leaf).dtype)
+
+
+def _only_leaf(args, i, k, value):
+    """A direction like ``args``: zero except leaf ``k`` of argument ``i``, which is ``value``."""
     counter = iter(range(len(tree_leaves(args[i]))))
-
-    def unit(leaf):
-        shape, hit = np.shape(leaf), next(counter) == leaf_index
-        flat = np.ravel_multi_index(j, shape) if hit and shape else 0
-        e = (np.arange(int(np.prod(shape))) == flat) * float(hit)
-        xp = array_module(leaf)
-        return xp.asarray(np.reshape(e, shape), dtype=xp.asarray(leaf).dtype)
-
-    return tuple(tree_map(unit, a) if k == i else tree_map(lambda x: 0.0 * x, a)
-                 for k, a in enumerate(args))
+    pick = lambda leaf: value if next(counter) == k else 0.0 * leaf  # noqa: E731
+    return tuple(tree_map(pick, a) if n == i else tree_map(lambda x: 0.0 * x, a)
+                 for n, a in enumerate(args))
 
 
 # ------------------------------------------------------------------ compare_gradients
