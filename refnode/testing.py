@@ -21,6 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from .backend import array_module, to_float, to_numpy
+from .errors import InputError
 from .params import tree_axpy, tree_leaves, tree_map, tree_vdot
 
 # Arguments with at most this many scalars get an entry-by-entry check on failure
@@ -84,7 +85,7 @@ def leaf_paths(tree, prefix=""):
 # ------------------------------------------------------------------------- check_vjp
 
 VJPCheckReport = namedtuple("VJPCheckReport", "expected got abs_err rel_err eps names")
-VJPCheckReport.__doc__ = """Result of a passing :func:`check_vjp`: ⟨g, J v⟩ (expected) vs Σ⟨vjp_i, v_i⟩ (got)."""
+VJPCheckReport.__doc__ = """A passing :func:`check_vjp`: ⟨g, J v⟩ (expected) vs Σ⟨vjp_i, v_i⟩ (got)."""
 
 
 def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0,
@@ -99,7 +100,7 @@ def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8,
         ``vjp(g, *args) -> tuple``: one gradient per argument, each with the structure
         and shapes of its argument (``g`` has the shape of ``y``).
     args : tuple
-        The point; each entry an array or a pytree of arrays (floating point).
+        The point; each entry a float64 array (or Python float) or a pytree of them.
     cotangent : array, optional
         ``g``; standard normal (from ``seed``) if not given.
     eps, rtol, atol : float
@@ -117,9 +118,12 @@ def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8,
     ------
     AssertionError
         Naming the argument (and, for small ones, the entry) that fails, with a hint.
+    InputError
+        If an argument is not float64.
     """
     args = tuple(args)
     names = _argument_names(fun, args, names)
+    _check_float64(args, names)
     rng = np.random.default_rng(seed)
     y = fun(*args)
     g = _random_like(rng, y) if cotangent is None else cotangent
@@ -147,6 +151,17 @@ def _argument_names(fun, args, names):
     except (TypeError, ValueError):
         params = []
     return params[:len(args)] if len(params) >= len(args) else [f"args[{i}]" for i in range(len(args))]
+
+
+def _check_float64(args, names):
+    """Central differences with ε = 1e-6 need float64: in float32, u/ε ≈ 0.1 (no digits left)."""
+    for name, arg in zip(names, args):
+        for path, leaf in leaf_paths(arg, name):
+            dtype = np.asarray(to_numpy(leaf)).dtype
+            if dtype != np.float64:
+                raise InputError(f"check_vjp needs float64 arguments; '{path}' has dtype {dtype}. "
+                                 "Cast it with .astype(numpy.float64) (central differences in "
+                                 "lower precision cannot resolve a 1e-6 tolerance).")
 
 
 def _random_like(rng, tree):
@@ -184,7 +199,8 @@ def _check_structure(grads, args, names):
 
 def _failure_message(fun, args, grads, g, v, names, expected, got, eps, rtol, atol):
     lines = ["check_vjp: the dot-product test failed.",
-             f"  reference: central differences, ⟨g, (fun(x + εv) − fun(x − εv)) / 2ε⟩, ε = {eps:g}",
+             "  reference: central differences, ⟨g, (fun(x + εv) − fun(x − εv)) / 2ε⟩, "
+             f"ε = {eps:g}",
              f"  expected ⟨g, J v⟩ = {expected:.10g}; got Σ⟨vjp_i, v_i⟩ = {got:.10g} "
              f"(tolerance {atol:g} + {rtol:g}·|expected|)",
              "  argument by argument (direction v in that array only):"]
@@ -284,7 +300,8 @@ class GradientTable:
         widths = [max(len(row[k]) for row in cells) for k in range(len(self.HEADER))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        title = f"reference: {self.reference}; pass if max abs err <= {self.atol:g} + {self.rtol:g}·max|reference|"
+        title = (f"reference: {self.reference}; pass if max abs err <= "
+                 f"{self.atol:g} + {self.rtol:g}·max|reference|")
         return title + "\n" + "\n".join(lines)
 
     def failure_message(self):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from refnode.errors import InputError
 from refnode.testing import (central_difference, check_vjp, compare_gradients,
                              relative_error)
 
@@ -95,6 +96,21 @@ def test_check_vjp_catches_a_transposed_weight_and_points_at_it():
 def test_check_vjp_rejects_a_wrong_number_of_gradients():
     with pytest.raises(AssertionError, match="one gradient per argument"):
         check_vjp(layer, lambda g, x, th: layer_vjp(g, x, th)[:1], (X, {"W": W, "b": B}))
+
+
+def test_check_vjp_accepts_scalar_arguments_and_a_given_cotangent():
+    fun = lambda x, t: np.sin(t * x)  # noqa: E731
+    vjp = lambda g, x, t: (g * t * np.cos(t * x), np.sum(g * x * np.cos(t * x)))  # noqa: E731
+    report = check_vjp(fun, vjp, (X[0], 0.7), cotangent=np.ones(3))
+    assert report.names == ("x", "t")
+    assert report.rel_err < 1e-8
+    with pytest.raises(AssertionError, match=r"t: expected"):
+        check_vjp(fun, lambda g, x, t: (vjp(g, x, t)[0], 2.0 * vjp(g, x, t)[1]), (X[0], 0.7))
+
+
+def test_check_vjp_refuses_float32_arguments():
+    with pytest.raises(InputError, match=r"theta\['W'\].*float32"):
+        check_vjp(layer, layer_vjp, (X, {"W": W.astype(np.float32), "b": B}))
 
 
 def test_relative_error_on_pytrees():
