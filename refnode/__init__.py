@@ -17,3 +17,4 @@ from .solution import Solution, StepRecord
 from .tableau import ButcherTableau
 
 __version__ = "0.1.0"
+from .gradients import GRADIENTS, odeint_vjp

@@ -21,6 +21,7 @@ derived by autograd (:func:`as_dynamics`).
 from autograd import make_vjp
 
 from .backend import array_module
+from .errors import InputError
 
 
 class AutogradDynamics:
@@ -41,11 +42,22 @@ class AutogradDynamics:
 
     def vjp(self, t, z, theta, a):
         """(aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t), derived by autograd; see module docstring."""
+        return self.value_and_vjp(t, z, theta, a)[1:]
+
+    def value_and_vjp(self, t, z, theta, a):
+        """(f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t) from one autograd trace.
+
+        ``theta=None`` (dynamics without parameters) gives ``a_theta=None``.
+        """
         xp = array_module(z)
-        packed = (xp.asarray(t, dtype=z.dtype), z, theta)
-        vjp_fn, _ = make_vjp(lambda args: self.f(*args))(packed)
+        t = xp.asarray(t, dtype=z.dtype)
+        if theta is None:
+            vjp_fn, dz = make_vjp(lambda args: self.f(args[0], args[1], None))((t, z))
+            a_t, a_z = vjp_fn(a)
+            return dz, a_z, None, a_t
+        vjp_fn, dz = make_vjp(lambda args: self.f(*args))((t, z, theta))
         a_t, a_z, a_theta = vjp_fn(a)
-        return a_z, a_theta, a_t
+        return dz, a_z, a_theta, a_t
 
     def __repr__(self):
         return f"AutogradDynamics({self.__name__})"
@@ -54,7 +66,14 @@ class AutogradDynamics:
 def as_dynamics(f):
     """Return ``f`` if it has a ``.vjp``; otherwise wrap it with :class:`AutogradDynamics`."""
     if not callable(f):
-        raise TypeError(f"dynamics must be callable as f(t, z, theta); got {type(f).__name__}")
+        raise InputError(f"dynamics must be callable as f(t, z, theta); got {type(f).__name__}.")
     if hasattr(f, "vjp"):
         return f
     return AutogradDynamics(f)
+
+
+def value_and_vjp(f, t, z, theta, a):
+    """(f(t, z, θ), aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t): one pass if f offers it, else two calls."""
+    if hasattr(f, "value_and_vjp"):
+        return f.value_and_vjp(t, z, theta, a)
+    return (f(t, z, theta),) + tuple(f.vjp(t, z, theta, a))

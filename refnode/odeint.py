@@ -23,7 +23,7 @@ from .dense_output import extra_stages, interpolate, needs_extra_stages
 from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
                      StepSizeUnderflowError)
 from .methods import ADAPTIVE_METHODS, get_method
-from .params import tree_map
+from .params import tree_leaves, tree_map
 from .rk_step import rk_step, weighted_sum
 from .solution import Solution, StepRecord
 from .step_size import error_ratio, initial_step, scaled_error, step_factor
@@ -136,7 +136,6 @@ def fixed_grid(t, step_size=None, n_steps=None):
 
 def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trace=False):
     """Fixed-grid driver: equal steps inside each output interval (see :func:`fixed_grid`)."""
-    xp = array_module(y0)
     y, ys, grid = y0, [y0], [float(t[0])]
     records = [] if trace else None
     nfe, n_total = 1, 0
@@ -150,7 +149,7 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
             y, _, k = rk_step(f, tableau, t_n, y, h, theta, k1)
             nfe += tableau.stages - 1
             n_total += 1
-            if not bool(xp.all(xp.isfinite(y))):
+            if not all_finite(y):
                 raise NonFiniteStateError(
                     f"the state became non-finite in step {n_total} from t = {t_n!r} to "
                     f"{t_n + h!r} (h = {h!r}). Try a smaller step_size, an adaptive method, "
@@ -161,6 +160,12 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
         ys.append(y)
     stats = dict(nfe=nfe, n_steps=n_total, n_accepted=n_total, n_rejected=0)
     return Solution(t=t, z=stack(ys), stats=stats, trace=records, grid=grid)
+
+
+def all_finite(y):
+    """True if every entry of the state (an array or a tree of arrays) is finite."""
+    return all(bool(array_module(leaf).all(array_module(leaf).isfinite(leaf)))
+               for leaf in tree_leaves(y))
 
 
 def expand(y):
@@ -202,7 +207,8 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
         norm = lambda e, y_a, y_b, e3=None: error_ratio(e, y_a, y_b, rtol, atol, e3)
     t_end = float(t[-1])
     if first_step is None and len(t) > 1:
-        h = initial_step(f, t[0], y0, k1, theta, direction, q, rtol, atol)
+        h = initial_step(f, t[0], y0, k1, theta, direction, q, rtol, atol,
+                         norm=lambda x, y: norm(x, y, y))
         nfe = 2
     else:
         h, nfe = direction * abs(first_step or 0.0), 1

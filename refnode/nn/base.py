@@ -72,10 +72,14 @@ class NetworkDynamics:
 
     def vjp(self, t, z, theta, a):
         """(aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t) from the layers' hand-derived VJPs."""
-        _, cache = self.net.forward(theta, t, z)
+        return self.value_and_vjp(t, z, theta, a)[1:]
+
+    def value_and_vjp(self, t, z, theta, a):
+        """(f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t) with one forward pass (the adjoint needs both)."""
+        dz, cache = self.net.forward(theta, t, z)
         a_z, a_theta, a_t = self.net.vjp(theta, cache, a)
         xp = array_module(a_z)
-        return a_z, a_theta, xp.asarray(a_t, dtype=a_z.dtype)
+        return dz, a_z, a_theta, xp.asarray(a_t, dtype=a_z.dtype)
 
     def __repr__(self):
         return f"NetworkDynamics({self.net!r})"

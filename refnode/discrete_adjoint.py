@@ -1,0 +1,252 @@
+"""The discrete adjoint: the exact gradient of the solution refnode computed.
+
+The forward solve is a composition of explicit RK steps on a fixed grid
+(:mod:`refnode.grid`); its reverse pass is the reverse of each step, hand-derived.
+For one step (HNW symbols; stage inputs Y_i, stages k_i, weights b_i, nodes c_i)
+
+    Y_i = y + h Σ_j a_ij k_j,   k_i = f(t + c_i h, Y_i, θ),   y_1 = y + h Σ_i b_i k_i,
+
+the cotangents flow backwards, stage s down to stage 1:
+
+    k̄_i += h b_i ȳ_1                       ȳ = ȳ_1,  h̄ = ȳ_1 · Σ_i b_i k_i
+    (Ȳ_i, θ̄_i, t̄_i) = f.vjp(t + c_i h, Y_i, θ, k̄_i)
+    ȳ += Ȳ_i,   θ̄ += θ̄_i,   t̄ += t̄_i,   h̄ += c_i t̄_i + Σ_j a_ij Ȳ_i · k_j,
+    k̄_j += h a_ij Ȳ_i   (j < i).
+
+Dense output at an output time inside a step is differentiated the same way (weights
+P_i(θ) of the continuous extension, or the cubic Hermite basis), and the step points'
+times flow to the output times through the grid's affine map. Memory: the state at
+every step point is kept, O(L) for L steps — the price of exactness.
+"""
+
+import numpy as np
+
+from .backend import array_module
+from .dense_output import float_P, hermite_weights, stage_weights
+from .params import tree_add, tree_zeros_like
+from .rk_step import combine, rk_step, weighted_sum
+
+
+def stage_rows(tableau, with_extra):
+    """[(c_i, [(j, a_ij), ...]) for each stage], with dop853's dense stages if asked."""
+    rows = [(c, list(row)) for c, row in zip(tableau.c_float, tableau.a_rows)]
+    if with_extra and tableau.dense is not None:
+        for c, row in zip(tableau.dense.c_extra, tableau.dense.A_extra):
+            rows.append((float(c), [(j, float(a)) for j, a in enumerate(row) if a != 0]))
+    return rows
+
+
+def vdot(x, y):
+    """Σ x·y over all elements, as a Python float."""
+    return float(array_module(x, y).sum(x * y))
+
+
+def replay(f, tableau, z0, theta, t, grid, keep_states=False):
+    """Run the steps of ``grid`` again (the forward half of both reverse passes).
+
+    Written with backend-neutral operations only, so autograd can trace it: this very
+    function, differentiated by autograd, is the "autograd" gradient oracle.
+
+    Returns
+    -------
+    z : array, shape (N, *z0.shape)
+        The states at the output times ``t``.
+    ys : list of arrays or None
+        The state at every step point (``keep_states=True``).
+    """
+    xp = array_module(z0, t)
+    tau = grid.points(t)
+    inside = {}
+    for i in range(1, len(t)):
+        inside.setdefault(int(grid.out_step[i]), []).append(i)
+    outputs = {0: z0}
+    ys = [z0]
+    y, k1 = z0, f(tau[0], z0, theta)
+    for n in range(grid.n_steps):
+        h = tau[n + 1] - tau[n]
+        y1, _, k = rk_step(f, tableau, tau[n], y, h, theta, k1)
+        k1_next = f(tau[n + 1], y1, theta)
+        for i in inside.get(n, []):
+            outputs[i] = y1 if grid.out_at_end[i] else dense_value(
+                f, tableau, theta, tau[n], h, y, y1, k, k1_next, (t[i] - tau[n]) / h)
+        y, k1 = y1, k1_next
+        if keep_states:
+            ys.append(y)
+    z = xp.stack([outputs[i] for i in range(len(t))])
+    return z, (ys if keep_states else None)
+
+
+def dense_value(f, tableau, theta, t_n, h, y0, y1, k, f1, th):
+    """The interpolant at θ = ``th`` inside a step (traceable twin of dense_output)."""
+    if tableau.dense is None:
+        h00, h10, h01, h11 = hermite_weights(th)
+        return h00 * y0 + (h10 * h) * k[0] + h01 * y1 + (h11 * h) * f1
+    k = with_extra_stages(f, tableau, theta, t_n, h, y0, k)
+    weights = stage_weights(float_P(tableau.dense).tolist(), th)
+    return combine(y0, h, list(zip(weights, k)))
+
+
+def with_extra_stages(f, tableau, theta, t_n, h, y0, k):
+    """The step's stages plus the extra ones the continuous extension needs (dop853)."""
+    rows = stage_rows(tableau, with_extra=True)
+    k = list(k)
+    for c, row in rows[len(k):]:
+        k.append(f(t_n + c * h, combine(y0, h, [(a, k[j]) for j, a in row]), theta))
+    return k
+
+
+def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
+    """Reverse of one RK step: (ȳ, θ̄, t̄, h̄) from ȳ_1 and the stage cotangents k̄.
+
+    ``rows`` are the stage rows (:func:`stage_rows`), ``k`` the forward stages, ``k_bar``
+    a list like ``k`` holding cotangents already on the stages (dense output) or None.
+    ``theta_bar`` is None when nothing reached θ. See the module docstring for the rules.
+    """
+    k_bar = list(k_bar)
+    for i, b_i in enumerate(tableau.b_float):
+        if b_i != 0.0:
+            k_bar[i] = _acc(k_bar[i], (h * b_i) * y1_bar)
+    y_bar, theta_bar, t_bar = y1_bar, None, 0.0
+    h_bar = vdot(y1_bar, lincomb([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y))
+    for i in reversed(range(len(k))):
+        if k_bar[i] is None:
+            continue
+        c_i, row = rows[i]
+        dY = lincomb([(a, k[j]) for j, a in row], y)                # (Y_i - y) / h
+        a_z, a_theta, a_t = f.vjp(t + c_i * h, y + h * dY, theta, k_bar[i])
+        y_bar = y_bar + a_z
+        theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
+        t_bar += float(a_t)
+        h_bar += c_i * float(a_t) + vdot(a_z, dY)
+        for j, a in row:
+            k_bar[j] = _acc(k_bar[j], (h * a) * a_z)
+    return y_bar, theta_bar, t_bar, h_bar
+
+
+def lincomb(terms, like):
+    """Σ_j w_j k_j (zeros shaped like ``like`` for an empty sum)."""
+    terms = [(w, k) for w, k in terms if w != 0.0]
+    return weighted_sum(1.0, terms) if terms else 0.0 * like
+
+
+def _acc(total, term):
+    return term if total is None else total + term
+
+
+def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
+    """Reverse of the interpolant z(θ) inside a step.
+
+    Returns
+    -------
+    y0_bar, y1_bar, f1_bar : arrays or None
+        Cotangents on y_n, y_{n+1} and f(τ_{n+1}, y_{n+1}) (Hermite only).
+    th_bar, h_bar : float
+        Cotangents on θ and on h (through the h in front of the stage sum).
+    k_bar : list
+        The stage cotangents, updated.
+    """
+    k_bar = list(k_bar)
+    if tableau.dense is None:
+        h00, h10, h01, h11 = hermite_weights(th)
+        d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
+                              -6 * th * th + 6 * th, 3 * th * th - 2 * th)
+        k_bar[0] = _acc(k_bar[0], (h10 * h) * z_bar)
+        th_bar = vdot(z_bar, d00 * y0 + (d10 * h) * k[0] + d01 * y1 + (d11 * h) * f1)
+        h_bar = vdot(z_bar, h10 * k[0] + h11 * f1)
+        return h00 * z_bar, h01 * z_bar, (h11 * h) * z_bar, th_bar, h_bar, k_bar
+    P = float_P(tableau.dense)
+    weights = stage_weights(P.tolist(), th)
+    slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P.tolist()]
+    for i, w in enumerate(weights):
+        if w != 0.0:
+            k_bar[i] = _acc(k_bar[i], (h * w) * z_bar)
+    th_bar = h * vdot(z_bar, lincomb(list(zip(slopes, k)), y0))
+    h_bar = vdot(z_bar, lincomb(list(zip(weights, k)), y0))
+    return z_bar, None, None, th_bar, h_bar, k_bar
+
+
+def discrete_vjp(f, tableau, theta, t, grid, ys, g):
+    """The exact gradient of the replayed solution w.r.t. z0, θ and the times t.
+
+    Parameters
+    ----------
+    f : dynamics with ``.vjp``
+    tableau : ButcherTableau
+    theta : tree or None
+    t : ndarray, shape (N,)
+    grid : StepGrid
+    ys : list of arrays, length L + 1
+        The state at every step point (from ``replay(..., keep_states=True)``).
+    g : array, shape (N, *z0.shape)
+        ∂L/∂z at the output times.
+
+    Returns
+    -------
+    dz0 : array like z0;  dtheta : tree like theta (or None);  dt : ndarray (N,)
+    """
+    tau = grid.points(t)
+    y_bar = [None] * len(ys)
+    y_bar[0] = g[0]
+    inside = {}
+    for i in range(1, len(t)):
+        n = int(grid.out_step[i])
+        if grid.out_at_end[i]:
+            y_bar[n + 1] = _acc(y_bar[n + 1], g[i])
+        else:
+            inside.setdefault(n, []).append(i)
+    tau_bar, t_bar = np.zeros(len(ys)), np.zeros(len(t))
+    theta_bar = None
+    for n in reversed(range(grid.n_steps)):
+        result = step_backward(f, tableau, theta, t, tau, n, ys, g, inside.get(n, []),
+                               y_bar[n + 1], tau_bar, t_bar)
+        y0_bar, theta_step = result
+        y_bar[n] = _acc(y_bar[n], y0_bar)
+        if theta_step is not None:
+            theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
+    t_bar = t_bar + grid.point_time_gradient(tau_bar, len(t))
+    if theta is not None and theta_bar is None:
+        theta_bar = tree_zeros_like(theta)
+    return y_bar[0], theta_bar, t_bar
+
+
+def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar, t_bar):
+    """Reverse of step n and of the dense outputs inside it.
+
+    Adds the step's contributions to the host arrays ``tau_bar`` (per step point) and
+    ``t_bar`` (per output time, through θ = (t_i - τ_n)/h) in place; these are plain
+    NumPy bookkeeping arrays, never traced.
+
+    Returns
+    -------
+    y0_bar : array like y;  theta_bar : tree or None
+    """
+    y, y1, h = ys[n], ys[n + 1], tau[n + 1] - tau[n]
+    _, _, k = rk_step(f, tableau, tau[n], y, h, theta, f(tau[n], y, theta))
+    rows = stage_rows(tableau, with_extra=bool(interior))
+    if interior:
+        k = with_extra_stages(f, tableau, theta, tau[n], h, y, k)
+    f1 = f(tau[n + 1], y1, theta) if interior and tableau.dense is None else None
+    k_bar, y0_dense, f1_bar, h_bar = [None] * len(k), None, None, 0.0
+    y1_bar = y1_bar if y1_bar is not None else 0.0 * y1
+    for i in interior:
+        th = (t[i] - tau[n]) / h
+        y0_b, y1_b, f1_b, th_bar, h_b, k_bar = dense_vjp(tableau, th, h, y, y1, k, f1, g[i], k_bar)
+        y0_dense = _acc(y0_dense, y0_b)
+        y1_bar = y1_bar if y1_b is None else y1_bar + y1_b
+        f1_bar = f1_bar if f1_b is None else _acc(f1_bar, f1_b)
+        t_bar[i] += th_bar / h                       # θ = (t_i - τ_n) / h
+        tau_bar[n] -= th_bar / h
+        h_bar += h_b - th_bar * th / h
+    theta_bar = None
+    if f1_bar is not None:                           # Hermite's slope f(τ_{n+1}, y_{n+1})
+        a_z, theta_bar, a_t = f.vjp(tau[n + 1], y1, theta, f1_bar)
+        y1_bar = y1_bar + a_z
+        tau_bar[n + 1] += float(a_t)
+    y0_bar, theta_step, t_step, h_step = rk_step_vjp(f, tableau, rows, tau[n], y, h, theta, k,
+                                                      y1_bar, k_bar)
+    h_bar += h_step
+    tau_bar[n] += t_step - h_bar                     # h = τ_{n+1} - τ_n
+    tau_bar[n + 1] += h_bar
+    if theta_step is not None:
+        theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
+    return (y0_bar if y0_dense is None else y0_bar + y0_dense), theta_bar
