@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.training
+
 import refnode.checkpoint as checkpoint
 from refnode.checkpoint import load_checkpoint, save_checkpoint
 from refnode.errors import InputError

@@ -13,6 +13,8 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.data
+
 from refnode.data import idx
 from refnode.data import (TARGET_LOG_DENSITIES, TOY_DATASETS, generate_spirals,
                           irregular_subsample, load_mnist, normalize, read_idx, sample,

@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.training
+
 from refnode.checkpoint import load_checkpoint, save_checkpoint
 from refnode.errors import InputError
 from refnode.optim import SGD, Adam, constant, odenet_schedule, step_schedule
