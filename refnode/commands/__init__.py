@@ -1,0 +1,1 @@
+"""Subcommands of the ``refnode`` command (see :mod:`refnode.cli`)."""
