@@ -8,7 +8,7 @@ The public map::
     errors                           the exceptions refnode raises
 """
 
-from . import errors, methods
+from . import errors, methods, nn, testing
 from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError, RefnodeError,
                      SolverError, StepSizeUnderflowError)
 from .methods import METHODS, get_method
