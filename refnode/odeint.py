@@ -151,8 +151,8 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
             n_total += 1
             if not all_finite(y):
                 raise NonFiniteStateError(
-                    f"the state became non-finite in step {n_total} from t = {t_n!r} to "
-                    f"{t_n + h!r} (h = {h!r}). Try a smaller step_size, an adaptive method, "
+                    f"the state became non-finite in step {n_total} from t = {float(t_n)!r} to "
+                    f"{float(t_n + h)!r} (h = {float(h)!r}). Try a smaller step_size, an adaptive method, "
                     "or check the dynamics for overflow.", t=t_n)
             grid.append(float(t_next) if j == n - 1 else t_n + h)
             if trace:
@@ -304,7 +304,8 @@ def failure_message(what, t_n, h, last, rtol, atol, advice, n_worst=3):
         error, y0, y1 = last
         scaled = np.abs(to_numpy(scaled_error(error, y0, y1, rtol, atol)))
         worst = np.argsort(scaled.ravel())[::-1][:n_worst]
-        parts = [f"{np.unravel_index(i, scaled.shape)}: {scaled.ravel()[i]:.3g}" for i in worst]
+        index = lambda i: tuple(int(j) for j in np.unravel_index(i, scaled.shape))  # noqa: E731
+        parts = [f"{index(i)}: {scaled.ravel()[i]:.3g}" for i in worst]
         message += " Largest scaled errors of the last step (index: error/tolerance): " + ", ".join(parts) + "."
     return message + " " + advice
 
