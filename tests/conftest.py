@@ -7,6 +7,8 @@ Profiles (select with ``HYPOTHESIS_PROFILE=thorough`` or pytest's
 
 import os
 
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are written to files, never shown
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=20, deadline=None,
