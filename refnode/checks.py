@@ -34,8 +34,8 @@ def check_times(t):
         return t, -1.0
     i = int(np.flatnonzero(np.sign(dt) != np.sign(dt[0]))[0]) if np.any(dt != 0) else 0
     raise InputError(
-        f"t must be strictly increasing or strictly decreasing; t[{i}] = {t[i]!r} and "
-        f"t[{i + 1}] = {t[i + 1]!r} break the order. Sort the times (and drop repeats).")
+        f"t must be strictly increasing or strictly decreasing; t[{i}] = {float(t[i])!r} and "
+        f"t[{i + 1}] = {float(t[i + 1])!r} break the order. Sort the times (and drop repeats).")
 
 
 def check_state(z0, name="z0"):
@@ -66,10 +66,12 @@ def check_tolerances(rtol, atol, z0):
         arr = np.asarray(to_numpy(tol), dtype=np.float64)
         if arr.ndim > 0:
             try:
-                np.broadcast_shapes(arr.shape, tuple(z0.shape))
+                broadcasts = np.broadcast_shapes(arr.shape, tuple(z0.shape)) == tuple(z0.shape)
             except ValueError:
+                broadcasts = False
+            if not broadcasts:  # e.g. (2, 2) with a (2,) state would enlarge the error norm
                 raise InputError(f"{name} has shape {arr.shape}, which does not broadcast "
-                                 f"to the state's shape {tuple(z0.shape)}.") from None
+                                 f"to the state's shape {tuple(z0.shape)}.")
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
             raise InputError(f"{name} must be positive and finite; got {tol!r}. Typical values: "
                              "rtol=1e-7, atol=1e-9 (refnode's defaults).")
@@ -91,7 +93,7 @@ def check_derivative(dz, z0, t0):
                          f"{z0.dtype}: keep the dynamics in the state's precision.")
     xp = array_module(dz)
     if not bool(xp.all(xp.isfinite(dz))):
-        raise InputError(f"f(t0, z0, theta) is not finite at t0 = {t0!r}: check the dynamics "
+        raise InputError(f"f(t0, z0, theta) is not finite at t0 = {float(t0)!r}: check the dynamics "
                          "and the initial state.")
 
 
