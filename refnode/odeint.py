@@ -253,7 +253,7 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
             if thetas:
                 blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
             if dense:
-                steps.append((t_n, h, y, y1, k, f1))
+                steps.append((t_n, t_next, h, y, y1, k, f1))
             t_n, y, k1 = t_next, y1, f1
             grid.append(t_n)
             n_accepted += 1
@@ -316,14 +316,16 @@ class DenseSolution:
     Parameters
     ----------
     tableau : ButcherTableau
-    steps : list of (t_n, h, y_n, y_{n+1}, k, f_{n+1})
+    steps : list of (t_n, t_{n+1}, h, y_n, y_{n+1}, k, f_{n+1})
+        t_{n+1} is the step's recorded end (the last one is exactly t[-1], which
+        t_n + h may miss by rounding).
     direction : float
     """
 
     def __init__(self, tableau, steps, direction):
         self.tableau, self.steps, self.direction = tableau, steps, direction
         self.t_start = steps[0][0] if steps else None
-        self.t_end = steps[-1][0] + steps[-1][1] if steps else None
+        self.t_end = steps[-1][1] if steps else None
 
     def __call__(self, tau):
         """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape)."""
@@ -335,8 +337,8 @@ class DenseSolution:
         if not self.steps or (tau - self.t_start) * self.direction < 0 or (tau - self.t_end) * self.direction > 0:
             raise InputError(f"tau = {tau!r} lies outside the solved interval "
                              f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
-        for t_n, h, y0, y1, k, f1 in self.steps:
-            if (tau - (t_n + h)) * self.direction <= 0:
-                theta = 1.0 if tau == t_n + h else (tau - t_n) / h
+        for t_n, t_next, h, y0, y1, k, f1 in self.steps:
+            if (tau - t_next) * self.direction <= 0:
+                theta = 1.0 if tau == t_next else (tau - t_n) / h
                 return interpolate(self.tableau, [theta], h, y0, y1, k, f1)[0]
-        return self.steps[-1][3]
+        return self.steps[-1][4]
