@@ -136,6 +136,14 @@ def test_dense_evaluation_shapes_and_bounds():
     assert rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0]).dense is None
 
 
+def test_dense_output_covers_the_exact_end_time():
+    """t_n + h can miss t[-1] by rounding (here 1.0 + (-1.0 - 1e-160) == 0.0); the dense
+    solution must still reach t[-1] itself and return the solve's last state there."""
+    t = np.array([1.0, -1.1e-160])
+    sol = rn.solve(GAUSSIAN.f, GAUSSIAN.z0, t, method="bosh3", rtol=1e-6, atol=1e-6, dense=True)
+    np.testing.assert_array_equal(sol.dense(t[-1]), sol.z[-1])
+
+
 # -- reverse time, trace, statistics ----------------------------------------------------------
 
 @pytest.mark.parametrize("method", sorted(ADAPTIVE_METHODS))
