@@ -1,0 +1,154 @@
+"""The discrete adjoint against two independent references, for every method.
+
+* autograd tracing the very same replayed steps: agreement to ~1e-10 relative;
+* central differences of the solution map with the step grid held fixed (the dot-product
+  test, :func:`refnode.testing.check_vjp`): ~1e-6. Re-running the adaptive solver would
+  choose other steps, so the differences replay the recorded grid instead
+  (:func:`refnode.discrete_adjoint.replay`), exactly the function being differentiated.
+
+Dynamics, shapes, time grids (increasing and decreasing), cotangents and methods are
+drawn by hypothesis.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import refnode as rn
+from refnode.discrete_adjoint import replay
+from refnode.methods import ADAPTIVE_METHODS, FIXED_METHODS
+from refnode.nn import mlp_dynamics
+from refnode.nn.mlp import ACTIVATIONS
+from refnode.testing import check_vjp, relative_error
+from refnode.params import tree_add, tree_map
+
+from problems import mlp_f, mlp_theta
+
+pytestmark = [pytest.mark.adjoint, pytest.mark.vjp]
+
+#: Discrete adjoint vs autograd through the same steps (DESIGN.md §5): both are exact
+#: up to roundoff, summed over a few hundred operations.
+EXACT_RTOL = 1e-10
+#: Adaptive tolerances of the drawn problems: loose, so steps are few and outputs often
+#: fall inside steps (dense output); exactness does not depend on them.
+LOOSE_RTOL, LOOSE_ATOL = 1e-4, 1e-6
+
+
+@st.composite
+def problems(draw):
+    """(f, theta, z0, t, method, options, cotangent seed) for a random small MLP ODE."""
+    D = draw(st.integers(1, 8))
+    hidden = draw(st.lists(st.integers(1, 8), min_size=1, max_size=2))
+    activation = draw(st.sampled_from(sorted(ACTIVATIONS)))
+    time_dependent = draw(st.booleans())
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    f = mlp_dynamics((D, *hidden, D), activation, time_dependent)
+    theta = f.init(rng)
+    batch = draw(st.sampled_from([(), (1,), (3,)]))
+    z0 = rng.standard_normal(batch + (D,))
+    n_times = draw(st.integers(2, 6))
+    t = draw(st.floats(-1.0, 1.0)) + np.cumsum(rng.uniform(0.05, 0.5, n_times)) - 0.05
+    t = t if draw(st.booleans()) else t[::-1].copy()
+    method = draw(st.sampled_from(list(rn.METHODS)))
+    options = (dict(n_steps=draw(st.integers(1, 3))) if method in FIXED_METHODS
+               else dict(rtol=LOOSE_RTOL, atol=LOOSE_ATOL))
+    return f, theta, z0, t, method, options, rng
+
+
+@given(problems())
+def test_discrete_matches_autograd_through_the_same_steps(problem):
+    f, theta, z0, t, method, options, rng = problem
+    z, discrete = rn.odeint_vjp(f, z0, t, theta, method=method, gradient="discrete", **options)
+    z_ag, oracle = rn.odeint_vjp(f, z0, t, theta, method=method, gradient="autograd", **options)
+    np.testing.assert_allclose(z, z_ag, rtol=1e-13, atol=1e-13)
+    g = rng.standard_normal(z.shape)
+    got, expected = discrete(g), oracle(g)
+    for name, x, y in zip(("dz0", "dtheta", "dt"), got, expected):
+        assert relative_error(x, y) < EXACT_RTOL, (name, method, relative_error(x, y))
+
+
+@given(problems())
+def test_discrete_passes_the_dot_product_test_on_the_fixed_grid(problem):
+    f, theta, z0, t, method, options, rng = problem
+    z, vjp = rn.odeint_vjp(f, z0, t, theta, method=method, gradient="discrete", **options)
+
+    def solution(z0, theta, t):                      # the same steps, grid held fixed
+        return replay(vjp.f, vjp.tableau, z0, theta, t, vjp.grid)[0]
+
+    np.testing.assert_allclose(solution(z0, theta, t), z, rtol=1e-13, atol=1e-13)
+    check_vjp(solution, lambda g, *args: vjp(g), (z0, theta, t),
+              cotangent=rng.standard_normal(z.shape), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS)
+def test_dense_outputs_inside_steps(method):
+    """Many outputs inside few large steps: the interpolant's reverse (Hermite, the
+    methods' continuous extensions, dop853's extra stages) and its time gradient."""
+    rng = np.random.default_rng(3)
+    theta = mlp_theta(2, 6, rng)
+    z0, t = rng.standard_normal(2), np.linspace(0.0, 1.5, 7)
+    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, method=method, rtol=1e-3, atol=1e-5,
+                           gradient="discrete")
+    assert not vjp.grid.out_at_end[1:-1].all(), "no output fell inside a step"
+    _, oracle = rn.odeint_vjp(mlp_f, z0, t, theta, method=method, rtol=1e-3, atol=1e-5,
+                              gradient="autograd")
+    g = rng.standard_normal(z.shape)
+    assert relative_error(vjp(g), oracle(g)) < EXACT_RTOL
+    solution = lambda z0, theta, t: replay(vjp.f, vjp.tableau, z0, theta, t, vjp.grid)[0]
+    check_vjp(solution, lambda g, *args: vjp(g), (z0, theta, t), cotangent=g)
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "autograd"])
+def test_dynamics_without_parameters(gradient):
+    """theta=None: dtheta is None, and a plain callable gets autograd's VJP."""
+    f = lambda t, z, theta: -t * z + 0.5 * z ** 3 / (1.0 + z * z)
+    z0, t = np.array([0.3, -1.2]), np.array([0.0, 0.4, 1.0])
+    z, vjp = rn.odeint_vjp(f, z0, t, None, gradient=gradient, rtol=1e-5, atol=1e-7)
+    _, discrete = rn.odeint_vjp(f, z0, t, None, gradient="discrete", rtol=1e-5, atol=1e-7)
+    g = np.ones_like(z)
+    dz0, dtheta, dt = vjp(g)
+    assert dtheta is None and dt.shape == t.shape
+    solution = lambda z0, t: replay(discrete.f, discrete.tableau, z0, None, t, discrete.grid)[0]
+    check_vjp(solution, lambda g, *args: (dz0, dt), (z0, t), cotangent=g)
+
+
+def test_step_size_grid_and_tuple_theta():
+    """A fixed step_size (a last short step per interval) and a tuple pytree theta."""
+    rng = np.random.default_rng(7)
+    theta = mlp_theta(3, 5, rng)
+    z0, t = rng.standard_normal((2, 3)), np.array([0.0, 0.35, 1.0])
+    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, method="rk4", step_size=0.1,
+                           gradient="discrete")
+    _, oracle = rn.odeint_vjp(mlp_f, z0, t, theta, method="rk4", step_size=0.1,
+                              gradient="autograd")
+    g = rng.standard_normal(z.shape)
+    dz0, dtheta, dt = vjp(g)
+    assert isinstance(dtheta, tuple) and len(dtheta) == 4
+    assert relative_error((dz0, dtheta, dt), oracle(g)) < EXACT_RTOL
+
+
+@pytest.mark.batch
+@pytest.mark.parametrize("method", ["rk4", "midpoint"])
+def test_batch_gradient_is_the_sum_of_sample_gradients(method):
+    """On a fixed grid the samples of a batch are independent ODEs: the batch's dz0 has
+    each sample's dz0 as its rows, and dtheta, dt are the sums over samples."""
+    rng = np.random.default_rng(11)
+    theta = mlp_theta(2, 4, rng)
+    z0, t = rng.standard_normal((3, 2)), np.array([0.0, 0.5, 1.2])
+    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, method=method, n_steps=3, gradient="discrete")
+    g = rng.standard_normal(z.shape)
+    dz0, dtheta, dt = vjp(g)
+    rows, theta_sum, dt_sum = [], None, 0.0
+    for b in range(3):
+        _, single = rn.odeint_vjp(mlp_f, z0[b], t, theta, method=method, n_steps=3,
+                                  gradient="discrete")
+        dz0_b, dtheta_b, dt_b = single(g[:, b])
+        rows.append(dz0_b)
+        theta_sum = dtheta_b if theta_sum is None else tree_add(theta_sum, dtheta_b)
+        dt_sum = dt_sum + dt_b
+    assert relative_error(dz0, np.stack(rows)) < 1e-13
+    assert relative_error(dtheta, theta_sum) < 1e-13
+    assert relative_error(dt, dt_sum) < 1e-13
+    assert tree_map(np.shape, dtheta) == tree_map(np.shape, theta)
