@@ -1,0 +1,45 @@
+"""Timing helpers for the benchmarks: best-of-N wall time in one process, markdown tables.
+
+Every ratio a benchmark prints is measured in the same process, on the same machine, one
+right after the other, so that it does not depend on the machine's speed.
+"""
+
+import time
+
+#: Repeats of each timing; the best (smallest) is reported, as with ``timeit``: the
+#: minimum is the run least disturbed by the rest of the machine.
+DEFAULT_REPEATS = 5
+
+
+def best_time(fn, repeats=DEFAULT_REPEATS, number=1):
+    """The smallest wall time of ``number`` calls of ``fn()``, over ``repeats`` tries, per call.
+
+    Returns
+    -------
+    seconds : float
+    result : object
+        What the last call returned (so the caller can read NFE and check answers).
+    """
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            result = fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best, result
+
+
+def markdown_table(headers, rows):
+    """A GitHub markdown table from a header list and rows of already-formatted cells."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt_seconds(seconds):
+    """Seconds in ms with three significant digits."""
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else f"{x:.2f}x"
