@@ -127,3 +127,42 @@ def _check_batch(z, theta):
     dim = np.shape(theta[0]["w"])[0]
     if np.ndim(z) != 2 or np.shape(z)[1] != dim:
         raise InputError(f"z must have shape (B, {dim}), got {np.shape(z)}.")
+
+
+# --- objectives: loss and hand-derived gradient -----------------------------------------------
+
+def standard_normal_logpdf(z):
+    """log N(z; 0, I) for z (B, D) -> (B,)."""
+    xp = array_module(z)
+    return -0.5 * xp.sum(z * z, axis=1) - 0.5 * z.shape[1] * np.log(2.0 * np.pi)
+
+
+def nf_kl(theta, z0, log_p, score_p):
+    """KL(q‖p) up to log Z for z_K = flow(z0), z0 ~ N(0, I): its Monte-Carlo estimate and ∂/∂θ.
+
+    log q(z_K) = log N(z0) − Σ_k log|det ∂f_k/∂z|, loss = mean(log q(z_K) − log p̃(z_K)).
+    ``score_p(z) = ∇ log p̃(z)`` (B, D).
+    """
+    z, logdet, caches = flow_forward(theta, z0)
+    B = z0.shape[0]
+    loss = np.mean(standard_normal_logpdf(z0) - logdet - log_p(z))
+    _, g_theta = flow_vjp(theta, caches, -score_p(z) / B, -np.ones(B) / B)
+    return float(loss), g_theta
+
+
+def nf_log_likelihood(theta, x):
+    """log p(x) (B,) with the flow run from data to noise: z = flow(x), log N(z) + Σ log|det|.
+
+    (A planar layer has no closed-form inverse, so for likelihood the flow is used in the
+    normalizing direction; sampling would need a numerical inverse.)
+    """
+    z, logdet, caches = flow_forward(theta, x)
+    return standard_normal_logpdf(z) + logdet, (z, caches)
+
+
+def nf_nll(theta, x):
+    """mean −log p(x) and its gradient ∂/∂θ: ∂/∂z = z/B, ∂/∂logdet = −1/B."""
+    log_px, (z, caches) = nf_log_likelihood(theta, x)
+    B = x.shape[0]
+    _, g_theta = flow_vjp(theta, caches, z / B, -np.ones(B) / B)
+    return float(-np.mean(log_px)), g_theta
