@@ -54,7 +54,7 @@ def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAUL
 
 def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
           step_size=None, n_steps=None, first_step=None, max_steps=DEFAULT_MAX_STEPS,
-          min_step=0.0, trace=False, dense=False, norm=None):
+          min_step=0.0, trace=False, dense=False, norm=None, batch="shared"):
     """Solve the initial value problem dz/dt = f(t, z, theta), z(t[0]) = z0.
 
     Parameters
@@ -89,6 +89,11 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     norm : callable, optional
         ``norm(error, y0, y1) -> float`` replacing the RMS error ratio (the adjoint uses
         it for its seminorm).
+    batch : {"shared", "independent"}
+        For a batch z0 of shape (B, ...): one step size for the whole batch ("shared",
+        the default), or a step size, accept/reject and stats per sample
+        ("independent", adaptive methods only; f then receives t of shape (B,)).
+        See :mod:`refnode.independent`.
 
     Returns
     -------
@@ -118,6 +123,12 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
                          f"pass step_size= or n_steps=, or use an adaptive method "
                          f"({', '.join(ADAPTIVE_METHODS)}).")
     max_steps = check_positive_int(max_steps, "max_steps")
+    if batch != "shared":
+        from .independent import check_independent, solve_independent
+        check_independent(batch, z0, fixed, trace, dense)
+        return solve_independent(f, tableau, z0, t, direction, theta, rtol, atol,
+                                 first_step=first_step, max_steps=max_steps,
+                                 min_step=min_step, norm=norm)
     k1 = f(t[0], z0, theta)
     check_derivative(k1, z0, t[0])
     if fixed:
