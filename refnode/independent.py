@@ -1,0 +1,407 @@
+"""Independent steps for a batch (``batch="independent"``): every sample its own step size.
+
+A batch z0 of shape (B, D) — the leading axis is the batch — is usually solved as one
+big state (``batch="shared"``): one error norm over all B·D components, one step size, so
+the hardest sample sets the pace for all of them. Here each sample b keeps its own
+
+    t_b, h_b, error ratio r_b = RMS_i(e_bi / (atol + rtol·max(|y0_bi|, |y1_bi|))),
+    accept/reject (r_b <= 1), controller state and next output index,
+
+and all samples advance together with masked, vectorized updates (``xp.where``); there is
+no Python loop over samples. Each iteration every unfinished sample takes its own trial
+step (h is a (B,) array broadcast over the state); accepted samples move on, rejected
+ones retry with a smaller h, finished ones stop changing (their h is 0). Output times
+reached inside a sample's step are filled in by that sample's dense output.
+
+Per-sample arithmetic is the same as :func:`refnode.odeint.solve_adaptive` on that sample
+alone, so each sample's solution and step sequence equal its own single solve (up to
+the rounding of batched reductions).
+
+Costs and stats. f is still evaluated on the whole batch at every stage, finished and
+rejected samples included (masking, not gathering, keeps shapes fixed). The stats count,
+per sample, the evaluations that sample needed while it was active — what its own
+solve would spend — as arrays of shape (B,): ``nfe``, ``n_steps``, ``n_accepted``,
+``n_rejected``; ``batch_nfe`` counts the batched calls of f and ``iterations`` the loop
+turns. ``Solution.grid`` is a (B, L+1) array of each sample's accepted step points,
+padded at the end with the final time (L = the most steps any sample took).
+
+The dynamics protocol in this mode: f is called with a per-sample time, ``t`` of shape
+(B,), and ``f.vjp`` must return ``a_t`` of that shape (or a scalar 0 for dynamics that
+ignore time). Time-independent dynamics need no change; time-dependent layers must
+broadcast t over the batch axis (refnode's ConcatLinear and ConcatSquashLinear do).
+
+Synchronisation (GPU). Everything stays on the arrays' device except one small host
+transfer per iteration: a handful of flags and two output indices (is anyone still
+running, did a failure happen, which output times were reached), fetched with one
+:func:`refnode.backend.to_numpy`. The step grid is copied to the host once at the end.
+
+When to use which mode: ``shared`` has less overhead per step (no masks, one norm) and
+wins when the samples are alike; ``independent`` wins when their stiffness or time
+scales differ, since easy samples stop paying for the hard one's small steps.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .backend import array_module, to_numpy
+from .checks import check_derivative
+from .dense_output import float_P, hermite, stage_weights
+from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
+                     StepSizeUnderflowError)
+from .odeint import (DEFAULT_MAX_STEPS, MAX_NONFINITE_RETRIES, MIN_STEP_ULPS, error_power,
+                     stack)
+from .params import tree_leaves, tree_map
+from .solution import Solution
+from .step_size import DOP853_ERR3_WEIGHT, MAX_FACTOR, MIN_FACTOR, SAFETY
+
+
+# -- per-sample array helpers (states may be arrays or trees whose leaves lead with B) --------
+
+def per_sample(v, leaf):
+    """A (B,) array reshaped to (B, 1, ..., 1) to broadcast over ``leaf``, in its dtype."""
+    xp = array_module(v, leaf)
+    if v.dtype != leaf.dtype:
+        v = v.astype(leaf.dtype)
+    return xp.reshape(v, (v.shape[0],) + (1,) * (leaf.ndim - 1))
+
+
+def select(mask, y_true, y_false):
+    """Per sample: y_true where ``mask`` (shape (B,)) holds, else y_false (arrays or trees)."""
+    return tree_map(lambda a, b: array_module(a, b).where(per_sample(mask, a), a, b), y_true,
+                    y_false)
+
+
+def increment(h, terms):
+    """h_b Σ_j w_j k_j per sample, for ``terms = [(w_j, k_j)]`` (k_j arrays or trees)."""
+    def leafwise(*leaves):
+        acc = terms[0][0] * leaves[0]
+        for (w, _), k in zip(terms[1:], leaves[1:]):
+            acc = acc + w * k
+        return per_sample(h, acc) * acc
+    return tree_map(leafwise, *[k for _, k in terms])
+
+
+def advance(y, h, terms):
+    """y + h_b Σ_j w_j k_j per sample; an empty ``terms`` returns y."""
+    if not terms:
+        return y
+    return tree_map(lambda a, b: a + b, y, increment(h, terms))
+
+
+def sample_sum(x):
+    """Σ over each sample's components: (B, ...) -> (B,) (trees: summed over leaves)."""
+    total = 0.0
+    for leaf in tree_leaves(x):
+        xp = array_module(leaf)
+        total = total + xp.sum(xp.reshape(leaf, (leaf.shape[0], -1)), axis=1)
+    return total
+
+
+def sample_rms(x):
+    """RMS over each sample's components: (B, ...) -> (B,) (trees: over all leaves)."""
+    leaves = tree_leaves(x)
+    if len(leaves) == 1:
+        xp = array_module(x)
+        rows = xp.reshape(x, (x.shape[0], -1))
+        return xp.sqrt(xp.mean(rows * rows, axis=1))
+    count = sum(int(np.prod(leaf.shape[1:])) for leaf in leaves)
+    return array_module(*leaves).sqrt(sample_sum(tree_map(lambda v: v * v, x)) / count)
+
+
+def sample_ratio(error, y0, y1, rtol, atol, error3=None):
+    """The scaled RMS error of each sample's step, shape (B,); accept where <= 1.
+
+    The norm of :func:`refnode.step_size.error_ratio`, taken per sample; with ``error3``
+    dop853's combined estimate err5² / sqrt(err5² + 0.01 err3²).
+    """
+    def scaled(e):
+        return tree_map(lambda e_, a, b: e_ / (atol + rtol * array_module(a).maximum(
+            array_module(a).abs(a), array_module(b).abs(b))), e, y0, y1)
+    err5 = sample_rms(scaled(error))
+    if error3 is None:
+        return err5
+    xp = array_module(err5)
+    denom = xp.sqrt(err5 * err5 + DOP853_ERR3_WEIGHT * sample_rms(scaled(error3)) ** 2)
+    return xp.where(denom == 0.0, 0.0, err5 * err5 / xp.where(denom == 0.0, 1.0, denom))
+
+
+def step_factors(ratio, q, after_rejection):
+    """h_new / h of the I controller per sample (the rule of :func:`~refnode.step_size.step_factor`)."""
+    xp = array_module(ratio)
+    finite = xp.isfinite(ratio)
+    positive = finite & (ratio > 0.0)
+    factor = SAFETY * xp.where(positive, ratio, 1.0) ** (-1.0 / q)
+    factor = xp.minimum(MAX_FACTOR, xp.maximum(MIN_FACTOR, factor))
+    factor = xp.where(positive, factor, xp.where(finite, MAX_FACTOR, MIN_FACTOR))
+    return xp.where(after_rejection, xp.minimum(factor, 1.0), factor)
+
+
+def initial_steps(f, t0, y0, f0, theta, direction, q, norm):
+    """Hairer's starting step (HNW I p. 169) for every sample at once; costs one f call."""
+    d0, d1 = norm(y0, y0, y0), norm(f0, y0, y0)
+    xp = array_module(d0)
+    small = (d0 < 1e-5) | (d1 < 1e-5)
+    h0 = xp.where(small, 1e-6, 0.01 * d0 / xp.where(small, 1.0, d1))
+    f1 = f(t0 + direction * h0, advance(y0, direction * h0, [(1.0, f0)]), theta)
+    d2 = norm(tree_map(lambda a, b: a - b, f1, f0), y0, y0) / h0
+    d_max = xp.maximum(d1, d2)
+    flat = d_max <= 1e-15
+    h1 = xp.where(flat, xp.maximum(1e-6, h0 * 1e-3), (0.01 / xp.where(flat, 1.0, d_max)) ** (1.0 / q))
+    return direction * xp.minimum(100 * h0, h1)
+
+
+# -- one masked step and its dense output ------------------------------------------------------
+
+def batch_rk_step(f, tableau, t, y, h, theta, k1):
+    """One RK step with a time t_b and step h_b per sample (t, h of shape (B,)).
+
+    Returns ``(y1, error, k, Y)``: as :func:`refnode.rk_step.rk_step`, plus the stage
+    inputs Y_i (Y_0 = y), which the independent adjoint needs for its θ̄ integral.
+    """
+    k, Y, y1 = [k1], [y], None
+    for i in range(1, tableau.stages):
+        Y_i = advance(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])
+        k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
+        Y.append(Y_i)
+        if tableau.fsal and i == tableau.stages - 1:
+            y1 = Y_i
+    if y1 is None:
+        y1 = advance(y, h, [(b, k_i) for b, k_i in zip(tableau.b_float, k) if b != 0.0])
+    error = increment(h, [(e, k_i) for e, k_i in zip(tableau.e_float, k) if e != 0.0])
+    return y1, error, k, Y
+
+
+def batch_extra_stages(f, tableau, t, y, h, theta, k):
+    """The continuous extension's extra stages (dop853) with per-sample t and h."""
+    k = list(k)
+    for a_row, c_i in zip(tableau.dense.A_extra, tableau.dense.c_extra):
+        terms = [(float(a), k[j]) for j, a in enumerate(a_row) if a != 0]
+        k.append(f(t + float(c_i) * h, advance(y, h, terms), theta))
+    return k
+
+
+def batch_dense(tableau, fraction, h, y0, y1, k, f1):
+    """Each sample's interpolant at its own fraction θ_b of its step (θ, h of shape (B,))."""
+    th, h_y = per_sample(fraction, y0), per_sample(h, y0)
+    if tableau.dense is None:
+        return hermite(th, h_y, y0, k[0], y1, f1)
+    weights = stage_weights(float_P(tableau.dense).tolist(), th)
+    return advance(y0, h, list(zip(weights, k)))
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """Where every sample stands; each field has shape (B,) (``y``, ``k1`` are states)."""
+
+    t: object            # time reached
+    h: object            # next step size to try (0 once finished)
+    y: object            # state at t
+    k1: object           # f(t, y)
+    i_out: object        # index of the next output time not yet reached
+    rejected_last: object
+    nonfinite: object    # consecutive non-finite trial steps
+    nfe: object
+    n_accepted: object
+    n_rejected: object
+
+
+def solve_independent(f, tableau, y0, t, direction, theta, rtol, atol, *, first_step=None,
+                      max_steps=DEFAULT_MAX_STEPS, min_step=0.0, norm=None, on_step=None):
+    """Adaptive solve with an independent step size per sample (see the module docstring).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y, theta)`` with t of shape (B,).
+    tableau : ButcherTableau (adaptive)
+    y0 : array, shape (B, ...), or a tree of such arrays
+    t : ndarray, shape (N,)
+        Output times shared by all samples (checked, host NumPy).
+    direction : float
+    theta, rtol, atol, first_step, max_steps, min_step
+        As in :func:`refnode.solve`.
+    norm : callable, optional
+        ``norm(error, y0, y1, error3=None) -> (B,)`` per-sample error ratios.
+    on_step : callable, optional
+        ``on_step(accepted, t, h, Y)`` after every iteration, with the (B,) mask of the
+        samples whose step was accepted and the step's stage inputs ``Y`` (the adjoint's
+        θ̄ integral).
+
+    Returns
+    -------
+    Solution
+        ``z`` of shape (N, B, ...), per-sample ``stats`` and ``grid`` (module docstring).
+    """
+    leaf = tree_leaves(y0)[0]
+    xp, batch = array_module(leaf), leaf.shape[0]
+    q = error_power(tableau)
+    if norm is None:
+        norm = lambda e, a, b, e3=None: sample_ratio(e, a, b, rtol, atol, e3)
+    f = with_state_dtype_time(f, leaf.dtype)
+    times = xp.asarray(np.asarray(t, dtype=np.float64))
+    t_n = xp.zeros(batch, dtype=times.dtype) + float(t[0])
+    k1 = f(t_n, y0, theta)
+    check_derivative(k1, y0, float(t[0]))
+    zero = xp.zeros(batch, dtype=xp.int64)
+    if first_step is None and len(t) > 1:
+        h, nfe = initial_steps(f, t_n, y0, k1, theta, direction, q, norm), zero + 2
+    else:
+        h, nfe = t_n * 0.0 + direction * abs(first_step or 0.0), zero + 1
+    p = Progress(t_n, h, y0, k1, zero + 1, zero > 0, zero, nfe, zero, zero)
+    outputs, steps, batch_nfe, iterations = [y0] * len(t), [], int(to_numpy(nfe[0])), 0
+    running = len(t) > 1
+    while running:
+        p, outputs, running, n_calls = iterate(f, tableau, q, theta, times, t, direction, p,
+                                               outputs, norm, max_steps, min_step, on_step, steps)
+        batch_nfe, iterations = batch_nfe + n_calls, iterations + 1
+    stats = {name: to_numpy(getattr(p, name)) for name in ("nfe", "n_accepted", "n_rejected")}
+    stats.update(n_steps=stats["n_accepted"] + stats["n_rejected"], batch_nfe=batch_nfe,
+                 iterations=iterations)
+    return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch))
+
+
+def with_state_dtype_time(f, dtype):
+    """f called with its (B,) times in the state's dtype (the driver keeps them in float64).
+
+    Shared mode passes t as a Python float, which never promotes a float32 state; a
+    float64 time array would, so it is cast (float32 times are as coarse as the state).
+    """
+    if dtype == np.float64:
+        return f
+    return lambda t, y, theta: f(t.astype(dtype), y, theta)
+
+
+def iterate(f, tableau, q, theta, times, t, direction, p, outputs, norm, max_steps, min_step,
+            on_step, steps):
+    """One turn of the loop: every running sample tries a step; accept/reject each.
+
+    Returns the new Progress, the outputs, whether any sample still runs, and the number
+    of batched f calls made.
+    """
+    xp, n_out, t_end = array_module(p.t), len(t), float(t[-1])
+    active = p.i_out < n_out
+    h = xp.where(active, clip_steps(p.t, p.h, t_end, direction), 0.0)
+    y1, error, k, Y = batch_rk_step(f, tableau, p.t, p.y, h, theta, p.k1)
+    error3 = increment(h, [(w, k_i) for w, k_i in zip(tableau.e3_float, k) if w]) if q == 8 else None
+    ratio = norm(error, p.y, y1, error3) if q == 8 else norm(error, p.y, y1)
+    accepted = active & (ratio <= 1.0)
+    snap = (p.t + h == t_end) | (xp.abs(t_end - p.t - h) <= xp.abs(h) * 1e-14)
+    t_next = xp.where(snap, t_end, p.t + h)
+    i_new = xp.where(accepted, xp.searchsorted(direction * times, direction * t_next, side="right"),
+                     p.i_out)
+    inside = accepted & (p.i_out < n_out) & (
+        (xp.take(times, xp.minimum(p.i_out, n_out - 1)) - t_next) * direction < 0)
+    nonfinite = xp.where(active & ~xp.isfinite(ratio), p.nonfinite + 1, 0)
+    flags = decide(xp, active, h, p, t_end, max_steps, min_step, nonfinite, accepted, i_new,
+                   inside, n_out)
+    raise_failures(flags, p, h, t_end, max_steps)
+    n_calls = tableau.stages - 1
+    f1 = k[-1]
+    if not tableau.fsal and flags["any_accepted"]:
+        f1, n_calls = f(t_next, y1, theta), n_calls + 1
+    extra = len(tableau.dense.A_extra) if tableau.dense is not None else 0
+    if extra and flags["any_inside"]:
+        k, n_calls = batch_extra_stages(f, tableau, p.t, p.y, h, theta, k), n_calls + extra
+    outputs = list(outputs)
+    for i in range(flags["lo"], flags["hi"]):
+        hit = accepted & (p.i_out <= i) & (i_new > i)
+        value = y1
+        if flags["any_inside"]:
+            fraction = (float(t[i]) - p.t) / xp.where(h == 0.0, 1.0, h)
+            value = select(t_next == float(t[i]), y1,
+                           batch_dense(tableau, fraction, h, p.y, y1, k, f1))
+        outputs[i] = select(hit, value, outputs[i])
+    if on_step is not None:
+        on_step(accepted, p.t, h, Y)
+    steps.append((accepted, t_next))
+    rejected = active & ~accepted
+    nfe = (p.nfe + xp.where(active, tableau.stages - 1, 0)
+           + xp.where(accepted & (not tableau.fsal), 1, 0) + xp.where(inside, extra, 0))
+    factor = step_factors(ratio, q, p.rejected_last | rejected)
+    p = replace(p, t=xp.where(accepted, t_next, p.t), y=select(accepted, y1, p.y),
+                k1=select(accepted, f1, p.k1), i_out=i_new, h=xp.where(active, h * factor, 0.0),
+                rejected_last=rejected, nonfinite=nonfinite, nfe=nfe,
+                n_accepted=p.n_accepted + accepted, n_rejected=p.n_rejected + rejected)
+    return p, outputs, flags["running"], n_calls
+
+
+def clip_steps(t_n, h, t_end, direction):
+    """Shorten each sample's h so that its step does not pass t_end."""
+    return array_module(t_n).where((t_n + h - t_end) * direction > 0, t_end - t_n, h)
+
+
+def decide(xp, active, h, p, t_end, max_steps, min_step, nonfinite, accepted, i_new, inside,
+           n_out):
+    """The iteration's one host synchronisation: failure flags and the outputs reached."""
+    ulps = MIN_STEP_ULPS * xp.abs(xp.nextafter(p.t, p.t + xp.where(h >= 0, 1.0, -1.0)) - p.t)
+    underflow = active & (xp.abs(h) < xp.maximum(min_step, ulps)) & (p.t + h != t_end)
+    too_many = active & (p.n_accepted + p.n_rejected >= max_steps)
+    summary = xp.stack([
+        xp.any(underflow), xp.any(too_many), xp.any(nonfinite > MAX_NONFINITE_RETRIES),
+        xp.any(accepted), xp.any(inside), xp.any(i_new < n_out),
+        xp.min(xp.where(accepted, p.i_out, n_out)), xp.max(xp.where(accepted, i_new, 0))])
+    s = [int(v) for v in to_numpy(summary)]
+    return dict(underflow=bool(s[0]), too_many=bool(s[1]), nonfinite=bool(s[2]),
+                any_accepted=bool(s[3]), any_inside=bool(s[4]), running=bool(s[5]),
+                lo=s[6], hi=s[7], masks=(underflow, too_many, nonfinite))
+
+
+def raise_failures(flags, p, h, t_end, max_steps):
+    """Raise the solver error a flagged sample hit, naming the sample (host copies only here)."""
+    if not (flags["underflow"] or flags["too_many"] or flags["nonfinite"]):
+        return
+    underflow, too_many, nonfinite = (to_numpy(m) for m in flags["masks"])
+    t_host, h_host = to_numpy(p.t), to_numpy(h)
+    if too_many.any():
+        b = int(np.flatnonzero(too_many)[0])
+        raise MaxStepsExceededError(
+            f"sample {b} reached max_steps = {max_steps} attempted steps at t = {t_host[b]!r} "
+            f"(h = {h_host[b]!r}). Raise max_steps, loosen rtol/atol, or check that sample "
+            "for stiffness.", t=float(t_host[b]))
+    if underflow.any():
+        b = int(np.flatnonzero(underflow)[0])
+        raise StepSizeUnderflowError(
+            f"the step size of sample {b} underflowed at t = {t_host[b]!r} (h = {h_host[b]!r}). "
+            "Its solution may blow up near this time, or the tolerances are too tight for "
+            "the precision: loosen rtol/atol or check the dynamics.", t=float(t_host[b]))
+    b = int(np.flatnonzero(nonfinite > MAX_NONFINITE_RETRIES)[0])
+    raise NonFiniteStateError(
+        f"the state of sample {b} became non-finite at every trial step from t = "
+        f"{t_host[b]!r} (after {MAX_NONFINITE_RETRIES} shrinks). Check the dynamics for "
+        "overflow or a singularity near this time.", t=float(t_host[b]))
+
+
+def step_grid(t, steps, batch):
+    """Each sample's accepted step points, shape (B, L+1), padded with t[-1] (host NumPy)."""
+    grid = np.full((batch, 1), float(t[0]))
+    if not steps:
+        return grid
+    xp = array_module(steps[0][1])
+    accepted = to_numpy(xp.stack([a for a, _ in steps]))          # (iterations, B)
+    t_next = to_numpy(xp.stack([tn for _, tn in steps]))
+    position = np.cumsum(accepted, axis=0)                        # 1-based step index
+    grid = np.full((batch, int(position[-1].max()) + 1), float(t[-1]))
+    grid[:, 0] = float(t[0])
+    it, b = np.nonzero(accepted)
+    grid[b, position[it, b]] = t_next[it, b]
+    return grid
+
+
+def check_independent(batch, z0, fixed, trace, dense):
+    """The arguments ``batch="independent"`` needs, checked before any work."""
+    if batch not in ("shared", "independent"):
+        raise InputError(f"batch must be 'shared' or 'independent'; got {batch!r}.")
+    if fixed:
+        raise InputError("batch='independent' chooses a step size per sample, so it needs an "
+                         "adaptive method without step_size/n_steps; a fixed grid is the "
+                         "same for every sample: use batch='shared'.")
+    if len(getattr(z0, "shape", ())) < 1:
+        raise InputError("batch='independent' needs z0 with a leading batch axis, shape "
+                         f"(B, ...); got shape {getattr(z0, 'shape', None)}.")
+    if trace or dense:
+        raise InputError("batch='independent' does not record trace= or dense= (they are "
+                         "per-step records of one step size); use Solution.grid, the (B, L+1) "
+                         "per-sample step points, or solve single samples.")
