@@ -234,14 +234,14 @@ def plot_interpolation(fig_data, path):
         left.axvline(t_j, color="0.85", lw=0.6, zorder=0)
     left.axvline(data.t[future.start], color="k", ls=":", label="extrapolation starts")
     left.set_xlabel("t")
-    left.set_title(f"latent trajectory (grey lines: the {n_obs} observation times)")
+    left.set_title(f"latent z(t); grey: the {n_obs} observation times")
     left.legend(fontsize=7)
     right.plot(*data.z_true[i].T, color="0.7", lw=3, label="true")
     right.plot(*sub.z[i].T, "k.", label="observed")
     right.plot(*x.T, "C0", label="decoded z(t), fine grid")
     right.set_aspect("equal")
     right.legend(fontsize=7)
-    right.set_title("decoded: a continuous curve through irregular observations")
+    right.set_title("decoded z(t) on a fine time grid")
     _save(fig, path)
 
 
