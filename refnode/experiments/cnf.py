@@ -24,7 +24,7 @@ from ..models.cnf import (CNFDynamics, ConcatSquashField, PlanarField, augment, 
 from ..models.planar_flow import (flow_forward, init_planar_flow, nf_kl, nf_log_likelihood,
                                   nf_nll, standard_normal_logpdf)
 from ..odeint import odeint
-from ..optim import Adam
+from ..optim import Adam, step_schedule
 from ..progress import progress
 
 HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
@@ -35,15 +35,16 @@ SOLVER = dict(method="dopri5", rtol=1e-5, atol=1e-5, gradient="adjoint")
 T_INIT = 1.0            # initial end time of both CNFs (learned from there)
 DATA_SETS = ("two_circles", "two_moons")
 TIME_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+DECAY_FRACTION = 0.3    # last 30 % of the iterations at a tenth of the learning rate
 PLOT_LIMIT = 4.0        # figures show [-4, 4]², the window of Rezende & Mohamed's Figure 3
 
 #: Run sizes. ``nf_iters`` = 10 × ``cnf_iters`` in each (the paper's ratio is 50).
 CONFIGS = {
-    "full": dict(targets=("u1", "u2", "u3", "u4"), sizes=(2, 8, 32), cnf_iters=1000,
-                 nf_iters=10000, batch=256, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=1000,
+    "full": dict(targets=("u1", "u2", "u3", "u4"), sizes=(2, 8, 32), cnf_iters=500,
+                 nf_iters=5000, batch=256, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=500,
                  ffjord_hidden=(32, 32), mle_batch=256, n_eval=2000, n_plot=20000),
-    "quick": dict(targets=("u1", "u2"), sizes=(2, 8, 32), cnf_iters=60, nf_iters=600,
-                  batch=128, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=60, ffjord_hidden=(16, 16),
+    "quick": dict(targets=("u1", "u2"), sizes=(2, 8, 32), cnf_iters=120, nf_iters=1200,
+                  batch=128, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=100, ffjord_hidden=(16, 16),
                   mle_batch=128, n_eval=500, n_plot=4000),
     "tiny": dict(targets=("u1",), sizes=(2,), cnf_iters=3, nf_iters=10, batch=32,
                  lr_cnf=1e-2, lr_nf=1e-2, mle_iters=3, ffjord_hidden=(4,), mle_batch=32,
@@ -64,13 +65,16 @@ def configure(parser):
 # --- training ----------------------------------------------------------------------------------
 
 def adam_loop(step, params, n_iters, lr, desc, verbose):
-    """Run ``loss, grad = step(params)`` under Adam; return (params, losses)."""
-    opt = Adam(lr)
+    """Run ``loss, grad = step(params)`` under Adam; return (params, losses).
+
+    The rate drops tenfold for the last :data:`DECAY_FRACTION` of the iterations.
+    """
+    opt, schedule = Adam(lr), step_schedule(lr, [(1.0 - DECAY_FRACTION) * n_iters], 0.1)
     state, losses = opt.init(params), []
     bar = progress(range(n_iters), desc=desc, enabled=verbose)
-    for _ in bar:
+    for i in bar:
         loss, grad = step(params)
-        params, state = opt.update(params, grad, state)
+        params, state = opt.update(params, grad, state, lr=schedule(i))
         losses.append(loss)
         bar.set(loss=loss)
     return params, losses

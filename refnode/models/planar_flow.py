@@ -11,7 +11,7 @@ wᵀû ≥ −1 (R&M 2015, Appendix A.1); any free u is mapped to one that satis
     û = u + (m(wᵀu) − wᵀu) w / ‖w‖²,   m(x) = −1 + softplus(x)
 
 so wᵀû = m(wᵀu) > −1 and 1 + ûᵀψ = 1 + h'(·) m(wᵀu) ≥ min(1, 1 + m) > 0 (0 < h' ≤ 1):
-the log-determinant is finite for every input.
+the log-determinant is finite for every input. (w = 0 leaves û undefined.)
 
 Parameters of a K-layer flow: a list of K dicts ``{"w": (D,), "u": (D,), "b": ()}``.
 :func:`flow_forward` maps z_0 (B, D) to z_K and Σ_k log|det|; :func:`flow_vjp` is its
@@ -24,7 +24,10 @@ from ..backend import array_module
 from ..errors import InputError
 from ..nn.activations import sigmoid
 
-#: R&M (2015) initialise with small random weights; ours are N(0, INIT_STD²).
+#: Initial scales: w ~ N(0, W_INIT_STD²), u, b ~ N(0, INIT_STD²). w must not start small:
+#: the constraint makes wᵀû = m(wᵀu) ≈ m(0) = log 2 − 1, so û ≈ (log 2 − 1) w/‖w‖² grows like
+#: 1/‖w‖; with ‖w‖ ~ 0.1 each layer would shift by ~3 and 32 of them scatter the density.
+W_INIT_STD = 1.0
 INIT_STD = 0.1
 
 
@@ -36,66 +39,73 @@ def init_planar_flow(rng, dim, n_layers, dtype=np.float64):
     for name, n in (("dim", dim), ("n_layers", n_layers)):
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise InputError(f"{name} must be a positive integer, got {n!r}.")
-    return [{"w": (INIT_STD * rng.standard_normal(dim)).astype(dtype),
+    return [{"w": (W_INIT_STD * rng.standard_normal(dim)).astype(dtype),
              "u": (INIT_STD * rng.standard_normal(dim)).astype(dtype),
              "b": np.asarray(INIT_STD * rng.standard_normal(), dtype=dtype)}
             for _ in range(n_layers)]
 
 
 def constrained_u(w, u):
-    """û = u + (m(wᵀu) − wᵀu) w/‖w‖², m(x) = −1 + softplus(x); returns (û, wᵀû = m(wᵀu))."""
+    """û = u + (m(wᵀu) − wᵀu) w/‖w‖²; returns (û, s) with s = softplus(wᵀu) = 1 + wᵀû > 0.
+
+    The layer needs 1 + wᵀû = s itself, not 1 + m: for wᵀu ≲ −37, −1 + softplus(wᵀu)
+    rounds to −1 and the determinant 1 + h'·m would cancel to 0.
+    """
     xp = array_module(w, u)
     c = xp.sum(w * u)
-    m = -1.0 + xp.logaddexp(0.0, c)
-    return u + (m - c) * w / xp.sum(w * w), m
+    s = xp.logaddexp(0.0, c)
+    return u + (s - 1.0 - c) * w / xp.sum(w * w), s
 
 
-def constrained_u_vjp(w, u, g_u_hat, g_m):
-    """Pull (∂L/∂û, ∂L/∂m) back to (∂L/∂w, ∂L/∂u) through :func:`constrained_u`.
+def constrained_u_vjp(w, u, g_u_hat, g_s):
+    """Pull (∂L/∂û, ∂L/∂s) back to (∂L/∂w, ∂L/∂u) through :func:`constrained_u`.
 
-    With c = wᵀu, r = (m(c) − c)/‖w‖², û = u + r w, m'(c) = σ(c):
+    With c = wᵀu, m = s − 1, r = (m − c)/‖w‖², û = u + r w, ds/dc = σ(c):
         ∂r/∂u = (σ(c) − 1) w/‖w‖²,   ∂r/∂w = (σ(c) − 1) u/‖w‖² − 2 (m − c) w/‖w‖⁴
-        ∂L/∂u = ḡ + (ḡᵀw) ∂r/∂u + g_m σ(c) w
-        ∂L/∂w = r ḡ + (ḡᵀw) ∂r/∂w + g_m σ(c) u
+        ∂L/∂u = ḡ + (ḡᵀw) ∂r/∂u + g_s σ(c) w
+        ∂L/∂w = r ḡ + (ḡᵀw) ∂r/∂w + g_s σ(c) u
     """
     xp = array_module(w, u, g_u_hat)
     c = xp.sum(w * u)
-    m = -1.0 + xp.logaddexp(0.0, c)
+    m = xp.logaddexp(0.0, c) - 1.0
     ww = xp.sum(w * w)
-    dm = sigmoid(c)
+    ds = sigmoid(c)
     g_r = xp.sum(g_u_hat * w)
-    g_u = g_u_hat + g_r * (dm - 1.0) * w / ww + g_m * dm * w
-    g_w = ((m - c) / ww) * g_u_hat + g_r * ((dm - 1.0) * u / ww - 2.0 * (m - c) * w / ww**2) \
-        + g_m * dm * u
+    g_u = g_u_hat + g_r * (ds - 1.0) * w / ww + g_s * ds * w
+    g_w = ((m - c) / ww) * g_u_hat + g_r * ((ds - 1.0) * u / ww - 2.0 * (m - c) * w / ww**2) \
+        + g_s * ds * u
     return g_w, g_u
 
 
 def layer_forward(theta, z):
-    """One planar layer. z (B, D) -> (f(z) (B, D), log|det| (B,), cache)."""
+    """One planar layer. z (B, D) -> (f(z) (B, D), log|det| (B,), cache).
+
+    det = 1 + h'·wᵀû = 1 − h' + h'·s = h² + h'·s: a sum of non-negative terms (h' = 1 − h²).
+    """
     xp = array_module(z, theta["w"])
-    u_hat, m = constrained_u(theta["w"], theta["u"])
+    u_hat, s = constrained_u(theta["w"], theta["u"])
     h = xp.tanh(xp.matmul(z, theta["w"]) + theta["b"])       # h(wᵀz + b), (B,)
     h_prime = 1.0 - h * h
-    det = 1.0 + h_prime * m                                   # 1 + ûᵀψ = 1 + h'·wᵀû
-    return z + h[:, None] * u_hat, xp.log(det), (z, u_hat, m, h, h_prime, det)
+    det = h * h + h_prime * s
+    return z + h[:, None] * u_hat, xp.log(det), (z, u_hat, s, h, h_prime, det)
 
 
 def layer_vjp(theta, cache, g_z, g_logdet):
     """Reverse of :func:`layer_forward`: (∂L/∂z', ∂L/∂logdet) -> (∂L/∂z, ∂L/∂θ).
 
-    With a = wᵀz + b, h'' = −2 h h':
-        ∂L/∂a   = h' g_zᵀû + g_logdet · h'' m / det       (B,)
+    With a = wᵀz + b, d det/da = 2hh' − 2hh's = 2hh'(1 − s):
+        ∂L/∂a   = h' g_zᵀû + g_logdet · 2hh'(1 − s) / det      (B,)
         ∂L/∂z   = g_z + ∂L/∂a w
-        ∂L/∂û   = Σ_batch h g_z,   ∂L/∂m = Σ_batch g_logdet h' / det
-        ∂L/∂w   = Σ_batch ∂L/∂a z  (+ the path through û, m),   ∂L/∂b = Σ_batch ∂L/∂a
+        ∂L/∂û   = Σ_batch h g_z,   ∂L/∂s = Σ_batch g_logdet h' / det
+        ∂L/∂w   = Σ_batch ∂L/∂a z  (+ the path through û, s),   ∂L/∂b = Σ_batch ∂L/∂a
     """
-    z, u_hat, m, h, h_prime, det = cache
+    z, u_hat, s, h, h_prime, det = cache
     xp = array_module(g_z, z)
     w = theta["w"]
-    g_a = h_prime * xp.matmul(g_z, u_hat) + g_logdet * (-2.0 * h * h_prime) * m / det
+    g_a = h_prime * xp.matmul(g_z, u_hat) + g_logdet * 2.0 * h * h_prime * (1.0 - s) / det
     g_u_hat = xp.matmul(h, g_z)
-    g_m = xp.sum(g_logdet * h_prime / det)
-    g_w_hat, g_u = constrained_u_vjp(w, theta["u"], g_u_hat, g_m)
+    g_s = xp.sum(g_logdet * h_prime / det)
+    g_w_hat, g_u = constrained_u_vjp(w, theta["u"], g_u_hat, g_s)
     g_theta = {"w": xp.matmul(g_a, z) + g_w_hat, "u": g_u, "b": xp.sum(g_a)}
     return g_z + g_a[:, None] * w, g_theta
 
