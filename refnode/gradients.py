@@ -33,7 +33,8 @@ GRADIENTS = ("adjoint", "discrete", "autograd")
 
 def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL,
                gradient="adjoint", *, adjoint_method=None, adjoint_rtol=None, adjoint_atol=None,
-               seminorm=False, reset=True, step_size=None, n_steps=None, **options):
+               seminorm=False, reset=True, step_size=None, n_steps=None, batch="shared",
+               **options):
     """Solve dz/dt = f(t, z, theta) and return the states with their VJP.
 
     Parameters
@@ -47,6 +48,9 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
         Adjoint only: error control on z and a alone (Kidger et al. 2021).
     reset : bool
         Adjoint only: restart z from the stored forward state at each output time.
+    batch : {"shared", "independent"}
+        As in :func:`refnode.solve`. "independent" supports "discrete" and "adjoint"
+        (see :mod:`refnode.independent_gradients`).
 
     Returns
     -------
@@ -64,9 +68,20 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     if len(t_checked) < 2:
         raise InputError("odeint_vjp needs at least two times (an initial and a final one).")
     z0 = check_state(z0)
+    if batch == "independent" and gradient == "autograd":
+        raise InputError("gradient='autograd' replays one shared step grid; with "
+                         "batch='independent' use gradient='discrete' or 'adjoint'.")
     sol = solve(f, z0, t_checked, theta, method=method, rtol=rtol, atol=atol,
-                step_size=step_size, n_steps=n_steps, **options)
+                step_size=step_size, n_steps=n_steps, batch=batch, **options)
     tableau = get_method(method)
+    if batch == "independent":
+        from .independent_gradients import independent_vjp
+        settings = dict(method=get_method(adjoint_method or method),
+                        rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                        atol=atol if adjoint_atol is None else adjoint_atol,
+                        seminorm=seminorm, reset=reset)
+        check_tolerances(settings["rtol"], settings["atol"], z0)
+        return independent_vjp(f, tableau, z0, t_checked, theta, sol, gradient, settings)
     if gradient == "adjoint":
         settings = dict(method=get_method(adjoint_method or method),
                         rtol=rtol if adjoint_rtol is None else adjoint_rtol,
