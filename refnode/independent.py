@@ -46,6 +46,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .checks import check_derivative
+from .dynamics import value_and_vjp
 from .dense_output import float_P, hermite, stage_weights
 from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
                      StepSizeUnderflowError)
@@ -240,7 +241,7 @@ def solve_independent(f, tableau, y0, t, direction, theta, rtol, atol, *, first_
     q = error_power(tableau)
     if norm is None:
         norm = lambda e, a, b, e3=None: sample_ratio(e, a, b, rtol, atol, e3)
-    f = with_state_dtype_time(f, leaf.dtype)
+    f = SampleTimeDynamics(f, leaf.dtype)
     times = xp.asarray(np.asarray(t, dtype=np.float64))
     t_n = xp.zeros(batch, dtype=times.dtype) + float(t[0])
     k1 = f(t_n, y0, theta)
@@ -263,15 +264,29 @@ def solve_independent(f, tableau, y0, t, direction, theta, rtol, atol, *, first_
     return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch))
 
 
-def with_state_dtype_time(f, dtype):
-    """f called with its (B,) times in the state's dtype (the driver keeps them in float64).
+class SampleTimeDynamics:
+    """f seen with per-sample times: t of shape (B,) in the state's dtype, a_t of shape (B,).
 
-    Shared mode passes t as a Python float, which never promotes a float32 state; a
-    float64 time array would, so it is cast (float32 times are as coarse as the state).
+    The driver keeps times in float64; a float64 time array would promote a float32
+    state (shared mode passes a Python float, which never does), so t is cast. A VJP
+    whose ``a_t`` is a scalar (time-independent dynamics return 0) is broadcast to (B,).
     """
-    if dtype == np.float64:
-        return f
-    return lambda t, y, theta: f(t.astype(dtype), y, theta)
+
+    def __init__(self, f, dtype):
+        self.f, self.dtype = f, dtype
+
+    def _time(self, t):
+        return t if t.dtype == self.dtype else t.astype(self.dtype)
+
+    def __call__(self, t, z, theta):
+        return self.f(self._time(t), z, theta)
+
+    def vjp(self, t, z, theta, a):
+        return self.value_and_vjp(t, z, theta, a)[1:]
+
+    def value_and_vjp(self, t, z, theta, a):
+        dz, a_z, a_theta, a_t = value_and_vjp(self.f, self._time(t), z, theta, a)
+        return dz, a_z, a_theta, a_t + array_module(a_z).zeros(t.shape, dtype=a_z.dtype)
 
 
 def iterate(f, tableau, q, theta, times, t, direction, p, outputs, norm, max_steps, min_step,
