@@ -117,7 +117,8 @@ for distribution in ("rademacher", "gaussian"):
     noisy = ConcatSquashField(2, (16, 16), estimator="hutchinson").with_noise(
         draw_noise(rng, z.shape, distribution))
     estimates = noisy.forward(theta, 0.5, z)[1]
-    print(f"{distribution:>10}: mean {estimates.mean():+.4f} ± {estimates.std() / np.sqrt(2000):.4f}"
+    standard_error = estimates.std() / np.sqrt(len(estimates))
+    print(f"{distribution:>10}: mean {estimates.mean():+.4f} ± {standard_error:.4f}"
           f"  (exact {true:+.4f}), one-sample std {estimates.std():.3f}")
 
 # %% [markdown]
