@@ -17,10 +17,10 @@ def weighted_sum(h, terms):
         return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
                         *[k for _, k in terms])
     w0, k0 = terms[0]
-    acc = w0 * k0
+    acc = (h * w0) * k0                      # h folded into the scalar: one array op fewer
     for w, k in terms[1:]:
-        acc = acc + w * k
-    return h * acc
+        acc = acc + (h * w) * k
+    return acc
 
 
 def combine(y, h, terms):
