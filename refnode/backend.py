@@ -64,8 +64,8 @@ def to_numpy(x):
     """Copy ``x`` to a host NumPy array (CuPy -> ``.get()``; boxes -> their value)."""
     while _is_autograd_box(x):
         x = x._value
-    if type(x).__module__.split(".")[0] == "cupy":
-        return x.get()
+    if type(x).__module__.split(".")[0] == "cupy" or type(x).__module__ == "refnode.strict":
+        return x.get()                  # the explicit device -> host copy (refnode.strict too)
     return np.asarray(x)
 
 
