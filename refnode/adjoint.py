@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_float
 from .dynamics import value_and_vjp
 from .odeint import solve_adaptive, solve_fixed
 from .params import tree_map, tree_scale, tree_zeros_like
@@ -127,7 +127,7 @@ def adjoint_sweep(f, tableau, t, zs, g, theta, *, rtol, atol, seminorm=False, re
     for i in range(len(t) - 1, 0, -1):
         s = s._replace(z=zs[i]) if reset else s
         k1 = aug(t[i], s, theta)
-        dt[i] = float(xp.sum(g[i] * k1.z))               # ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i))
+        dt[i] = to_float(xp.sum(g[i] * k1.z))               # ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i))
         s = s._replace(t_bar=s.t_bar - dt[i])
         segment = np.array([t[i], t[i - 1]])
         if step_size is not None or n_steps is not None:
@@ -140,6 +140,6 @@ def adjoint_sweep(f, tableau, t, zs, g, theta, *, rtol, atol, seminorm=False, re
             stats[key] += sol.stats[key]
         s = tree_map(lambda leaf: leaf[-1], sol.z)
         s = s._replace(a=s.a + g[i - 1])
-    dt[0] = float(s.t_bar)
+    dt[0] = to_float(s.t_bar)
     dtheta = None if theta is None else s.theta_bar
     return s.a, dtheta, dt, stats

@@ -51,7 +51,7 @@ def check_state(z0, name="z0"):
     xp = array_module(z0)
     if _is_numpy_dtype(z0.dtype) and not np.issubdtype(z0.dtype, np.floating):
         z0 = xp.asarray(z0, dtype=xp.float64)
-    if not bool(xp.all(xp.isfinite(z0))):
+    if not bool(to_numpy(xp.all(xp.isfinite(z0)))):        # an explicit host sync
         raise InputError(f"{name} has non-finite entries (NaN or inf): fix the initial state.")
     return z0
 
@@ -92,7 +92,7 @@ def check_derivative(dz, z0, t0):
         raise InputError(f"f(t, z, theta) returned dtype {dz.dtype} for a state of dtype "
                          f"{z0.dtype}: keep the dynamics in the state's precision.")
     xp = array_module(dz)
-    if not bool(xp.all(xp.isfinite(dz))):
+    if not bool(to_numpy(xp.all(xp.isfinite(dz)))):
         raise InputError(f"f(t0, z0, theta) is not finite at t0 = {float(t0)!r}: check the dynamics "
                          "and the initial state.")
 

@@ -21,7 +21,7 @@ every step point is kept, O(L) for L steps — the price of exactness.
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_float
 from .dense_output import float_P, hermite_weights, stage_weights
 from .params import tree_add, tree_zeros_like
 from .rk_step import combine, rk_step, weighted_sum
@@ -38,7 +38,7 @@ def stage_rows(tableau, with_extra):
 
 def vdot(x, y):
     """Σ x·y over all elements, as a Python float."""
-    return float(array_module(x, y).sum(x * y))
+    return to_float(array_module(x, y).sum(x * y))
 
 
 def replay(f, tableau, z0, theta, t, grid, keep_states=False):
@@ -116,8 +116,8 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
         a_z, a_theta, a_t = f.vjp(t + c_i * h, y + h * dY, theta, k_bar[i])
         y_bar = y_bar + a_z
         theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
-        t_bar += float(a_t)
-        h_bar += c_i * float(a_t) + vdot(a_z, dY)
+        t_bar += to_float(a_t)
+        h_bar += c_i * to_float(a_t) + vdot(a_z, dY)
         for j, a in row:
             k_bar[j] = _acc(k_bar[j], (h * a) * a_z)
     return y_bar, theta_bar, t_bar, h_bar
@@ -241,7 +241,7 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     if f1_bar is not None:                           # Hermite's slope f(τ_{n+1}, y_{n+1})
         a_z, theta_bar, a_t = f.vjp(tau[n + 1], y1, theta, f1_bar)
         y1_bar = y1_bar + a_z
-        tau_bar[n + 1] += float(a_t)
+        tau_bar[n + 1] += to_float(a_t)
     y0_bar, theta_step, t_step, h_step = rk_step_vjp(f, tableau, rows, tau[n], y, h, theta, k,
                                                       y1_bar, k_bar)
     h_bar += h_step

@@ -18,7 +18,7 @@ import numpy as np
 from autograd import make_vjp
 
 from .adjoint import adjoint_sweep
-from .backend import array_module
+from .backend import array_module, to_numpy
 from .checks import check_state, check_times, check_tolerances
 from .discrete_adjoint import discrete_vjp, replay
 from .dynamics import as_dynamics
@@ -111,7 +111,7 @@ class _VJP:
             raise InputError(f"dL_dz has shape {getattr(dL_dz, 'shape', None)}; it must match "
                              f"the states' shape {self.z_shape} (one cotangent per output time).")
         xp = array_module(dL_dz)
-        if not bool(xp.all(xp.isfinite(dL_dz))):
+        if not bool(to_numpy(xp.all(xp.isfinite(dL_dz)))):
             raise InputError("dL_dz has non-finite entries.")
         return dL_dz
 

@@ -175,7 +175,7 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
 
 def all_finite(y):
     """True if every entry of the state (an array or a tree of arrays) is finite."""
-    return all(bool(array_module(leaf).all(array_module(leaf).isfinite(leaf)))
+    return all(bool(to_numpy(array_module(leaf).all(array_module(leaf).isfinite(leaf))))
                for leaf in tree_leaves(y))
 
 
