@@ -228,17 +228,8 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
     n_accepted = n_rejected = nonfinite = 0
     rejected_last, last = False, None
     while i_out < len(t):
-        if n_accepted + n_rejected >= max_steps:
-            raise MaxStepsExceededError(failure_message(
-                f"the solve reached max_steps = {max_steps} attempted steps", t_n, h, last,
-                rtol, atol, f"Raise max_steps, loosen rtol/atol, or check for stiffness "
-                f"(an explicit method needs tiny steps on stiff problems)."), t=t_n)
-        h = clip_step(t_n, h, t_end, direction)
-        if abs(h) < max(min_step, MIN_STEP_ULPS * np.spacing(t_n)) and t_n + h != t_end:
-            raise StepSizeUnderflowError(failure_message(
-                "the step size underflowed", t_n, h, last, rtol, atol,
-                "The solution may blow up near this time (a singularity), or the tolerances "
-                "are too tight for float64: loosen rtol/atol or check the dynamics."), t=t_n)
+        h = guard_step(t_n, h, t_end, direction, min_step, n_accepted + n_rejected, max_steps,
+                       last, rtol, atol)
         y1, error, k = rk_step(f, tableau, t_n, y, h, theta, k1)
         nfe += tableau.stages - 1
         error3 = weighted_sum(h, dop853_terms(tableau, k)) if q == 8 else None
@@ -277,6 +268,30 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
     dense_fn = DenseSolution(tableau, steps, direction) if dense else None
     return Solution(t=t, z=concatenate(blocks), stats=stats, trace=records, grid=grid,
                     dense=dense_fn)
+
+
+def guard_step(t_n, h, t_end, direction, min_step, n_attempted, max_steps, last, rtol, atol):
+    """The next trial step, shortened to end at t_end; raises when the solve cannot go on.
+
+    Raises
+    ------
+    MaxStepsExceededError
+        ``n_attempted`` reached ``max_steps``.
+    StepSizeUnderflowError
+        |h| fell below ``min_step`` or 10 float64 spacings of t_n.
+    """
+    if n_attempted >= max_steps:
+        raise MaxStepsExceededError(failure_message(
+            f"the solve reached max_steps = {max_steps} attempted steps", t_n, h, last, rtol,
+            atol, "Raise max_steps, loosen rtol/atol, or check for stiffness (an explicit "
+            "method needs tiny steps on stiff problems)."), t=t_n)
+    h = clip_step(t_n, h, t_end, direction)
+    if abs(h) < max(min_step, MIN_STEP_ULPS * np.spacing(t_n)) and t_n + h != t_end:
+        raise StepSizeUnderflowError(failure_message(
+            "the step size underflowed", t_n, h, last, rtol, atol,
+            "The solution may blow up near this time (a singularity), or the tolerances are "
+            "too tight for float64: loosen rtol/atol or check the dynamics."), t=t_n)
+    return h
 
 
 def clip_step(t_n, h, t_end, direction):
