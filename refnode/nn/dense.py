@@ -36,6 +36,13 @@ def _check_input(layer, x, n_in):
         raise InputError(f"{layer} expects x of shape (..., {n_in}); got shape {np.shape(x)}.")
 
 
+def _time_column(t, x):
+    """t as is if it is a scalar; per-sample times (B,) as (B, 1, ..., 1) to broadcast over x."""
+    if np.ndim(t) == 0:
+        return t
+    return array_module(t).reshape(t, (np.shape(t)[0],) + (1,) * (np.ndim(x) - 1))
+
+
 def _as_rows(a):
     """View a batch (..., n) as rows (B, n) for summing parameter gradients over it."""
     return array_module(a).reshape(a, (-1, np.shape(a)[-1]))
@@ -94,11 +101,15 @@ class ConcatLinear:
                 "b": uniform_init(rng, fan_in, (self.n_out,), dtype)}
 
     def forward(self, theta, t, x):
-        """x : (..., n_in) -> y = x W[:, :-1]ᵀ + t W[:, -1] + b : (..., n_out); cache = (x, t)."""
+        """x : (..., n_in) -> y = x W[:, :-1]ᵀ + t W[:, -1] + b : (..., n_out); cache = (x, t).
+
+        t is a scalar, or one time per sample, shape (B,) for x of shape (B, ..., n_in)
+        (``batch="independent"`` solves).
+        """
         _check_input("ConcatLinear", x, self.n_in)
         W = theta["W"]
         xp = array_module(x, W)
-        y = xp.matmul(x, xp.transpose(W[:, :-1])) + t * W[:, -1] + theta["b"]
+        y = xp.matmul(x, xp.transpose(W[:, :-1])) + _time_column(t, x) * W[:, -1] + theta["b"]
         return y, (x, t)
 
     def vjp(self, theta, cache, g):
@@ -114,10 +125,14 @@ class ConcatLinear:
         xp = array_module(g, x, W)
         g_rows, x_rows = _as_rows(g), _as_rows(x)
         g_sum = xp.sum(g_rows, axis=0)
+        t_g = xp.sum(_as_rows(_time_column(t, x) * g), axis=0)            # Σ_batch t g
         g_W = xp.concatenate([xp.matmul(xp.transpose(g_rows), x_rows),
-                              xp.reshape(t * g_sum, (self.n_out, 1))], axis=1)
+                              xp.reshape(t_g, (self.n_out, 1))], axis=1)
         g_x = xp.matmul(g, W[:, :-1])
-        g_t = xp.sum(g_sum * W[:, -1])
+        if np.ndim(t) == 0:
+            g_t = xp.sum(g_sum * W[:, -1])
+        else:                                    # per-sample times: per-sample g_t, shape (B,)
+            g_t = xp.sum(xp.reshape(xp.matmul(g, W[:, -1]), (g.shape[0], -1)), axis=1)
         return g_x, {"W": g_W, "b": g_sum}, g_t
 
     def __repr__(self):
