@@ -36,11 +36,14 @@ LOOSE_RTOL, LOOSE_ATOL = 1e-4, 1e-6
 
 
 @st.composite
-def problems(draw):
-    """(f, theta, z0, t, method, options, cotangent seed) for a random small MLP ODE."""
+def problems(draw, activations=tuple(sorted(ACTIVATIONS)), methods=tuple(rn.METHODS)):
+    """(f, theta, z0, t, method, options, rng) for a random small MLP ODE.
+
+    ``rng`` (seeded by hypothesis) is for drawing cotangents. Also used by test_adjoint.
+    """
     D = draw(st.integers(1, 8))
     hidden = draw(st.lists(st.integers(1, 8), min_size=1, max_size=2))
-    activation = draw(st.sampled_from(sorted(ACTIVATIONS)))
+    activation = draw(st.sampled_from(activations))
     time_dependent = draw(st.booleans())
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
@@ -51,7 +54,7 @@ def problems(draw):
     n_times = draw(st.integers(2, 6))
     t = draw(st.floats(-1.0, 1.0)) + np.cumsum(rng.uniform(0.05, 0.5, n_times)) - 0.05
     t = t if draw(st.booleans()) else t[::-1].copy()
-    method = draw(st.sampled_from(list(rn.METHODS)))
+    method = draw(st.sampled_from(methods))
     options = (dict(n_steps=draw(st.integers(1, 3))) if method in FIXED_METHODS
                else dict(rtol=LOOSE_RTOL, atol=LOOSE_ATOL))
     return f, theta, z0, t, method, options, rng
