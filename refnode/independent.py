@@ -207,6 +207,15 @@ class Progress:
     nfe: object
     n_accepted: object
     n_rejected: object
+    rows: object         # the sample's index in the caller's batch (rows move on compaction)
+
+    FIELDS = ("t", "h", "y", "k1", "i_out", "rejected_last", "nonfinite", "nfe", "n_accepted",
+              "n_rejected", "rows")
+
+
+#: Gather the running samples into a smaller batch once at most this fraction of the
+#: working batch still runs (halving bounds the gathers by log2 B).
+COMPACT_FRACTION = 0.5
 
 
 def solve_independent(f, tableau, y0, t, direction, theta, rtol, atol, *, first_step=None,
@@ -251,17 +260,56 @@ def solve_independent(f, tableau, y0, t, direction, theta, rtol, atol, *, first_
         h, nfe = initial_steps(f, t_n, y0, k1, theta, direction, q, norm), zero + 2
     else:
         h, nfe = t_n * 0.0 + direction * abs(first_step or 0.0), zero + 1
-    p = Progress(t_n, h, y0, k1, zero + 1, zero > 0, zero, nfe, zero, zero)
-    outputs, steps, batch_nfe, iterations = [y0] * len(t), [], int(to_numpy(nfe[0])), 0
-    running = len(t) > 1
-    while running:
-        p, outputs, running, n_calls = iterate(f, tableau, q, theta, times, t, direction, p,
-                                               outputs, norm, max_steps, min_step, on_step, steps)
+    p = Progress(t_n, h, y0, k1, zero + 1, zero > 0, zero, nfe, zero, zero, xp.arange(batch))
+    outputs, steps, finished = [y0] * len(t), [], []
+    batch_nfe, iterations, n_running = int(to_numpy(nfe[0])), 0, batch if len(t) > 1 else 0
+    while n_running:
+        p, outputs, n_running, n_calls = iterate(f, tableau, q, theta, times, t, direction, p,
+                                                 outputs, norm, max_steps, min_step, on_step,
+                                                 steps)
         batch_nfe, iterations = batch_nfe + n_calls, iterations + 1
+        if 0 < n_running <= COMPACT_FRACTION * p.t.shape[0]:
+            p, outputs = compact(p, outputs, finished, len(t))
+    p, outputs = assemble(p, outputs, finished)
     stats = {name: to_numpy(getattr(p, name)) for name in ("nfe", "n_accepted", "n_rejected")}
     stats.update(n_steps=stats["n_accepted"] + stats["n_rejected"], batch_nfe=batch_nfe,
                  iterations=iterations)
     return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch))
+
+
+def take(tree, index):
+    """The rows ``index`` of every leaf (axis 0) of an array or tree."""
+    return tree_map(lambda leaf: array_module(leaf).take(leaf, index, axis=0), tree)
+
+
+def compact(p, outputs, finished, n_out):
+    """Set the finished samples aside (appended to ``finished``); keep the running ones.
+
+    f is evaluated on the working batch at every stage, so once most samples are done it
+    pays to gather the rest into a smaller batch. This needs f to treat rows
+    independently and accept any batch size, as refnode's layers do (per-sample
+    constants belong in the state, not in a closure of fixed size B).
+    """
+    xp = array_module(p.i_out)
+    running = p.i_out < n_out
+    keep, done = xp.nonzero(running)[0], xp.nonzero(~running)[0]
+    finished.append((Progress(*(take(getattr(p, name), done) for name in Progress.FIELDS)),
+                     [take(out, done) for out in outputs]))
+    return (Progress(*(take(getattr(p, name), keep) for name in Progress.FIELDS)),
+            [take(out, keep) for out in outputs])
+
+
+def assemble(p, outputs, finished):
+    """Put the set-aside samples back, in their original order."""
+    if not finished:
+        return p, outputs
+    parts = finished + [(p, outputs)]
+    xp = array_module(p.rows)
+    join = lambda blocks: tree_map(lambda *leaves: xp.concatenate(leaves), *blocks)  # noqa: E731
+    order = xp.argsort(join([q.rows for q, _ in parts]))
+    p = Progress(*(take(join([getattr(q, name) for q, _ in parts]), order)
+                   for name in Progress.FIELDS))
+    return p, [take(join([outs[i] for _, outs in parts]), order) for i in range(len(outputs))]
 
 
 class SampleTimeDynamics:
@@ -300,6 +348,11 @@ def iterate(f, tableau, q, theta, times, t, direction, p, outputs, norm, max_ste
     active = p.i_out < n_out
     h = xp.where(active, clip_steps(p.t, p.h, t_end, direction), 0.0)
     y1, error, k, Y = batch_rk_step(f, tableau, p.t, p.y, h, theta, p.k1)
+    if tree_leaves(k[-1])[0].shape != tree_leaves(p.y)[0].shape:
+        raise InputError(f"f returned shape {tree_leaves(k[-1])[0].shape} for a working batch of "
+                         f"shape {tree_leaves(p.y)[0].shape}: in batch='independent' mode f must "
+                         "treat rows independently and accept any batch size (finished samples "
+                         "are dropped); put per-sample constants into the state.")
     error3 = increment(h, [(w, k_i) for w, k_i in zip(tableau.e3_float, k) if w]) if q == 8 else None
     ratio = norm(error, p.y, y1, error3) if q == 8 else norm(error, p.y, y1)
     accepted = active & (ratio <= 1.0)
@@ -331,7 +384,7 @@ def iterate(f, tableau, q, theta, times, t, direction, p, outputs, norm, max_ste
         outputs[i] = select(hit, value, outputs[i])
     if on_step is not None:
         on_step(accepted, p.t, h, Y)
-    steps.append((accepted, t_next))
+    steps.append((accepted, t_next, p.rows))
     rejected = active & ~accepted
     nfe = (p.nfe + xp.where(active, tableau.stages - 1, 0)
            + xp.where(accepted & (not tableau.fsal), 1, 0) + xp.where(inside, extra, 0))
@@ -340,7 +393,7 @@ def iterate(f, tableau, q, theta, times, t, direction, p, outputs, norm, max_ste
                 k1=select(accepted, f1, p.k1), i_out=i_new, h=xp.where(active, h * factor, 0.0),
                 rejected_last=rejected, nonfinite=nonfinite, nfe=nfe,
                 n_accepted=p.n_accepted + accepted, n_rejected=p.n_rejected + rejected)
-    return p, outputs, flags["running"], n_calls
+    return p, outputs, flags["n_running"], n_calls
 
 
 def clip_steps(t_n, h, t_end, direction):
@@ -356,11 +409,11 @@ def decide(xp, active, h, p, t_end, max_steps, min_step, nonfinite, accepted, i_
     too_many = active & (p.n_accepted + p.n_rejected >= max_steps)
     summary = xp.stack([
         xp.any(underflow), xp.any(too_many), xp.any(nonfinite > MAX_NONFINITE_RETRIES),
-        xp.any(accepted), xp.any(inside), xp.any(i_new < n_out),
+        xp.any(accepted), xp.any(inside), xp.sum(i_new < n_out),
         xp.min(xp.where(accepted, p.i_out, n_out)), xp.max(xp.where(accepted, i_new, 0))])
     s = [int(v) for v in to_numpy(summary)]
     return dict(underflow=bool(s[0]), too_many=bool(s[1]), nonfinite=bool(s[2]),
-                any_accepted=bool(s[3]), any_inside=bool(s[4]), running=bool(s[5]),
+                any_accepted=bool(s[3]), any_inside=bool(s[4]), n_running=s[5],
                 lo=s[6], hi=s[7], masks=(underflow, too_many, nonfinite))
 
 
@@ -369,22 +422,22 @@ def raise_failures(flags, p, h, t_end, max_steps):
     if not (flags["underflow"] or flags["too_many"] or flags["nonfinite"]):
         return
     underflow, too_many, nonfinite = (to_numpy(m) for m in flags["masks"])
-    t_host, h_host = to_numpy(p.t), to_numpy(h)
+    t_host, h_host, rows = to_numpy(p.t), to_numpy(h), to_numpy(p.rows)
     if too_many.any():
         b = int(np.flatnonzero(too_many)[0])
         raise MaxStepsExceededError(
-            f"sample {b} reached max_steps = {max_steps} attempted steps at t = {t_host[b]!r} "
+            f"sample {rows[b]} reached max_steps = {max_steps} attempted steps at t = {t_host[b]!r} "
             f"(h = {h_host[b]!r}). Raise max_steps, loosen rtol/atol, or check that sample "
             "for stiffness.", t=float(t_host[b]))
     if underflow.any():
         b = int(np.flatnonzero(underflow)[0])
         raise StepSizeUnderflowError(
-            f"the step size of sample {b} underflowed at t = {t_host[b]!r} (h = {h_host[b]!r}). "
+            f"the step size of sample {rows[b]} underflowed at t = {t_host[b]!r} (h = {h_host[b]!r}). "
             "Its solution may blow up near this time, or the tolerances are too tight for "
             "the precision: loosen rtol/atol or check the dynamics.", t=float(t_host[b]))
     b = int(np.flatnonzero(nonfinite > MAX_NONFINITE_RETRIES)[0])
     raise NonFiniteStateError(
-        f"the state of sample {b} became non-finite at every trial step from t = "
+        f"the state of sample {rows[b]} became non-finite at every trial step from t = "
         f"{t_host[b]!r} (after {MAX_NONFINITE_RETRIES} shrinks). Check the dynamics for "
         "overflow or a singularity near this time.", t=float(t_host[b]))
 
@@ -395,8 +448,13 @@ def step_grid(t, steps, batch):
     if not steps:
         return grid
     xp = array_module(steps[0][1])
-    accepted = to_numpy(xp.stack([a for a, _ in steps]))          # (iterations, B)
-    t_next = to_numpy(xp.stack([tn for _, tn in steps]))
+    sizes = [a.shape[0] for a, _, _ in steps]                     # the working batch shrinks
+    iteration = np.repeat(np.arange(len(steps)), sizes)
+    rows = to_numpy(xp.concatenate([r for _, _, r in steps]))
+    accepted = np.zeros((len(steps), batch), dtype=bool)          # (iterations, B)
+    accepted[iteration, rows] = to_numpy(xp.concatenate([a for a, _, _ in steps]))
+    t_next = np.zeros((len(steps), batch))
+    t_next[iteration, rows] = to_numpy(xp.concatenate([tn for _, tn, _ in steps]))
     position = np.cumsum(accepted, axis=0)                        # 1-based step index
     grid = np.full((batch, int(position[-1].max()) + 1), float(t[-1]))
     grid[:, 0] = float(t[0])
