@@ -1,0 +1,115 @@
+"""The golden files: one JSON document per reference problem, readable without refnode.
+
+Layout (schema version :data:`SCHEMA_VERSION`; the JSON Schema is ``golden/schema.json``
+and docs/verify.md explains every field)::
+
+    {"schema_version": "1.0", "refnode_version": "0.1.0",
+     "name": "linear", "description": "...",
+     "dynamics": {"equation": "...", "convention": "...", "parameters": {"A": "..."}},
+     "parameters": {"A": [[...]]},            # named arrays as nested lists
+     "z0": [...], "t": [...],
+     "loss": "L = sum_i <g_i, z(t_i)>", "cotangents": [...],      # g, shape (N, *z0.shape)
+     "states": [...],                                             # z(t_i), shape (N, *z0.shape)
+     "gradients": {"z0": [...], "theta": {"A": [[...]]}, "t": [...]},
+     "extras": {"log_density": [...]},                            # may be {}
+     "accuracy": {"states": 1e-13, "gradients": {"z0": ..., "theta": {"A": ...}, "t": [...]},
+                  "extras": {...}},
+     "provenance": {"states": "...", "gradients": "..."}}
+
+Arrays are nested lists in C order (a scalar is a bare number); floats are written with
+Python's shortest round-trip repr, so reading them back gives the same float64 bits.
+``accuracy`` entries are relative: max|error| / max|value| of that quantity.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+SCHEMA_VERSION = "1.0"
+#: Where the shipped golden files live (package data).
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+#: The convention every golden file states.
+CONVENTION = ("f(t, z, theta), time first (refnode, SciPy, torchdiffeq, diffrax); states are "
+              "row vectors, a batch is (B, D); parameter gradients are summed over the batch; "
+              "L = sum_i <g_i, z(t_i)> and every gradient is of L.")
+LOSS = "L = sum_i <g_i, z(t_i)>, g = cotangents, g.flat[k] = sin(k + 1)"
+
+
+def _lists(tree):
+    """Arrays -> nested lists (and bare floats for scalars), recursively through dicts/lists."""
+    if isinstance(tree, dict):
+        return {k: _lists(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_lists(v) for v in tree]
+    if isinstance(tree, (str, int)) and not isinstance(tree, bool):
+        return tree
+    return np.asarray(tree, dtype=np.float64).tolist()
+
+
+def golden_record(problem, values, refnode_version):
+    """The JSON document (a dict of plain Python values) of one problem's golden values."""
+    return {
+        "schema_version": SCHEMA_VERSION, "refnode_version": refnode_version,
+        "name": problem.name, "description": problem.description,
+        "dynamics": {"equation": problem.equation, "convention": CONVENTION,
+                     "parameters": dict(problem.parameter_notes)},
+        "parameters": _lists(problem.theta), "z0": _lists(problem.z0), "t": _lists(problem.t),
+        "loss": LOSS, "cotangents": _lists(problem.cotangents),
+        "states": _lists(values["states"]), "gradients": _lists(values["gradients"]),
+        "extras": _lists(values["extras"]), "accuracy": _lists(values["accuracy"]),
+        "provenance": dict(values["provenance"]),
+    }
+
+
+def write_json(path, document):
+    """Write ``document`` to ``path`` atomically (temp file in the same directory, then replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1, ensure_ascii=False)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)                     # mkstemp makes it private; these are shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_json(path):
+    """A JSON document from ``path``, with a clear error when it is missing or malformed."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError as err:
+        raise InputError(f"no such file: {path}") from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON ({err}).") from err
+
+
+def load_golden(name, directory=None):
+    """The golden document of problem ``name`` as plain JSON values (lists, floats, dicts)."""
+    directory = GOLDEN_DIR if directory is None else Path(directory)
+    document = read_json(directory / f"{name}.json")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{directory / (name + '.json')} has schema version "
+                         f"{document.get('schema_version')!r}; this refnode reads "
+                         f"{SCHEMA_VERSION!r}. Regenerate it: python -m refnode.reference.regenerate")
+    return document
+
+
+def as_arrays(document, keys=("parameters", "z0", "t", "cotangents", "states", "gradients",
+                              "extras")):
+    """A copy of a golden document with the array fields as float64 NumPy arrays."""
+    def arrays(tree):
+        if isinstance(tree, dict):
+            return {k: arrays(v) for k, v in tree.items()}
+        return np.asarray(tree, dtype=np.float64)
+    return {k: (arrays(v) if k in keys else v) for k, v in document.items()}
