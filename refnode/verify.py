@@ -37,9 +37,9 @@ VerifyRow = namedtuple("VerifyRow", "problem quantity rel_err tolerance status d
 VerifyRow.__doc__ = "One compared quantity: status is 'ok', 'FAIL' or 'skipped'."
 
 
-def tolerance(rtol, accuracy):
-    """The tolerance a quantity must meet: TOLERANCE_FACTOR · rtol + accuracy."""
-    return TOLERANCE_FACTOR * rtol + accuracy
+def tolerance(rtol, accuracy, factor=TOLERANCE_FACTOR):
+    """The tolerance a quantity must meet: factor · rtol + accuracy."""
+    return factor * rtol + accuracy
 
 
 def relative_error(x, ref, scale=None):
@@ -86,11 +86,11 @@ def _lookup(results, path):
     return node
 
 
-def compare(name, golden, results, rtol):
+def compare(name, golden, results, rtol, factor=TOLERANCE_FACTOR):
     """The rows of one problem: each golden quantity against ``results`` (nested dict)."""
     rows = []
     for quantity, ref, accuracy, path, scale in golden_quantities(golden):
-        tol = tolerance(rtol, accuracy)
+        tol = tolerance(rtol, accuracy, factor)
         got = _lookup(results, path)
         if got is None:
             optional = path[0] == "extras"
@@ -113,8 +113,8 @@ class VerifyReport:
 
     HEADER = ("problem", "quantity", "rel err", "tolerance", "result")
 
-    def __init__(self, rows, rtol, skipped=()):
-        self.rows, self.rtol, self.skipped = list(rows), rtol, list(skipped)
+    def __init__(self, rows, rtol, skipped=(), factor=TOLERANCE_FACTOR):
+        self.rows, self.rtol, self.skipped, self.factor = list(rows), rtol, list(skipped), factor
 
     @property
     def failures(self):
@@ -131,7 +131,7 @@ class VerifyReport:
         widths = [max(len(c[k]) for c in cells) for k in range(len(self.HEADER))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        head = (f"tolerance = {TOLERANCE_FACTOR:g} * rtol + golden accuracy, rtol = {self.rtol:g}; "
+        head = (f"tolerance = {self.factor:g} * rtol + golden accuracy, rtol = {self.rtol:g}; "
                 "rel err = max|x - ref| / max|ref|")
         return "\n".join([head, ""] + lines + [""] + self.summary())
 
@@ -164,7 +164,8 @@ def problem_dict(name, rtol, atol):
                 rtol=float(rtol), atol=float(atol), extras=problem.extras)
 
 
-def verify_callable(fn, rtol, atol=None, names=PROBLEM_NAMES, golden_dir=None):
+def verify_callable(fn, rtol, atol=None, names=PROBLEM_NAMES, golden_dir=None,
+                    factor=TOLERANCE_FACTOR):
     """Call ``fn(problem_dict(...))`` on each problem and compare; returns a VerifyReport."""
     atol = rtol if atol is None else atol
     rows, skipped = [], []
@@ -173,11 +174,11 @@ def verify_callable(fn, rtol, atol=None, names=PROBLEM_NAMES, golden_dir=None):
         if results is None:
             skipped.append(name)
             continue
-        rows += compare(name, as_arrays(load_golden(name, golden_dir)), results, rtol)
-    return VerifyReport(rows, rtol, skipped)
+        rows += compare(name, as_arrays(load_golden(name, golden_dir)), results, rtol, factor)
+    return VerifyReport(rows, rtol, skipped, factor)
 
 
-def verify_results(problems, rtol, names=None, golden_dir=None):
+def verify_results(problems, rtol, names=None, golden_dir=None, factor=TOLERANCE_FACTOR):
     """Compare ``{name: results}`` (e.g. from :func:`results_from_file`); returns a VerifyReport."""
     unknown = sorted(set(problems) - set(PROBLEM_NAMES))
     if unknown:
@@ -186,8 +187,9 @@ def verify_results(problems, rtol, names=None, golden_dir=None):
     names = PROBLEM_NAMES if names is None else names
     rows, skipped = [], [n for n in names if n not in problems]
     for name in (n for n in names if n in problems):
-        rows += compare(name, as_arrays(load_golden(name, golden_dir)), problems[name], rtol)
-    return VerifyReport(rows, rtol, skipped)
+        rows += compare(name, as_arrays(load_golden(name, golden_dir)), problems[name], rtol,
+                        factor)
+    return VerifyReport(rows, rtol, skipped, factor)
 
 
 def results_from_file(path):

@@ -29,9 +29,13 @@ STATE_CHECK_METHOD, STATE_CHECK_RTOL = "tsit5", 1e-12
 #: Two computations that disagree by more than this (relative) are not golden: the
 #: regeneration stops with an error instead of storing them.
 AGREEMENT_MAX = 1e-8
-#: accuracy = max(ACCURACY_SAFETY · disagreement, ACCURACY_FLOOR). The floor is about
-#: the rounding error accumulated over a few hundred float64 steps.
-ACCURACY_SAFETY, ACCURACY_FLOOR = 2.0, 1e-12
+#: accuracy = max(ACCURACY_SAFETY · disagreement, ACCURACY_FLOOR). The disagreement is
+#: not a strict bound: the discrete adjoint's ∂L/∂t_i (the derivative of the dense-output
+#: interpolant) converges more slowly than the adjoint's, and at rtol = 1e-10 it was off
+#: the golden value by up to 3× the disagreement (tests/test_reference.py regenerates at
+#: that tolerance). The factor 10 covers that; the floor is about the rounding error
+#: accumulated over a few hundred float64 steps.
+ACCURACY_SAFETY, ACCURACY_FLOOR = 10.0, 1e-12
 #: Relative accuracy claimed for closed-form values: the (6, 6) Padé expm has a backward
 #: error of about 3.4e-16 (refnode.reference.linear); these small, well-conditioned
 #: problems amplify it by far less than 300 (checked against 30-digit mpmath in the tests).

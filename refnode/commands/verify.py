@@ -1,0 +1,87 @@
+"""``refnode verify``: compare another implementation's states and gradients with the golden values.
+
+    refnode verify --results FILE --rtol 1e-6          # a results file in the golden layout
+    refnode verify --callable mypkg.mod:fn --rtol 1e-6  # fn(problem: dict) -> dict
+    refnode verify --list                               # the reference problems
+
+The logic is in :mod:`refnode.verify`; docs/verify.md documents the formats and the rule
+tol = 100 · rtol + golden accuracy. Exit status 0 when every quantity passes, 1 otherwise.
+"""
+
+import argparse
+
+from .. import verify
+from ..errors import InputError
+from ..reference.golden_files import load_golden
+from ..reference.problems import PROBLEM_NAMES
+
+HELP = "check another ODE implementation's states and gradients against refnode's golden values"
+
+#: The default --rtol: a common solver default (torchdiffeq's is 1e-7, SciPy's 1e-3).
+DEFAULT_RTOL = 1e-6
+
+
+def configure(parser):
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--results", metavar="FILE",
+                        help="JSON results in the golden layout (docs/verify.md)")
+    source.add_argument("--callable", metavar="MODULE:FUNCTION", dest="function",
+                        help="a function fn(problem: dict) -> dict, e.g. mypkg.check:solve; "
+                             "refnode.verify:refnode_adjoint verifies refnode itself")
+    source.add_argument("--list", action="store_true", help="list the reference problems and exit")
+    parser.add_argument("--rtol", type=positive_float, default=DEFAULT_RTOL,
+                        help=f"the relative tolerance your solver used (default {DEFAULT_RTOL:g}); "
+                             "with --callable, the problem dict asks for it")
+    parser.add_argument("--atol", type=positive_float, default=None,
+                        help="absolute tolerance passed to --callable (default: --rtol)")
+    parser.add_argument("--factor", type=positive_float, default=verify.TOLERANCE_FACTOR,
+                        help=f"C in tol = C * rtol + accuracy (default {verify.TOLERANCE_FACTOR:g})")
+    parser.add_argument("--problems", type=problem_list, default=PROBLEM_NAMES, metavar="A,B",
+                        help=f"comma-separated subset of: {', '.join(PROBLEM_NAMES)}")
+
+
+def positive_float(text):
+    """argparse type: a float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def problem_list(text):
+    """argparse type: comma-separated reference problem names."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PROBLEM_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown problem(s) {unknown or text!r}; choose from "
+                                         f"{', '.join(PROBLEM_NAMES)}")
+    return names
+
+
+def run(args):
+    if args.list:
+        for name in PROBLEM_NAMES:
+            doc = load_golden(name)
+            print(f"{name:<11} {doc['dynamics']['equation'][:70]}\n{'':<11} {doc['description']}")
+        return 0
+    if args.results is None and args.function is None:
+        print("refnode verify: give --results FILE or --callable MODULE:FUNCTION (or --list).")
+        return 2
+    try:
+        if args.results is not None:
+            report = verify.verify_results(verify.results_from_file(args.results), args.rtol,
+                                           names=args.problems, factor=args.factor)
+            source = args.results
+        else:
+            report = verify.verify_callable(verify.load_callable(args.function), args.rtol,
+                                            args.atol, names=args.problems, factor=args.factor)
+            source = args.function
+    except InputError as err:
+        print(f"refnode verify: {err}")
+        return 2
+    print(f"refnode verify: {source} against the golden values\n")
+    print(report)
+    return 0 if report.passed else 1
