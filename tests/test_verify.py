@@ -1,0 +1,150 @@
+"""``refnode verify``: refnode itself passes; planted bugs fail, naming the quantity."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refnode import cli, verify
+from refnode.reference.golden_files import load_golden
+from refnode.reference.problems import PROBLEM_NAMES
+
+pytestmark = pytest.mark.verify
+
+ROOT = Path(__file__).resolve().parent.parent
+RTOL = 1e-7
+BATCHED = ("linear", "mlp", "cnf")
+
+
+def flipped_t0(problem):
+    """Bug: the sign of ∂L/∂t0 is flipped."""
+    out = verify.refnode_adjoint(problem)
+    dt = out["gradients"]["t"]
+    out["gradients"]["t"] = np.concatenate([-dt[:1], dt[1:]])
+    return out
+
+
+class MeanOverBatch:
+    """Bug: the dynamics' parameter VJP averages over the batch instead of summing."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self, t, z, theta):
+        return self.f(t, z, theta)
+
+    def vjp(self, t, z, theta, a):
+        a_z, a_theta, a_t = self.f.vjp(t, z, theta, a)
+        B = z.shape[0] if z.ndim == 2 else 1
+        return a_z, {k: v / B for k, v in a_theta.items()}, a_t
+
+
+def missing_batch_sum(problem):
+    return verify.refnode_adjoint(dict(problem, f=MeanOverBatch(problem["f"])))
+
+
+def loose_solve(problem):
+    """Bug: the solve runs at rtol = 1e-3 whatever the caller asked for."""
+    return verify.refnode_adjoint(dict(problem, rtol=1e-3, atol=1e-3))
+
+
+def failing(report):
+    return {(r.problem, r.quantity) for r in report.failures}
+
+
+def test_refnode_adjoint_passes_every_problem():
+    report = verify.verify_callable(verify.refnode_adjoint, RTOL)
+    assert report.passed, str(report)
+    assert {r.problem for r in report.rows} == set(PROBLEM_NAMES)
+    assert "PASSED" in str(report) and "FAIL" not in str(report)
+    assert any(r.quantity == "log_density" and r.status == "ok" for r in report.rows)
+
+
+def test_sign_flip_in_dL_dt0_fails_naming_the_quantity():
+    report = verify.verify_callable(flipped_t0, RTOL)
+    assert not report.passed
+    assert failing(report) == {(name, "dL/dt[0]") for name in PROBLEM_NAMES}
+    assert "FAIL spiral: dL/dt[0]: relative error" in str(report)
+
+
+def test_missing_batch_sum_fails_dL_dtheta_of_the_batched_problems():
+    report = verify.verify_callable(missing_batch_sum, RTOL, names=BATCHED)
+    failed = failing(report)
+    assert ("linear", "dL/dtheta[A]") in failed and ("mlp", "dL/dtheta[W1]") in failed
+    assert all(q.startswith("dL/dtheta") for _, q in failed), failed
+    assert {p for p, _ in failed} == set(BATCHED)
+
+
+def test_loose_tolerance_solve_fails_the_states():
+    report = verify.verify_callable(loose_solve, 1e-9, names=("oscillator", "spiral"))
+    assert ("oscillator", "state") in failing(report) and ("spiral", "state") in failing(report)
+    assert verify.verify_callable(loose_solve, 1e-3, names=("oscillator",)).passed
+
+
+def test_wrong_shape_and_missing_quantities_fail_with_a_reason():
+    golden = verify.as_arrays(load_golden("mlp"))
+    results = dict(states=golden["states"], gradients=dict(golden["gradients"]))
+    results["gradients"]["theta"] = dict(golden["gradients"]["theta"],
+                                         W1=np.stack([golden["gradients"]["theta"]["W1"]] * 3))
+    del results["gradients"]["z0"]
+    rows = {r.quantity: r for r in verify.compare("mlp", golden, results, RTOL)}
+    assert rows["dL/dtheta[W1]"].status == "FAIL" and "batch" in rows["dL/dtheta[W1]"].detail
+    assert rows["dL/dz0"].status == "FAIL" and rows["dL/dz0"].detail == "not given"
+    assert rows["state"].status == "ok" and rows["dL/dt[2]"].status == "ok"
+    nan = dict(results, states=np.full_like(golden["states"], np.nan))
+    assert verify.compare("mlp", golden, nan, RTOL)[0].status == "FAIL"
+
+
+def test_the_golden_files_verify_themselves_and_skip_absent_problems(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([load_golden("decay"), load_golden("cnf")]))
+    report = verify.verify_results(verify.results_from_file(path), 1e-12)
+    assert report.passed and set(report.skipped) == set(PROBLEM_NAMES) - {"decay", "cnf"}
+    assert all(r.rel_err == 0.0 for r in report.rows)
+
+
+def test_tolerance_rule():
+    assert verify.tolerance(1e-6, 1e-12) == pytest.approx(verify.TOLERANCE_FACTOR * 1e-6 + 1e-12)
+    assert verify.tolerance(1e-6, 0.0, factor=10.0) == pytest.approx(1e-5)
+
+
+def run_cli(args, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    return subprocess.run([sys.executable, "-m", "refnode.cli", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_status_and_table(tmp_path):
+    (tmp_path / "planted.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from refnode.verify import refnode_adjoint
+
+        def flip(problem):
+            out = refnode_adjoint(problem)
+            out["gradients"]["t"] = -np.asarray(out["gradients"]["t"])
+            return out
+        """))
+    good = run_cli(["verify", "--callable", "refnode.verify:refnode_adjoint", "--rtol", "1e-6",
+                    "--problems", "decay,spiral"], tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "spiral   dL/dtheta[A]" in good.stdout and "PASSED" in good.stdout
+    bad = run_cli(["verify", "--callable", "planted:flip", "--problems", "decay"], tmp_path)
+    assert bad.returncode == 1 and "FAIL decay: dL/dt[0]" in bad.stdout
+
+
+def test_cli_argument_errors(capsys, tmp_path):
+    assert cli.main(["verify", "--callable", "no_such_module_xyz:f"]) == 2
+    assert "cannot import" in capsys.readouterr().out
+    assert cli.main(["verify", "--results", str(tmp_path / "missing.json")]) == 2
+    assert cli.main(["verify"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--problems", "lorenz"])
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--rtol", "-1"])
+    assert cli.main(["verify", "--list"]) == 0
+    assert "oscillator" in capsys.readouterr().out
