@@ -26,7 +26,7 @@ from .backend import array_module, to_float
 from .dynamics import value_and_vjp
 from .odeint import solve_adaptive, solve_fixed
 from .params import tree_map, tree_scale, tree_zeros_like
-from .step_size import error_ratio
+from .step_size import error_ratio, rms, scaled_error
 
 
 class AugmentedState(NamedTuple):
@@ -73,16 +73,20 @@ def channel_norm(rtol, atol, channels):
     feeds back from them, so their error need not limit the step.
     """
     def norm(error, y0, y1, error3=None):
-        ratios = []
-        for name in channels:
-            e = getattr(error, name)
-            if isinstance(e, tuple) and not e:
-                continue
-            e3 = None if error3 is None else getattr(error3, name)
-            ratios.append(error_ratio(e, getattr(y0, name), getattr(y1, name), rtol, atol, e3))
-        return max(ratios)
+        names = [name for name in channels if not _empty(getattr(error, name))]
+        if error3 is not None:          # dop853's combined estimate, channel by channel
+            return max(error_ratio(getattr(error, name), getattr(y0, name), getattr(y1, name),
+                                   rtol, atol, getattr(error3, name)) for name in names)
+        ratios = [rms(scaled_error(getattr(error, name), getattr(y0, name), getattr(y1, name),
+                                   rtol, atol)) for name in names]
+        xp = array_module(*ratios)
+        return to_float(xp.max(xp.stack(ratios)))   # one host sync per step, not one per channel
 
     return norm
+
+
+def _empty(channel):
+    return isinstance(channel, tuple) and not channel
 
 
 def adjoint_sweep(f, tableau, t, zs, g, theta, *, rtol, atol, seminorm=False, reset=True,
