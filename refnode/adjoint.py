@@ -16,6 +16,10 @@ subtracts ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i)) from the time channel (
 The sign of the time channel: moving t_i later lets the trajectory run longer before it
 is observed, so ∂L/∂t_i = +∂L/∂z(t_i) · dz/dt; moving t_0 later starts the same
 trajectory later, which shifts it the other way, hence the minus signs (tutorial 04).
+
+On GPU arrays the augmented state stays on the device; each reverse step reads one host
+value, the largest channel error ratio (:func:`channel_norm`), plus one per output time
+for ∂L/∂t_i.
 """
 
 from typing import NamedTuple

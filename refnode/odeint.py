@@ -11,7 +11,12 @@ Two drivers share :func:`refnode.rk_step.rk_step`:
 
 Batches: a state of shape (B, D) is one big state. The error norm is taken over the whole
 batch, so all samples share one step size (``batch="shared"``, the default and what
-torchdiffeq does); a stiff sample sets the pace for all of them.
+torchdiffeq does); a stiff sample sets the pace for all of them. ``batch="independent"``
+gives each sample its own steps (:mod:`refnode.independent`).
+
+GPU arrays (CuPy): every stage, error estimate and dense output stays on the device; the
+loop reads one value on the host per step, the error ratio that decides accept/reject
+(:func:`refnode.backend.to_float`). Times and step sizes are host floats.
 """
 
 import numpy as np
