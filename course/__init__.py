@@ -1,0 +1,1 @@
+"""The course kit: turn any refnode function into an exercise (see README.md)."""
