@@ -106,12 +106,12 @@ def train_cnf_density(width, target, cfg, rng, verbose):
     return CNFDynamics(field), params, losses
 
 
-def train_nf_density(depth, target, cfg, rng, verbose):
+def train_nf_density(depth, target, n_iters, cfg, rng, verbose):
     """Planar NF of depth K fitted to ``target`` by KL; returns (theta, losses)."""
     log_p = toy2d.target_log_density(target)
     score_p = elementwise_grad(log_p)
     step = lambda theta: nf_kl(theta, rng.standard_normal((cfg["batch"], 2)), log_p, score_p)
-    return adam_loop(step, init_planar_flow(rng, 2, depth), cfg["nf_iters"], cfg["lr_nf"],
+    return adam_loop(step, init_planar_flow(rng, 2, depth), n_iters, cfg["lr_nf"],
                      f"NF K={depth} {target}", verbose)
 
 
@@ -149,17 +149,19 @@ def nf_samples_with_log_q(theta, rng):
 # --- (a) density matching, Figure 4 -------------------------------------------------------------
 
 def density_matching(cfg, rng, verbose):
-    """NF (depth K) and CNF (width M) on every target; returns (records, samples for plots)."""
+    """On every target: the NF (depth K) trained for ``nf_iters`` and for ``cnf_iters``
+    (equal iterations), and the CNF (width M); returns (records, samples for plots)."""
     records, samples = [], {}
     for target in cfg["targets"]:
         for size in cfg["sizes"]:
-            start = time.time()
-            theta, _ = train_nf_density(size, target, cfg, rng, verbose)
-            sampler = nf_samples_with_log_q(theta, rng)
-            records.append(dict(model="planar_nf", size=size, target=target,
-                                final_loss=final_density_loss(sampler, target, cfg["n_eval"]),
-                                iterations=cfg["nf_iters"], seconds=time.time() - start))
-            samples[("planar_nf", size, target)] = sampler(cfg["n_plot"])[0]
+            for n_iters in (cfg["nf_iters"], cfg["cnf_iters"]):
+                start = time.time()
+                theta, _ = train_nf_density(size, target, n_iters, cfg, rng, verbose)
+                sampler = nf_samples_with_log_q(theta, rng)
+                records.append(dict(model="planar_nf", size=size, target=target,
+                                    final_loss=final_density_loss(sampler, target, cfg["n_eval"]),
+                                    iterations=n_iters, seconds=time.time() - start))
+                samples.setdefault(("planar_nf", size, target), sampler(cfg["n_plot"])[0])
             start = time.time()
             f, params, _ = train_cnf_density(size, target, cfg, rng, verbose)
             sampler = cnf_samples_with_log_q(f, params, rng)
@@ -169,7 +171,7 @@ def density_matching(cfg, rng, verbose):
                                 end_time=end_time(params)))
             samples[("planar_cnf", size, target)] = sampler(cfg["n_plot"])[0]
             if verbose:
-                print(records[-2], records[-1], flush=True)
+                print(*records[-3:], sep="\n", flush=True)
     return records, samples
 
 
@@ -297,14 +299,18 @@ def write_json(path, results):
     os.replace(tmp, path)
 
 
-def print_tables(density, likelihood):
-    print("Density matching: final E_q[log q - log p~] (lower is better)")
-    print(f"{'target':>6} {'size':>4} {'planar NF':>10} {'planar CNF':>10} {'CNF T':>6}")
-    nf = {(r["target"], r["size"]): r for r in density if r["model"] == "planar_nf"}
+def print_tables(cfg, density, likelihood):
+    print("Density matching: final E_q[log q - log p~] = KL(q||p) - log Z (lower is better)")
+    nf_long, nf_equal = f"NF {cfg['nf_iters']} it", f"NF {cfg['cnf_iters']} it"
+    print(f"{'target':>6} {'K=M':>4} {nf_long:>11} {nf_equal:>11} "
+          f"{'CNF ' + str(cfg['cnf_iters']) + ' it':>11} {'CNF T':>6}")
+    loss = {(r["model"], r["target"], r["size"], r["iterations"]): r["final_loss"]
+            for r in density}
     for r in (r for r in density if r["model"] == "planar_cnf"):
         key = (r["target"], r["size"])
-        print(f"{key[0]:>6} {key[1]:>4} {nf[key]['final_loss']:>10.4f} "
-              f"{r['final_loss']:>10.4f} {r['end_time']:>6.2f}")
+        print(f"{key[0]:>6} {key[1]:>4} {loss[('planar_nf', *key, cfg['nf_iters'])]:>11.4f} "
+              f"{loss[('planar_nf', *key, cfg['cnf_iters'])]:>11.4f} "
+              f"{r['final_loss']:>11.4f} {r['end_time']:>6.2f}")
     print("\nMaximum likelihood: held-out negative log-likelihood (nats, lower is better)")
     for r in likelihood:
         print(f"{r['data']:>12} {r['model']:>11} {r['test_nll']:>8.4f}")
@@ -319,7 +325,7 @@ def run(args):
     likelihood, trajectories = maximum_likelihood(cfg, rng, args.verbose)
     plot_density_matching(cfg, samples, os.path.join(args.out, "cnf_density_matching.png"))
     plot_transformation(trajectories, os.path.join(args.out, "cnf_transformation.png"))
-    print_tables(density, likelihood)
+    print_tables(cfg, density, likelihood)
     results = dict(config=size, seed=args.seed, solver={k: str(v) for k, v in SOLVER.items()},
                    density_matching=density, likelihood=likelihood,
                    seconds=time.time() - start)
