@@ -37,7 +37,7 @@ PAPER = {
 }
 LABELS = {"mlp": "1-layer MLP", "resnet": "ResNet", "rknet": "RK-Net", "odenet": "ODE-Net"}
 #: Budgets of the quick and tiny runs: (train size, test size, batch, epochs, channels).
-QUICK = dict(train_size=512, test_size=500, batch_size=32, epochs=1.0, channels=64)
+QUICK = dict(train_size=128, test_size=256, batch_size=32, epochs=1.0, channels=64)
 TINY = dict(train_size=48, test_size=32, batch_size=16, epochs=1.0, channels=8)
 #: Examples in the synthetic stand-in for MNIST (train, test) and its image side.
 SYNTHETIC_SIZES, SYNTHETIC_SIDE = (1024, 512), 28

@@ -7,7 +7,9 @@ backward pass needs, plus its temporaries.
 * ODE-Net (continuous adjoint) keeps only z(t0) and z(t1) between the passes and rebuilds
   z(t) backwards: its memory stays flat as the solver takes more steps (tighter tolerance
   or a longer integration time) — the paper's O(1).
-* RK-Net (discrete adjoint) keeps every step's state and stages: O(L̃).
+* RK-Net keeps what its backward pass needs from every step: O(L̃). refnode's discrete
+  adjoint stores one state per step and recomputes the stages (a small slope); autograd's
+  tape through the same steps keeps every stage's activations (a large one).
 * ResNet keeps every block's activations: O(L) in its depth.
 """
 
@@ -60,7 +62,7 @@ def memory_sweeps(x, labels, channels=64, seed=0):
     -------
     dict
         ``{label: (steps list, MB list)}`` for "ODE-Net, tighter tol", "ODE-Net, longer t1",
-        "RK-Net (RK4 steps)" and "ResNet (blocks)".
+        "RK-Net, discrete adjoint", "RK-Net, autograd tape" and "ResNet (blocks)".
     """
     rng = np.random.default_rng(seed)
     theta_ode = build_model("odenet", channels=channels).init(rng, x.dtype)
@@ -77,9 +79,14 @@ def memory_sweeps(x, labels, channels=64, seed=0):
         peak, steps = _odenet_steps(model, theta_ode, x, labels)
         sweeps["ODE-Net, longer $t_1$"][0].append(steps)
         sweeps["ODE-Net, longer $t_1$"][1].append(peak)
-    sweeps["RK-Net (RK4 steps)"] = (list(RKNET_STEP_COUNTS), [
+    sweeps["RK-Net, discrete adjoint"] = (list(RKNET_STEP_COUNTS), [
         peak_step_memory(build_model("rknet", channels=channels, n_steps=n), theta_ode, x, labels)[0]
         for n in RKNET_STEP_COUNTS])
+    sweeps["RK-Net, autograd tape"] = (list(RKNET_STEP_COUNTS), [])
+    for n in RKNET_STEP_COUNTS:
+        model = build_model("rknet", channels=channels, n_steps=n)
+        ode_blocks(model)[0][1].gradient = "autograd"       # backprop keeping every stage
+        sweeps["RK-Net, autograd tape"][1].append(peak_step_memory(model, theta_ode, x, labels)[0])
     sweeps["ResNet (blocks)"] = (list(RESNET_DEPTHS), [])
     for depth in RESNET_DEPTHS:
         model = build_model("resnet", channels=channels, n_blocks=depth)
@@ -95,7 +102,7 @@ def plot_memory(sweeps, path, batch_size):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (label, (steps, mb)), marker in zip(sweeps.items(), "osD^"):
+    for (label, (steps, mb)), marker in zip(sweeps.items(), "osDv^"):
         ax.plot(steps, mb, marker=marker, label=label)
     ax.set_xlabel("solver steps $\\tilde L$ (ODE-Net, RK-Net) or residual blocks $L$ (ResNet)")
     ax.set_ylabel("peak memory of one training step (MB)")
