@@ -15,8 +15,8 @@ is compared by its relative error e = max|x − x_ref| / max|x_ref| against
 
 ``rtol`` the relative tolerance the implementation solved with, ``accuracy`` the golden
 value's own stated accuracy. A solver with local error control at rtol makes a global
-error of a modest multiple of rtol on these short, stable problems; refnode's dopri5
-(adjoint and discrete) stays below 30·rtol over rtol = 1e-4 … 1e-10, so the factor
+error of a modest multiple of rtol on these short, stable problems; refnode's adjoint
+stays below 21·rtol over rtol = 1e-4 … 1e-10 (dopri5, tsit5, dop853), so the factor
 100 leaves room for another controller and no room for a gradient that is wrong
 (a wrong gradient is off by O(1)).
 """
