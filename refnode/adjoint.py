@@ -139,11 +139,12 @@ def adjoint_sweep(f, tableau, t, zs, g, theta, *, rtol, atol, seminorm=False, re
         s = s._replace(t_bar=s.t_bar - dt[i])
         segment = np.array([t[i], t[i - 1]])
         if step_size is not None or n_steps is not None:
-            sol = solve_fixed(aug, tableau, s, segment, theta, k1, step_size, n_steps)
+            sol = solve_fixed(aug, tableau, s, segment, theta, k1, step_size, n_steps,
+                              keep_grid=False)
         else:
             options = {} if max_steps is None else dict(max_steps=max_steps)
             sol = solve_adaptive(aug, tableau, s, segment, float(np.sign(t[i - 1] - t[i])), theta,
-                                 k1, rtol, atol, norm=norm, **options)
+                                 k1, rtol, atol, norm=norm, keep_grid=False, **options)
         for key in stats:
             stats[key] += sol.stats[key]
         s = tree_map(lambda leaf: leaf[-1], sol.z)

@@ -72,7 +72,8 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
         raise InputError("gradient='autograd' replays one shared step grid; with "
                          "batch='independent' use gradient='discrete' or 'adjoint'.")
     sol = solve(f, z0, t_checked, theta, method=method, rtol=rtol, atol=atol,
-                step_size=step_size, n_steps=n_steps, batch=batch, **options)
+                step_size=step_size, n_steps=n_steps, batch=batch,
+                keep_grid=gradient != "adjoint", **options)
     tableau = get_method(method)
     if batch == "independent":
         from .independent_gradients import independent_vjp

@@ -59,7 +59,7 @@ def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAUL
 
 def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
           step_size=None, n_steps=None, first_step=None, max_steps=DEFAULT_MAX_STEPS,
-          min_step=0.0, trace=False, dense=False, norm=None, batch="shared"):
+          min_step=0.0, trace=False, dense=False, norm=None, keep_grid=True, batch="shared"):
     """Solve the initial value problem dz/dt = f(t, z, theta), z(t[0]) = z0.
 
     Parameters
@@ -94,6 +94,10 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     norm : callable, optional
         ``norm(error, y0, y1) -> float`` replacing the RMS error ratio (the adjoint uses
         it for its seminorm).
+    keep_grid : bool
+        Record the accepted step points in ``Solution.grid`` (one float per step; the
+        discrete adjoint replays them). False keeps the memory of a solve independent of
+        its number of steps, as the continuous adjoint needs.
     batch : {"shared", "independent"}
         For a batch z0 of shape (B, ...): one step size for the whole batch ("shared",
         the default), or a step size, accept/reject and stats per sample
@@ -137,9 +141,9 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     k1 = f(t[0], z0, theta)
     check_derivative(k1, z0, t[0])
     if fixed:
-        return solve_fixed(f, tableau, z0, t, theta, k1, step_size, n_steps, trace)
+        return solve_fixed(f, tableau, z0, t, theta, k1, step_size, n_steps, trace, keep_grid)
     options = dict(first_step=first_step, max_steps=max_steps, min_step=min_step,
-                   trace=trace, dense=dense, norm=norm)
+                   trace=trace, dense=dense, norm=norm, keep_grid=keep_grid)
     return solve_adaptive(f, tableau, z0, t, direction, theta, k1, rtol, atol, **options)
 
 
@@ -150,9 +154,10 @@ def fixed_grid(t, step_size=None, n_steps=None):
     return [max(1, int(np.ceil(abs(t1 - t0) / step_size * (1 - 1e-12)))) for t0, t1 in zip(t[:-1], t[1:])]
 
 
-def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trace=False):
+def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trace=False,
+                keep_grid=True):
     """Fixed-grid driver: equal steps inside each output interval (see :func:`fixed_grid`)."""
-    y, ys, grid = y0, [y0], [float(t[0])]
+    y, ys, grid = y0, [y0], [float(t[0])] if keep_grid else None
     records = [] if trace else None
     nfe, n_total = 1, 0
     for t_i, t_next, n in zip(t[:-1], t[1:], fixed_grid(t, step_size, n_steps)):
@@ -170,7 +175,8 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
                     f"the state became non-finite in step {n_total} from t = {float(t_n)!r} to "
                     f"{float(t_n + h)!r} (h = {float(h)!r}). Try a smaller step_size, an adaptive method, "
                     "or check the dynamics for overflow.", t=t_n)
-            grid.append(float(t_next) if j == n - 1 else t_n + h)
+            if keep_grid:
+                grid.append(float(t_next) if j == n - 1 else t_n + h)
             if trace:
                 records.append(StepRecord(t_n, h, float("nan"), True))
         ys.append(y)
@@ -212,7 +218,8 @@ def error_power(tableau):
 
 
 def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first_step=None,
-                   max_steps=DEFAULT_MAX_STEPS, min_step=0.0, trace=False, dense=False, norm=None):
+                   max_steps=DEFAULT_MAX_STEPS, min_step=0.0, trace=False, dense=False, norm=None,
+                   keep_grid=True):
     """Adaptive driver: try a step, accept it if its error ratio is <= 1, adapt h.
 
     Outputs inside an accepted step come from dense output; the last step is shortened
@@ -229,7 +236,8 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
     else:
         h, nfe = direction * abs(first_step or 0.0), 1
     t_n, y, blocks, i_out = float(t[0]), y0, [expand(y0)], 1
-    grid, records, steps = [t_n], [] if trace else None, [] if dense else None
+    grid = [t_n] if keep_grid else None
+    records, steps = [] if trace else None, [] if dense else None
     n_accepted = n_rejected = nonfinite = 0
     rejected_last, last = False, None
     while i_out < len(t):
@@ -262,7 +270,8 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
             if dense:
                 steps.append((t_n, t_next, h, y, y1, k, f1))
             t_n, y, k1 = t_next, y1, f1
-            grid.append(t_n)
+            if keep_grid:
+                grid.append(t_n)
             n_accepted += 1
         else:
             n_rejected += 1

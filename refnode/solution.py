@@ -38,9 +38,9 @@ class Solution:
         ``nfe`` (evaluations of f), ``n_steps`` (attempted), ``n_accepted``, ``n_rejected``.
     trace : list of StepRecord or None
         Every attempted step, when ``trace=True`` was asked for.
-    grid : list of float
+    grid : list of float or None
         The accepted step points t_0 < t_1 < ... (or decreasing): what the discrete
-        adjoint and the autograd oracle replay.
+        adjoint and the autograd oracle replay (None when solved with keep_grid=False).
     dense : callable or None
         With ``dense=True``: ``sol.dense(tau)`` evaluates the interpolant at any time
         ``tau`` inside the solved interval.
