@@ -27,7 +27,7 @@ from refnode.models import planar_flow as pf
 from refnode.models.cnf import (CNFDynamics, ConcatSquashField, PlanarField, augment, cnf_kl,
                                 cnf_nll, draw_noise)
 from refnode.params import tree_map, tree_vdot
-from refnode.testing import check_vjp, compare_gradients, relative_error
+from refnode.testing import central_difference, check_vjp, compare_gradients, relative_error
 
 pytestmark = pytest.mark.cnf
 
@@ -208,15 +208,15 @@ def test_cnf_loss_gradients_discrete_autograd_finite_differences(hutchinson):
     for gradient in ("discrete", "autograd"):
         _, g_theta, g_T = cnf_nll(f, theta, T, x, dict(fixed, gradient=gradient))
         grads[gradient] = {"theta": g_theta, "T": np.array(g_T)}
-    loss = lambda p: cnf_nll(f, p["theta"], float(p["T"]), x, dict(fixed, gradient="discrete"))[0]
-    direction = tree_map(lambda leaf: np.random.default_rng(8).standard_normal(np.shape(leaf)),
-                         {"theta": theta, "T": np.array(T)})
-    eps = 1e-6
-    plus = loss(tree_map(lambda p, v: p + eps * v, {"theta": theta, "T": np.array(T)}, direction))
-    minus = loss(tree_map(lambda p, v: p - eps * v, {"theta": theta, "T": np.array(T)}, direction))
-    directional = (plus - minus) / (2.0 * eps)
     compare_gradients(grads, rtol=1e-10, atol=1e-13, raise_on_failure=True)
-    assert tree_vdot(grads["discrete"], direction) == pytest.approx(directional, rel=1e-6)
+
+    loss = lambda p: cnf_nll(f, p["theta"], float(p["T"]), x, dict(fixed, gradient="discrete"))[0]
+    params, rng = {"theta": theta, "T": np.array(T)}, np.random.default_rng(8)
+    direction = tree_map(lambda leaf: rng.standard_normal(np.shape(leaf)), params)
+    only_T = {"theta": tree_map(np.zeros_like, theta), "T": np.array(1.0)}
+    for v in (direction, only_T):                 # a random direction, and T alone
+        central = central_difference(loss, params, v, eps=1e-6)
+        assert tree_vdot(grads["discrete"], v) == pytest.approx(central, rel=1e-6)
 
 
 def test_cnf_adjoint_gradient_matches_discrete_including_T():
