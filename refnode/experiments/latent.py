@@ -128,6 +128,8 @@ def train(model, sub, config, n_obs, path):
         tree, saved = load_checkpoint(path)
         if saved == meta:
             theta, state, rng, start = tree["theta"], tree["state"], tree["rng"], tree["iteration"]
+        else:
+            print(f"{path}: written with other settings; training from scratch (it will be replaced)")
     n_train = config.n_spirals - config.n_test
     name = "latent_ode" if isinstance(model, LatentODE) else "rnn"
     bar = progress(range(start, config.iterations), total=config.iterations - start,

@@ -193,7 +193,7 @@ class LatentODE:
         x_mean, dec_cache = self.decoder.forward(theta["decoder"], 0.0, z)
         log_px = gaussian_log_likelihood(batch.x, x_mean, self.noise_std, batch.mask)
         kl = kl_standard_normal(mu, log_var)
-        loss = np.mean(kl - log_px)
+        loss = array_module(kl).mean(kl - log_px)
         # Backwards: decoder, ODE, reparameterisation + KL, encoder.
         g_x_mean = -gaussian_log_likelihood_grad(batch.x, x_mean, self.noise_std, batch.mask) / B
         g_z, g_decoder, _ = self.decoder.vjp(theta["decoder"], dec_cache, g_x_mean)
