@@ -15,16 +15,21 @@ import sys
 COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials")
 
 
-def available_commands():
-    """The subcommand modules that exist in this installation, by name."""
+def import_available(package, names):
+    """{name: module} for each ``package.name`` that exists in this installation."""
     found = {}
-    for name in COMMANDS:
+    for name in names:
         try:
-            found[name] = importlib.import_module(f"refnode.commands.{name}")
+            found[name] = importlib.import_module(f"{package}.{name}")
         except ModuleNotFoundError as err:
-            if err.name != f"refnode.commands.{name}":
+            if err.name != f"{package}.{name}":
                 raise
     return found
+
+
+def available_commands():
+    """The subcommand modules that exist in this installation, by name."""
+    return import_available("refnode.commands", COMMANDS)
 
 
 def build_parser():

@@ -4,8 +4,6 @@ Each experiment is a module in :mod:`refnode.experiments` with the same three na
 command (``HELP``, ``configure(parser)``, ``run(args)``).
 """
 
-import importlib
-
 HELP = "reproduce an experiment of the paper (table1, cnf, latent)"
 
 #: Experiments in the order they are listed.
@@ -13,14 +11,9 @@ EXPERIMENTS = ("table1", "cnf", "latent")
 
 
 def available_experiments():
-    found = {}
-    for name in EXPERIMENTS:
-        try:
-            found[name] = importlib.import_module(f"refnode.experiments.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"refnode.experiments.{name}":
-                raise
-    return found
+    """The experiment modules that exist in this installation, by name."""
+    from refnode.cli import import_available
+    return import_available("refnode.experiments", EXPERIMENTS)
 
 
 def configure(parser):
