@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import refnode as rn  # noqa: E402
 from refnode.backend import array_module, to_float  # noqa: E402
-from refnode.independent import sample_ratio  # noqa: E402
+from refnode.independent_step import sample_ratio  # noqa: E402
 from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
 
 #: Speed-up of the one fast sample.
