@@ -20,7 +20,8 @@ __all__ += ["LatentBatch", "LatentODE", "make_batch",
             "RNNBaseline", "RNNCell", "rnn_forward", "rnn_vjp"]
 
 # Continuous normalizing flows (§4) and the planar-flow baseline (Rezende & Mohamed 2015).
-from .cnf import CNFDynamics, ConcatSquashField, PlanarField, augment, draw_noise
+from .cnf import CNFDynamics, PlanarField, augment
+from .ffjord import ConcatSquashField, draw_noise
 from .planar_flow import flow_forward, flow_vjp, init_planar_flow
 
 __all__ += ["CNFDynamics", "ConcatSquashField", "PlanarField", "augment", "draw_noise",
