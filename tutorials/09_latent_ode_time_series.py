@@ -16,6 +16,7 @@
 
 # %%
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -133,7 +134,8 @@ from refnode.experiments import latent as experiment
 config = replace(experiment.Config(), n_spirals=200, n_test=20, obs_counts=(30,),
                  iterations=20 if QUICK else 400, batch_size=20 if QUICK else 50)
 start = time.perf_counter()
-results, fig_data = experiment.experiment(config, checkpoint_dir=os.path.join(FIGURES, ".ckpt09"))
+with tempfile.TemporaryDirectory() as checkpoints:  # the tutorial keeps no checkpoints
+    results, fig_data = experiment.experiment(config, checkpoint_dir=checkpoints)
 print(f"trained in {time.perf_counter() - start:.0f} s")
 experiment.print_table(results)
 
