@@ -134,9 +134,9 @@ def adjoint_sweep(f, tableau, t, zs, g, theta, *, rtol, atol, seminorm=False, re
     stats = dict(nfe=0, n_steps=0, n_accepted=0, n_rejected=0)
     for i in range(len(t) - 1, 0, -1):
         s = s._replace(z=zs[i]) if reset else s
-        k1 = aug(t[i], s, theta)
+        k1 = aug(float(t[i]), s, theta)
         dt[i] = to_float(xp.sum(g[i] * k1.z))               # ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i))
-        s = s._replace(t_bar=s.t_bar - dt[i])
+        s = s._replace(t_bar=s.t_bar - float(dt[i]))
         segment = np.array([t[i], t[i - 1]])
         if step_size is not None or n_steps is not None:
             sol = solve_fixed(aug, tableau, s, segment, theta, k1, step_size, n_steps,

@@ -98,7 +98,7 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
     inner = [th for th in thetas if th != 1.0]
     blocks = []
     if inner:
-        W = dense_weights(tableau, xp.asarray(inner, dtype=y0.dtype) if xp is not np else np.asarray(inner))
+        W = dense_weights(tableau, xp.asarray(inner, dtype=y0.dtype))
         if tableau.dense is not None:
             blocks.append(y0 + h * _matmul_leading(W, xp.stack(k[:W.shape[1]])))
         else:
@@ -120,8 +120,8 @@ def dense_weights(tableau, thetas):
     xp = array_module(thetas)
     if tableau.dense is not None:
         P = float_P(tableau.dense)                            # (s, q)
-        if type(thetas) is not np.ndarray and not type(thetas).__module__.startswith("autograd"):
-            P = xp.asarray(P)                                 # e.g. onto the GPU
+        if not type(thetas).__module__.startswith("autograd"):
+            P = xp.asarray(P, dtype=thetas.dtype)             # the state's precision and device
         powers = xp.stack([thetas ** (m + 1) for m in range(P.shape[1])], axis=1)  # (m, q)
         return powers @ P.T
     return xp.stack(hermite_weights(thetas), axis=1)

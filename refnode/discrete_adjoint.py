@@ -56,6 +56,7 @@ def replay(f, tableau, z0, theta, t, grid, keep_states=False):
     """
     xp = array_module(z0, t)
     tau = grid.points(t)
+    t = t.tolist() if isinstance(t, np.ndarray) else t      # Python floats: see grid.points
     inside = {}
     for i in range(1, len(t)):
         inside.setdefault(int(grid.out_step[i]), []).append(i)
@@ -185,6 +186,7 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
     dz0 : array like z0;  dtheta : tree like theta (or None);  dt : ndarray (N,)
     """
     tau = grid.points(t)
+    t = t.tolist() if isinstance(t, np.ndarray) else t
     y_bar = [None] * len(ys)
     y_bar[0] = g[0]
     inside = {}

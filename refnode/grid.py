@@ -47,8 +47,14 @@ class StepGrid:
         return len(self.s) - 1
 
     def points(self, t):
-        """τ_n for every point, from the output times ``t`` (any backend, traced or not)."""
-        return [(1.0 - s) * t[lo] + s * t[hi] for s, lo, hi in zip(self.s, self.lo, self.hi)]
+        """τ_n for every point, from the output times ``t`` (any backend, traced or not).
+
+        NumPy times give Python floats, which never promote a float32 state.
+        """
+        if isinstance(t, np.ndarray):
+            t = t.tolist()
+        return [(1.0 - s) * t[lo] + s * t[hi]
+                for s, lo, hi in zip(self.s.tolist(), self.lo.tolist(), self.hi.tolist())]
 
     def point_time_gradient(self, tau_bar, n_times):
         """Σ_n τ̄_n ∂τ_n/∂t_i for every output i: shape (n_times,)."""

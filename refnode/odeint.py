@@ -138,8 +138,8 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
         return solve_independent(f, tableau, z0, t, direction, theta, rtol, atol,
                                  first_step=first_step, max_steps=max_steps,
                                  min_step=min_step, norm=norm)
-    k1 = f(t[0], z0, theta)
-    check_derivative(k1, z0, t[0])
+    k1 = f(float(t[0]), z0, theta)      # times reach f as Python floats, which never
+    check_derivative(k1, z0, t[0])      # promote a float32 state (NumPy's NEP 50)
     if fixed:
         return solve_fixed(f, tableau, z0, t, theta, k1, step_size, n_steps, trace, keep_grid)
     options = dict(first_step=first_step, max_steps=max_steps, min_step=min_step,
@@ -160,7 +160,8 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
     y, ys, grid = y0, [y0], [float(t[0])] if keep_grid else None
     records = [] if trace else None
     nfe, n_total = 1, 0
-    for t_i, t_next, n in zip(t[:-1], t[1:], fixed_grid(t, step_size, n_steps)):
+    times = t.tolist()                  # Python floats: see solve
+    for t_i, t_next, n in zip(times[:-1], times[1:], fixed_grid(t, step_size, n_steps)):
         h = (t_next - t_i) / n
         for j in range(n):
             t_n = t_i + j * h
@@ -230,7 +231,7 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
         norm = lambda e, y_a, y_b, e3=None: error_ratio(e, y_a, y_b, rtol, atol, e3)
     t_end = float(t[-1])
     if first_step is None and len(t) > 1:
-        h = initial_step(f, t[0], y0, k1, theta, direction, q, rtol, atol,
+        h = initial_step(f, float(t[0]), y0, k1, theta, direction, q, rtol, atol,
                          norm=lambda x, y: norm(x, y, y))
         nfe = 2
     else:

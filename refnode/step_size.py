@@ -72,7 +72,7 @@ def error_ratio(error, y0, y1, rtol, atol, error3=None):
     if error3 is None:
         return err5
     err3 = to_float(rms(scaled_error(error3, y0, y1, rtol, atol)))
-    denom = np.sqrt(err5 ** 2 + DOP853_ERR3_WEIGHT * err3 ** 2)
+    denom = float(np.sqrt(err5 ** 2 + DOP853_ERR3_WEIGHT * err3 ** 2))
     return 0.0 if denom == 0.0 else err5 * err5 / denom
 
 
