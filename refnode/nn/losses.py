@@ -6,7 +6,7 @@ Losses are means over the batch, so gradients carry the factor 1/N.
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, to_float, to_numpy
 from ..errors import InputError
 
 
@@ -38,9 +38,11 @@ def _check_labels(logits, labels):
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integer class indices; got dtype {labels.dtype}")
     n_classes = np.shape(logits)[1]
-    if labels.size and not (0 <= int(labels.min()) and int(labels.max()) < n_classes):
+    low, high = (int(v) for v in to_numpy(array_module(labels).stack(
+        [labels.min(), labels.max()]))) if labels.size else (0, 0)   # one explicit host sync
+    if not (0 <= low and high < n_classes):
         raise InputError(f"labels must lie in [0, {n_classes}); "
-                         f"got values from {int(labels.min())} to {int(labels.max())}")
+                         f"got values from {low} to {high}")
 
 
 def one_hot(labels, n_classes, dtype=np.float64):
@@ -78,7 +80,8 @@ def softmax_cross_entropy(logits, labels):
 def mean_squared_error(prediction, target):
     """Mean over all entries of (prediction − target)², and its gradient.
 
-    loss = (1/M) Σ_i (prediction_i − target_i)²,   ∂loss/∂prediction = 2 (prediction − target) / M,
+    loss = (1/M) Σ_i (prediction_i − target_i)²,
+    ∂loss/∂prediction = 2 (prediction − target) / M,
     with M the number of entries (PyTorch's MSELoss with reduction="mean").
 
     Parameters
@@ -103,4 +106,4 @@ def accuracy(logits, labels):
     """Fraction of rows whose largest logit is at the label: a Python float in [0, 1]."""
     _check_labels(logits, labels)
     xp = array_module(logits)
-    return float(xp.mean(xp.argmax(logits, axis=-1) == labels))
+    return to_float(xp.mean(xp.argmax(logits, axis=-1) == labels))

@@ -46,7 +46,8 @@ class Flatten:
     def forward(self, theta, t, x):
         """x: (N, ...) -> y: (N, D)."""
         if np.ndim(x) < 1:
-            raise InputError(f"Flatten expects x with a batch axis, shape (N, ...); got {np.shape(x)}")
+            raise InputError(f"Flatten expects x with a batch axis, shape (N, ...); "
+                             f"got {np.shape(x)}")
         xp = array_module(x)
         return xp.reshape(x, (x.shape[0], -1)), {"x_shape": x.shape}
 
