@@ -38,8 +38,10 @@ def _check_labels(logits, labels):
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integer class indices; got dtype {labels.dtype}")
     n_classes = np.shape(logits)[1]
-    low, high = (int(v) for v in to_numpy(array_module(labels).stack(
-        [labels.min(), labels.max()]))) if labels.size else (0, 0)   # one explicit host sync
+    if labels.size == 0:
+        return
+    bounds = array_module(labels).stack([labels.min(), labels.max()])
+    low, high = (int(v) for v in to_numpy(bounds))                 # one explicit host sync
     if not (0 <= low and high < n_classes):
         raise InputError(f"labels must lie in [0, {n_classes}); "
                          f"got values from {low} to {high}")
