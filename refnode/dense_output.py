@@ -12,9 +12,12 @@ Two interpolants (HNW I §II.6):
 Many output times inside one step cost one evaluation each and never shorten a step.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .backend import array_module
+from .errors import InputError
 from .params import tree_map
 from .rk_step import combine
 
@@ -148,3 +151,53 @@ def float_P(dense):
     if key not in _FLOAT_P:
         _FLOAT_P[key] = (dense, np.array([[float(p) for p in row] for row in dense.P]))
     return _FLOAT_P[key][1]
+
+
+class DenseStep(NamedTuple):
+    """What an accepted step keeps for dense output.
+
+    ``t_next`` is the step's recorded end: the last one is exactly t[-1], which
+    ``t_n + h`` may miss by rounding.
+    """
+
+    t_n: float
+    t_next: float
+    h: float
+    y0: object
+    y1: object
+    k: list
+    f1: object
+
+
+class DenseSolution:
+    """The solution between the step points of an adaptive solve: ``sol.dense(tau)``.
+
+    Parameters
+    ----------
+    tableau : ButcherTableau
+    steps : list of DenseStep
+    direction : float
+    """
+
+    def __init__(self, tableau, steps, direction):
+        self.tableau, self.steps, self.direction = tableau, steps, direction
+        self.t_start = steps[0][0] if steps else None
+        self.t_end = steps[-1].t_next if steps else None
+
+    def __call__(self, tau):
+        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape)."""
+        taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+        out = [self._at(float(x)) for x in taus]
+        return out[0] if np.ndim(tau) == 0 else array_module(*out).stack(out)
+
+    def _at(self, tau):
+        outside = (tau - self.t_start) * self.direction < 0 or (tau - self.t_end) * self.direction > 0
+        if not self.steps or outside:
+            raise InputError(f"tau = {tau!r} lies outside the solved interval "
+                             f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
+        for step in self.steps:
+            if (tau - step.t_next) * self.direction <= 0:
+                theta = 1.0 if tau == step.t_next else (tau - step.t_n) / step.h
+                return interpolate(self.tableau, [theta], step.h, step.y0, step.y1, step.k,
+                                   step.f1)[0]
+        return self.steps[-1].y1

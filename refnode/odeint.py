@@ -24,7 +24,8 @@ import numpy as np
 from .backend import array_module, to_numpy
 from .checks import (check_derivative, check_positive_int, check_state, check_times,
                      check_tolerances)
-from .dense_output import extra_stages, interpolate, needs_extra_stages
+from .dense_output import (DenseSolution, DenseStep, extra_stages, interpolate,
+                           needs_extra_stages)
 from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
                      StepSizeUnderflowError)
 from .methods import ADAPTIVE_METHODS, get_method
@@ -269,7 +270,7 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, rtol, atol, *, first
             if thetas:
                 blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
             if dense:
-                steps.append((t_n, t_next, h, y, y1, k, f1))
+                steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
             t_n, y, k1 = t_next, y1, f1
             if keep_grid:
                 grid.append(t_n)
@@ -349,37 +350,3 @@ def failure_message(what, t_n, h, last, rtol, atol, advice, n_worst=3):
         parts = [f"{index(i)}: {scaled.ravel()[i]:.3g}" for i in worst]
         message += " Largest scaled errors of the last step (index: error/tolerance): " + ", ".join(parts) + "."
     return message + " " + advice
-
-
-class DenseSolution:
-    """The solution between the step points of an adaptive solve: ``sol.dense(tau)``.
-
-    Parameters
-    ----------
-    tableau : ButcherTableau
-    steps : list of (t_n, t_{n+1}, h, y_n, y_{n+1}, k, f_{n+1})
-        t_{n+1} is the step's recorded end (the last one is exactly t[-1], which
-        t_n + h may miss by rounding).
-    direction : float
-    """
-
-    def __init__(self, tableau, steps, direction):
-        self.tableau, self.steps, self.direction = tableau, steps, direction
-        self.t_start = steps[0][0] if steps else None
-        self.t_end = steps[-1][1] if steps else None
-
-    def __call__(self, tau):
-        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape)."""
-        taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
-        out = [self._at(float(x)) for x in taus]
-        return out[0] if np.ndim(tau) == 0 else stack(out)
-
-    def _at(self, tau):
-        if not self.steps or (tau - self.t_start) * self.direction < 0 or (tau - self.t_end) * self.direction > 0:
-            raise InputError(f"tau = {tau!r} lies outside the solved interval "
-                             f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
-        for t_n, t_next, h, y0, y1, k, f1 in self.steps:
-            if (tau - t_next) * self.direction <= 0:
-                theta = 1.0 if tau == t_next else (tau - t_n) / h
-                return interpolate(self.tableau, [theta], h, y0, y1, k, f1)[0]
-        return self.steps[-1][4]
