@@ -1,0 +1,28 @@
+"""README's thirty-second example runs as written, and its set-up commands are the ones CI runs."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.cli
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_thirty_second_example_runs_and_its_gradients_have_the_documented_shapes():
+    code = re.search(r"```python\n(.*?)```", README, flags=re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["z"].shape == (1000, 2)
+    assert namespace["dz0"].shape == (2,) and namespace["dA"].shape == (2, 2)
+    assert namespace["dt"].shape == (1000,) and np.all(np.isfinite(namespace["dt"]))
+
+
+def test_ci_runs_exactly_the_test_command_readme_gives():
+    blocks = re.findall(r"```\n(.*?)```", README, flags=re.S)
+    test_command = next(b.strip() for b in blocks if "pytest" in b)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_command in ci.splitlines()
