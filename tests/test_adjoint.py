@@ -15,11 +15,9 @@ from hypothesis import strategies as st
 import refnode as rn
 from refnode.errors import InputError
 from refnode.nn import mlp_dynamics
-from refnode.params import tree_add, tree_map
 from refnode.testing import relative_error
 
-from problems import mlp_f, mlp_theta
-from test_discrete_adjoint import problems
+from test_discrete_adjoint import assert_batch_gradient_is_sum_over_samples, problems
 
 pytestmark = pytest.mark.adjoint
 
@@ -124,23 +122,7 @@ def test_autonomous_shift_in_time(gradient, agreement, method, options):
 
 @pytest.mark.batch
 def test_fixed_step_adjoint_of_a_batch_is_the_sum_over_samples():
-    rng = np.random.default_rng(5)
-    theta = mlp_theta(2, 5, rng)
-    z0, t = rng.standard_normal((3, 2)), np.array([0.0, 0.4, 1.0])
-    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, method="rk4", n_steps=4)
-    g = rng.standard_normal(z.shape)
-    dz0, dtheta, dt = vjp(g)
-    rows, theta_sum, dt_sum = [], None, 0.0
-    for b in range(3):
-        _, single = rn.odeint_vjp(mlp_f, z0[b], t, theta, method="rk4", n_steps=4)
-        dz0_b, dtheta_b, dt_b = single(g[:, b])
-        rows.append(dz0_b)
-        theta_sum = dtheta_b if theta_sum is None else tree_add(theta_sum, dtheta_b)
-        dt_sum = dt_sum + dt_b
-    assert relative_error(dz0, np.stack(rows)) < 1e-13
-    assert relative_error(dtheta, theta_sum) < 1e-13
-    assert relative_error(dt, dt_sum) < 1e-13
-    assert tree_map(np.shape, dtheta) == tree_map(np.shape, theta)
+    assert_batch_gradient_is_sum_over_samples("adjoint", "rk4", seed=5)
 
 
 # ---------------------------------------------------------------------------- options

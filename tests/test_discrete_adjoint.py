@@ -132,21 +132,19 @@ def test_step_size_grid_and_tuple_theta():
     assert relative_error((dz0, dtheta, dt), oracle(g)) < EXACT_RTOL
 
 
-@pytest.mark.batch
-@pytest.mark.parametrize("method", ["rk4", "midpoint"])
-def test_batch_gradient_is_the_sum_of_sample_gradients(method):
+def assert_batch_gradient_is_sum_over_samples(gradient, method, seed):
     """On a fixed grid the samples of a batch are independent ODEs: the batch's dz0 has
     each sample's dz0 as its rows, and dtheta, dt are the sums over samples."""
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     theta = mlp_theta(2, 4, rng)
     z0, t = rng.standard_normal((3, 2)), np.array([0.0, 0.5, 1.2])
-    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, method=method, n_steps=3, gradient="discrete")
+    options = dict(method=method, n_steps=3, gradient=gradient)
+    z, vjp = rn.odeint_vjp(mlp_f, z0, t, theta, **options)
     g = rng.standard_normal(z.shape)
     dz0, dtheta, dt = vjp(g)
     rows, theta_sum, dt_sum = [], None, 0.0
     for b in range(3):
-        _, single = rn.odeint_vjp(mlp_f, z0[b], t, theta, method=method, n_steps=3,
-                                  gradient="discrete")
+        _, single = rn.odeint_vjp(mlp_f, z0[b], t, theta, **options)
         dz0_b, dtheta_b, dt_b = single(g[:, b])
         rows.append(dz0_b)
         theta_sum = dtheta_b if theta_sum is None else tree_add(theta_sum, dtheta_b)
@@ -155,3 +153,9 @@ def test_batch_gradient_is_the_sum_of_sample_gradients(method):
     assert relative_error(dtheta, theta_sum) < 1e-13
     assert relative_error(dt, dt_sum) < 1e-13
     assert tree_map(np.shape, dtheta) == tree_map(np.shape, theta)
+
+
+@pytest.mark.batch
+@pytest.mark.parametrize("method", ["rk4", "midpoint"])
+def test_batch_gradient_is_the_sum_of_sample_gradients(method):
+    assert_batch_gradient_is_sum_over_samples("discrete", method, seed=11)
