@@ -106,7 +106,7 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
     k_bar = list(k_bar)
     for i, b_i in enumerate(tableau.b_float):
         if b_i != 0.0:
-            k_bar[i] = _acc(k_bar[i], (h * b_i) * y1_bar)
+            k_bar[i] = accumulate(k_bar[i], (h * b_i) * y1_bar)
     y_bar, theta_bar, t_bar = y1_bar, None, 0.0
     h_bar = vdot(y1_bar, lincomb([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y))
     for i in reversed(range(len(k))):
@@ -120,7 +120,7 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
         t_bar += to_float(a_t)
         h_bar += c_i * to_float(a_t) + vdot(a_z, dY)
         for j, a in row:
-            k_bar[j] = _acc(k_bar[j], (h * a) * a_z)
+            k_bar[j] = accumulate(k_bar[j], (h * a) * a_z)
     return y_bar, theta_bar, t_bar, h_bar
 
 
@@ -130,7 +130,8 @@ def lincomb(terms, like):
     return weighted_sum(1.0, terms) if terms else 0.0 * like
 
 
-def _acc(total, term):
+def accumulate(total, term):
+    """total + term, where ``None`` stands for a cotangent nothing has reached yet."""
     return term if total is None else total + term
 
 
@@ -151,7 +152,7 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
         h00, h10, h01, h11 = hermite_weights(th)
         d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
                               -6 * th * th + 6 * th, 3 * th * th - 2 * th)
-        k_bar[0] = _acc(k_bar[0], (h10 * h) * z_bar)
+        k_bar[0] = accumulate(k_bar[0], (h10 * h) * z_bar)
         th_bar = vdot(z_bar, d00 * y0 + (d10 * h) * k[0] + d01 * y1 + (d11 * h) * f1)
         h_bar = vdot(z_bar, h10 * k[0] + h11 * f1)
         return h00 * z_bar, h01 * z_bar, (h11 * h) * z_bar, th_bar, h_bar, k_bar
@@ -160,7 +161,7 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
     slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P.tolist()]
     for i, w in enumerate(weights):
         if w != 0.0:
-            k_bar[i] = _acc(k_bar[i], (h * w) * z_bar)
+            k_bar[i] = accumulate(k_bar[i], (h * w) * z_bar)
     th_bar = h * vdot(z_bar, lincomb(list(zip(slopes, k)), y0))
     h_bar = vdot(z_bar, lincomb(list(zip(weights, k)), y0))
     return z_bar, None, None, th_bar, h_bar, k_bar
@@ -193,7 +194,7 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
     for i in range(1, len(t)):
         n = int(grid.out_step[i])
         if grid.out_at_end[i]:
-            y_bar[n + 1] = _acc(y_bar[n + 1], g[i])
+            y_bar[n + 1] = accumulate(y_bar[n + 1], g[i])
         else:
             inside.setdefault(n, []).append(i)
     tau_bar, t_bar = np.zeros(len(ys)), np.zeros(len(t))
@@ -202,7 +203,7 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
         result = step_backward(f, tableau, theta, t, tau, n, ys, g, inside.get(n, []),
                                y_bar[n + 1], tau_bar, t_bar)
         y0_bar, theta_step = result
-        y_bar[n] = _acc(y_bar[n], y0_bar)
+        y_bar[n] = accumulate(y_bar[n], y0_bar)
         if theta_step is not None:
             theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
     t_bar = t_bar + grid.point_time_gradient(tau_bar, len(t))
@@ -233,9 +234,9 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     for i in interior:
         th = (t[i] - tau[n]) / h
         y0_b, y1_b, f1_b, th_bar, h_b, k_bar = dense_vjp(tableau, th, h, y, y1, k, f1, g[i], k_bar)
-        y0_dense = _acc(y0_dense, y0_b)
+        y0_dense = accumulate(y0_dense, y0_b)
         y1_bar = y1_bar if y1_b is None else y1_bar + y1_b
-        f1_bar = f1_bar if f1_b is None else _acc(f1_bar, f1_b)
+        f1_bar = f1_bar if f1_b is None else accumulate(f1_bar, f1_b)
         t_bar[i] += th_bar / h                       # θ = (t_i - τ_n) / h
         tau_bar[n] -= th_bar / h
         h_bar += h_b - th_bar * th / h

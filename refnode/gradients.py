@@ -71,24 +71,19 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     if batch == "independent" and gradient == "autograd":
         raise InputError("gradient='autograd' replays one shared step grid; with "
                          "batch='independent' use gradient='discrete' or 'adjoint'.")
+    tableau = get_method(method)
+    settings = dict(method=get_method(adjoint_method or method),         # the reverse solves
+                    rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                    atol=atol if adjoint_atol is None else adjoint_atol,
+                    seminorm=seminorm, reset=reset, step_size=step_size, n_steps=n_steps)
+    check_tolerances(settings["rtol"], settings["atol"], z0)
     sol = solve(f, z0, t_checked, theta, method=method, rtol=rtol, atol=atol,
                 step_size=step_size, n_steps=n_steps, batch=batch,
                 keep_grid=gradient != "adjoint", **options)
-    tableau = get_method(method)
     if batch == "independent":
         from .independent_gradients import independent_vjp
-        settings = dict(method=get_method(adjoint_method or method),
-                        rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                        atol=atol if adjoint_atol is None else adjoint_atol,
-                        seminorm=seminorm, reset=reset)
-        check_tolerances(settings["rtol"], settings["atol"], z0)
         return independent_vjp(f, tableau, z0, t_checked, theta, sol, gradient, settings)
     if gradient == "adjoint":
-        settings = dict(method=get_method(adjoint_method or method),
-                        rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                        atol=atol if adjoint_atol is None else adjoint_atol,
-                        seminorm=seminorm, reset=reset, step_size=step_size, n_steps=n_steps)
-        check_tolerances(settings["rtol"], settings["atol"], z0)
         return sol.z, AdjointVJP(f, t_checked, sol, theta, settings)
     if step_size is not None or n_steps is not None:
         grid = fixed_step_grid(fixed_grid(t_checked, step_size, n_steps))

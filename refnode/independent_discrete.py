@@ -14,7 +14,7 @@ import numpy as np
 
 from .backend import array_module, to_float, to_numpy
 from .dense_output import float_P, hermite_weights, stage_weights
-from .discrete_adjoint import stage_rows
+from .discrete_adjoint import accumulate, stage_rows
 from .independent_step import (batch_dense, batch_extra_stages, batch_rk_step,
                                per_sample, sample_sum, select)
 from .params import tree_add, tree_zeros_like
@@ -102,7 +102,7 @@ def batch_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
     k_bar, h_y = list(k_bar), per_sample(h, y)
     for i, b_i in enumerate(tableau.b_float):
         if b_i != 0.0:
-            k_bar[i] = _acc(k_bar[i], (h_y * b_i) * y1_bar)
+            k_bar[i] = accumulate(k_bar[i], (h_y * b_i) * y1_bar)
     y_bar, theta_bar, t_bar = y1_bar, None, 0.0 * h
     h_bar = sample_sum(y1_bar * weighted([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y))
     for i in reversed(range(len(k))):
@@ -116,12 +116,8 @@ def batch_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
         t_bar = t_bar + a_t
         h_bar = h_bar + c_i * a_t + sample_sum(a_z * dY)
         for j, a in row:
-            k_bar[j] = _acc(k_bar[j], (h_y * a) * a_z)
+            k_bar[j] = accumulate(k_bar[j], (h_y * a) * a_z)
     return y_bar, theta_bar, t_bar, h_bar
-
-
-def _acc(total, term):
-    return term if total is None else total + term
 
 
 def batch_dense_vjp(tableau, fraction, h, y0, y1, k, f1, z_bar, k_bar):
@@ -134,7 +130,7 @@ def batch_dense_vjp(tableau, fraction, h, y0, y1, k, f1, z_bar, k_bar):
         h00, h10, h01, h11 = hermite_weights(th)
         d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
                               -6 * th * th + 6 * th, 3 * th * th - 2 * th)
-        k_bar[0] = _acc(k_bar[0], (h10 * h_y) * z_bar)
+        k_bar[0] = accumulate(k_bar[0], (h10 * h_y) * z_bar)
         th_bar = sample_sum(z_bar * (d00 * y0 + (d10 * h_y) * k[0] + d01 * y1 + (d11 * h_y) * f1))
         h_bar = sample_sum(z_bar * (h10 * k[0] + h11 * f1))
         return h00 * z_bar, h01 * z_bar, (h11 * h_y) * z_bar, th_bar, h_bar, k_bar
@@ -143,7 +139,7 @@ def batch_dense_vjp(tableau, fraction, h, y0, y1, k, f1, z_bar, k_bar):
     slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P]
     for i, (w, row) in enumerate(zip(weights, P)):
         if any(row):
-            k_bar[i] = _acc(k_bar[i], (h_y * w) * z_bar)
+            k_bar[i] = accumulate(k_bar[i], (h_y * w) * z_bar)
     th_bar = h * sample_sum(z_bar * weighted(list(zip(slopes, k)), y0))
     h_bar = sample_sum(z_bar * weighted(list(zip(weights, k)), y0))
     return z_bar, None, None, th_bar, h_bar, k_bar
@@ -202,9 +198,9 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, sg, y1_bar, tau
         z_bar = select(inside, g[i], 0.0 * g[i])
         y0_b, y1_b, f1_b, th_bar, h_b, k_bar = batch_dense_vjp(tableau, fraction, h, y, y1, k,
                                                                f1, z_bar, k_bar)
-        y0_dense = _acc(y0_dense, y0_b)
+        y0_dense = accumulate(y0_dense, y0_b)
         y1_bar = y1_bar if y1_b is None else y1_bar + y1_b
-        f1_bar = f1_bar if f1_b is None else _acc(f1_bar, f1_b)
+        f1_bar = f1_bar if f1_b is None else accumulate(f1_bar, f1_b)
         t_direct[i] = t_direct[i] + xp.sum(th_bar / h_safe)          # θ = (t_i − τ_n)/h
         tau_bar[n] = tau_bar[n] - th_bar / h_safe
         h_bar = h_bar + h_b - th_bar * fraction / h_safe
