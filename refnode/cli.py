@@ -5,31 +5,46 @@ Each subcommand is a module in :mod:`refnode.commands` with three names:
     HELP                  one line for ``refnode --help``
     configure(parser)     adds the subcommand's arguments to an argparse parser
     run(args) -> int      does the work; the return value is the exit status
+
+A listed module that fails to import is an error naming it (never a silently missing
+command). A :class:`~refnode.errors.RefnodeError` raised by ``run`` is the user's to fix
+(a missing data set, a bad path, a corrupt checkpoint): it is printed as one line and the
+command exits with status 2. Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
 import importlib
 import sys
 
+from .errors import RefnodeError
+
 #: Subcommands in the order ``refnode --help`` lists them.
 COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials")
+#: Exit status of a command stopped by bad input (argparse uses the same).
+USAGE_ERROR = 2
 
 
-def import_available(package, names):
-    """{name: module} for each ``package.name`` that exists in this installation."""
-    found = {}
-    for name in names:
+def import_modules(paths):
+    """{name: module} for each ``name: "dotted.module.path"`` in ``paths``.
+
+    Raises
+    ------
+    ImportError
+        Naming the module, when one of them is missing or fails to import.
+    """
+    modules = {}
+    for name, path in paths.items():
         try:
-            found[name] = importlib.import_module(f"{package}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{package}.{name}":
-                raise
-    return found
+            modules[name] = importlib.import_module(path)
+        except Exception as err:
+            raise ImportError(f"refnode: the module {path!r} (for {name!r}) failed to import: "
+                              f"{type(err).__name__}: {err}") from err
+    return modules
 
 
 def available_commands():
-    """The subcommand modules that exist in this installation, by name."""
-    return import_available("refnode.commands", COMMANDS)
+    """The subcommand modules, by name (every one in :data:`COMMANDS`)."""
+    return import_modules({name: f"refnode.commands.{name}" for name in COMMANDS})
 
 
 def build_parser():
@@ -49,7 +64,11 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    return available_commands()[args.command].run(args)
+    try:
+        return available_commands()[args.command].run(args)
+    except RefnodeError as err:
+        print(f"refnode {args.command}: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -103,3 +103,17 @@ def test_bad_arguments_are_argparse_errors(argv, message, capsys):
         cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_listed_module_that_fails_to_import_is_an_error_naming_it():
+    with pytest.raises(ImportError, match="refnode.experiments.no_such_experiment"):
+        cli.import_modules({"typo": "refnode.experiments.no_such_experiment"})
+
+
+def test_every_listed_experiment_is_offered_by_reproduce(capsys):
+    from refnode.commands import reproduce
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--help"])
+    out = capsys.readouterr().out
+    for name in reproduce.EXPERIMENTS:
+        assert name in out

@@ -1,19 +1,24 @@
 """``refnode reproduce NAME``: run one of the paper's experiments.
 
-Each experiment is a module in :mod:`refnode.experiments` with the same three names as a
-command (``HELP``, ``configure(parser)``, ``run(args)``).
+Each experiment's command is a module with the same three names as a command (``HELP``,
+``configure(parser)``, ``run(args)``), listed in :data:`EXPERIMENTS`. Its logic lives in
+:mod:`refnode.experiments` (see :mod:`refnode.experiments.common` for the pattern).
 """
 
 HELP = "reproduce an experiment of the paper (table1, cnf, latent)"
 
-#: Experiments in the order they are listed.
-EXPERIMENTS = ("table1", "cnf", "latent")
+#: Experiments in the order they are listed: name -> the module of its command.
+EXPERIMENTS = {
+    "table1": "refnode.experiments.table1",
+    "cnf": "refnode.experiments.cnf",
+    "latent": "refnode.experiments.latent",
+}
 
 
 def available_experiments():
-    """The experiment modules that exist in this installation, by name."""
-    from refnode.cli import import_available
-    return import_available("refnode.experiments", EXPERIMENTS)
+    """The experiment command modules, by name (a module that fails to import is an error)."""
+    from refnode.cli import import_modules
+    return import_modules(EXPERIMENTS)
 
 
 def configure(parser):

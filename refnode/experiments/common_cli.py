@@ -1,0 +1,135 @@
+"""What every experiment's command line shares: checked numbers, checked output paths.
+
+The rule for commands: every number and every output path is checked before any work, and
+a bad one ends the command with one clear line and exit status 2.
+
+* Numbers: use the argparse types below (``type=positive_int`` and so on). argparse turns
+  their errors into ``refnode ...: error: argument --epochs: ...`` and exit 2.
+* Output paths: call :func:`check_output_dir` / :func:`check_output_file` at the start of
+  ``run(args)``. They raise :class:`~refnode.errors.InputError`, which ``refnode`` prints
+  as one line with exit 2 (:func:`refnode.cli.main`).
+* Where results go: without ``--out`` a command writes into its run directory
+  (:func:`run_directory`, under ``runs/``), never over the committed ``figures/``; only an
+  explicit ``--out figures`` replaces those.
+"""
+
+import argparse
+import math
+import os
+import tempfile
+
+from ..errors import InputError
+
+#: Root of the run directories, relative to the working directory (git-ignored).
+RUNS_ROOT = "runs"
+
+
+# --- numbers (argparse types) -------------------------------------------------------------
+
+
+def _number(text, convert, kind):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = _number(text, int, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0 (seeds)."""
+    value = _number(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0 (epochs, learning rates)."""
+    value = _number(text, float, "a finite number > 0")
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+# --- output paths -------------------------------------------------------------------------
+
+
+def _first_existing(path):
+    """The nearest existing directory at or above ``path``."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _check_writable_dir(directory, flag, given):
+    existing = _first_existing(directory)
+    if not os.path.isdir(existing):
+        raise InputError(f"{flag} {given}: {existing!r} is a file, not a directory; "
+                         "choose another path")
+    if existing != os.path.abspath(directory):
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"{flag} {given}: cannot create {directory!r} ({err.strerror}); "
+                             "choose a writable path") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise InputError(f"{flag} {given}: cannot write in {directory!r} ({err.strerror}); "
+                         "choose a writable path") from None
+
+
+def check_output_dir(path, flag):
+    """Create the directory ``path`` if needed and check that a file can be written in it.
+
+    Parameters
+    ----------
+    path : str
+        e.g. the value of ``--out`` or ``--checkpoint-dir``.
+    flag : str
+        The option's name, for the message (``"--out"``).
+
+    Raises
+    ------
+    InputError
+        If ``path`` is a file, cannot be created, or is not writable.
+    """
+    _check_writable_dir(path, flag, path)
+    return path
+
+
+def check_output_file(path, flag):
+    """Check that the file ``path`` (e.g. ``--json``) can be written; creates its directory.
+
+    Raises
+    ------
+    InputError
+        If ``path`` is a directory or its directory cannot be created or written.
+    """
+    if os.path.isdir(path):
+        raise InputError(f"{flag} {path}: is a directory; give a file name such as "
+                         f"{os.path.join(path, 'results.json')!r}")
+    _check_writable_dir(os.path.dirname(os.path.abspath(path)), flag, path)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path}: the file exists and is not writable")
+    return path
+
+
+def run_directory(name, quick=False):
+    """The run directory of experiment ``name``: ``runs/NAME``, or ``runs/NAME-quick``.
+
+    Quick runs get their own directory so they never replace a full run's files.
+    """
+    return os.path.join(RUNS_ROOT, f"{name}-quick" if quick else name)
