@@ -67,7 +67,8 @@ def main(argv=None):
     try:
         return available_commands()[args.command].run(args)
     except RefnodeError as err:
-        print(f"refnode {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "experiment", None))))
+        print(f"refnode {command}: error: {err}", file=sys.stderr)
         return USAGE_ERROR
 
 

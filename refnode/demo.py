@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from .discrete_adjoint import replay
+from .experiments.common import train as train_loop
 from .gradients import odeint_vjp
 from .grid import adaptive_grid
 from .methods import METHODS, get_method
@@ -27,7 +28,6 @@ from .nn import Cube, mlp_dynamics
 from .odeint import solve
 from .optim import Adam, step_schedule
 from .params import flatten
-from .progress import progress
 from .testing import central_difference, compare_gradients
 
 # -- the problem (torchdiffeq examples/ode_demo.py) ------------------------------------
@@ -50,7 +50,7 @@ LEARNING_RATE = 0.01
 #: The learning rate is divided by 10 after this fraction of the iterations.
 DECAY_AT = 0.7
 
-# -- agreement required of each gradient with the discrete adjoint (DESIGN.md §5) -----
+# -- agreement required of each gradient with the discrete adjoint (docs/design.md) ---
 #: autograd traces the very same steps: only rounding differs.
 AUTOGRAD_RTOL = 1e-10
 #: central differences, step FD_EPS: truncation O(eps²) plus rounding O(u/eps).
@@ -200,21 +200,17 @@ def train(f, theta, t, z_true, rng, iterations, show_progress=True):
     Returns
     -------
     theta : the trained parameters
-    history : dict of lists ``loss``, ``nfe_forward``, ``nfe_backward`` per iteration
+    history : dict of lists ``loss``, ``nfe_forward``, ``nfe_backward``, ``seconds`` per
+        iteration (:func:`refnode.experiments.common.train`)
     """
-    optimizer = Adam(LEARNING_RATE)
-    schedule = step_schedule(LEARNING_RATE, [DECAY_AT * iterations], 0.1)
-    state = optimizer.init(theta)
-    history = {"loss": [], "nfe_forward": [], "nfe_backward": []}
-    bar = progress(range(iterations), desc="training", enabled=show_progress)
-    for iteration in bar:
+    def step(theta, iteration, rng):
         batch = sample_windows(rng, t, z_true)
         loss, grads, (nfe_f, nfe_b) = loss_and_gradient(f, theta, batch, "adjoint")
-        theta, state = optimizer.update(theta, grads["theta"], state, lr=schedule(iteration))
-        for key, value in zip(history, (loss, nfe_f, nfe_b)):
-            history[key].append(value)
-        bar.set(loss=loss, nfe_forward=nfe_f, nfe_backward=nfe_b)
-    return theta, history
+        return loss, grads["theta"], {"nfe_forward": nfe_f, "nfe_backward": nfe_b}
+
+    schedule = step_schedule(LEARNING_RATE, [DECAY_AT * iterations], 0.1)
+    return train_loop(step, theta, Adam(LEARNING_RATE), iterations, schedule=schedule, rng=rng,
+                      desc="training", show_progress=show_progress)
 
 
 def predict(f, theta, t):

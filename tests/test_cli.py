@@ -94,7 +94,8 @@ def test_first_training_gradient_matches_finite_differences_directly():
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--iterations", "0"], "positive integer"),
     (["demo", "--iterations", "many"], "positive integer"),
-    (["demo", "--seed", "x"], "invalid int value"),
+    (["demo", "--seed", "x"], "expected an integer >= 0"),
+    (["demo", "--seed", "-1"], "expected an integer >= 0"),
     (["demo", "--bogus"], "unrecognized arguments"),
     (["no-such-command"], "invalid choice"),
 ])
@@ -117,3 +118,103 @@ def test_every_listed_experiment_is_offered_by_reproduce(capsys):
     out = capsys.readouterr().out
     for name in reproduce.EXPERIMENTS:
         assert name in out
+
+
+# --- every number and output path checked before any work; user errors are one line --------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "table1", "--epochs", "-1"], "--epochs: expected a finite number > 0"),
+    (["reproduce", "table1", "--epochs", "inf"], "--epochs: expected a finite number > 0"),
+    (["reproduce", "table1", "--train-size", "-5"], "--train-size: expected a positive integer"),
+    (["reproduce", "table1", "--test-size", "0"], "--test-size: expected a positive integer"),
+    (["reproduce", "table1", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+    (["reproduce", "table1", "--lr", "nan"], "--lr: expected a finite number > 0"),
+    (["reproduce", "table1", "--seed", "-3"], "--seed: expected an integer >= 0"),
+    (["reproduce", "cnf", "--seeds", "0"], "--seeds: expected a positive integer"),
+    (["reproduce", "cnf", "--seed", "-1"], "--seed: expected an integer >= 0"),
+    (["reproduce", "cnf", "--quick", "--tiny"], "not allowed with argument"),
+])
+def test_bad_numbers_of_reproduce_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def blocked_path(tmp_path):
+    """A path that cannot be created: its parent is a regular file."""
+    (tmp_path / "a_file").write_text("not a directory")
+    return str(tmp_path / "a_file" / "sub")
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--quick", "--out", "{blocked}"],
+    ["reproduce", "cnf", "--tiny", "--out", "{blocked}"],
+    ["reproduce", "cnf", "--tiny", "--json", "{blocked}/r.json"],
+    ["reproduce", "table1", "--tiny", "--json", "{blocked}/r.json"],
+    ["reproduce", "table1", "--tiny", "--out", "{blocked}"],
+    ["reproduce", "table1", "--tiny", "--no-figures", "--runs", "{blocked}"],
+])
+def test_an_unwritable_output_path_stops_the_command_before_any_work(argv, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{blocked}", blocked_path(tmp_path)) for a in argv]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""                                       # nothing was run
+    assert captured.err.count("\n") == 1 and "a_file" in captured.err
+    assert captured.err.startswith(f"refnode {' '.join(a for a in argv[:2] if a[0] != '-')}")
+
+
+def test_a_refnode_error_is_one_line_and_exit_2_not_a_traceback(tmp_path):
+    """No data set given for a full Table 1 run: a user error, said in one line."""
+    result = run_refnode(["reproduce", "table1", "--runs", str(tmp_path / "ck")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "refnode reproduce table1: error: no MNIST directory given" in result.stderr
+
+
+def test_a_corrupt_checkpoint_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "ck"
+    runs.mkdir()
+    (runs / "mnist-mlp-48-float32.npz").write_bytes(b"PK\x03\x04 not really a zip file")
+    argv = ["reproduce", "table1", "--tiny", "--models", "mlp", "--no-figures", "--runs",
+            str(runs)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mnist-mlp-48-float32.npz" in err
+
+
+def test_a_table1_subset_larger_than_the_data_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["reproduce", "table1", "--tiny", "--no-figures", "--train-size", "5000"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--train-size 5000: the data set has only 1024 training examples" in err
+
+
+# --- figures go to the run directory unless --out says otherwise ---------------------------
+
+
+def output_of(argv):
+    """The figure directory a command would write to (checked, nothing run)."""
+    from refnode.commands import reproduce_cnf, reproduce_table1
+    args = cli.build_parser().parse_args(argv)
+    if args.command == "demo":
+        return demo_command.output_dir(args)
+    if args.experiment == "cnf":
+        return reproduce_cnf.check_outputs(args, "quick" if args.quick else "full")
+    return reproduce_table1.check_outputs(args, reproduce_table1.settings(args))
+
+
+@pytest.mark.parametrize("command, name", [(["demo"], "demo"), (["reproduce", "cnf"], "cnf"),
+                                           (["reproduce", "table1"], "table1")])
+def test_runs_without_out_never_write_into_figures(command, name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert output_of(command + ["--quick"]) == os.path.join("runs", f"{name}-quick")
+    assert output_of(command) == os.path.join("runs", name)
+    assert output_of(command + ["--quick", "--out", "figures"]) == "figures"
+    assert (tmp_path / "runs" / f"{name}-quick").is_dir()

@@ -22,6 +22,7 @@ from hypothesis.extra.numpy import arrays
 import refnode as rn
 from refnode.data import toy2d
 from refnode.errors import InputError
+from refnode.commands import reproduce_cnf as command
 from refnode.experiments import cnf as experiment
 from refnode.models import planar_flow as pf
 from refnode.models.cnf import (CNFDynamics, ConcatSquashField, PlanarField, augment, cnf_kl,
@@ -182,7 +183,7 @@ def density_on_grid(log_p, limit=7.0, n=121):
 def test_learned_densities_integrate_to_one():
     rng = np.random.default_rng(6)
     cfg = dict(experiment.CONFIGS["tiny"], mle_iters=4, ffjord_hidden=(6,))
-    log_p, _ = experiment.train_likelihood_models("two_moons", cfg, rng, verbose=False)
+    log_p, _ = experiment.train_likelihood_models("two_moons", cfg, rng)
     for model, fn in log_p.items():
         assert density_on_grid(fn) == pytest.approx(1.0, abs=0.01), model
 
@@ -234,17 +235,35 @@ def test_cnf_adjoint_gradient_matches_discrete_including_T():
         assert grads["adjoint"]["T"] != 0.0
 
 
-def test_reproduce_cnf_tiny_runs_and_writes_results(tmp_path, capsys):
+def test_reproduce_cnf_tiny_runs_every_seed_and_writes_records_and_summary(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    experiment.configure(parser)
-    args = parser.parse_args(["--tiny", "--out", str(tmp_path), "--json",
-                              str(tmp_path / "cnf.json")])
-    assert experiment.run(args) == 0
+    command.configure(parser)
+    args = parser.parse_args(["--tiny", "--seeds", "2", "--seed", "3", "--out", str(tmp_path),
+                              "--json", str(tmp_path / "cnf.json")])
+    assert command.run(args) == 0
     results = json.loads((tmp_path / "cnf.json").read_text())
-    record = results["density_matching"][0]
-    assert {"model", "size", "target", "final_loss"} <= set(record)
-    assert np.isfinite([r["final_loss"] for r in results["density_matching"]]).all()
-    assert {r["model"] for r in results["likelihood"]} == {"planar_nf", "planar_cnf", "ffjord_cnf"}
+    assert results["complete"] and results["seeds"] == [3, 4]
+    density, likelihood = results["density_matching"], results["likelihood"]
+    assert {"model", "size", "target", "final_loss", "seed"} <= set(density[0])
+    assert {r["seed"] for r in density} == {r["seed"] for r in likelihood} == {3, 4}
+    assert np.isfinite([r["final_loss"] for r in density]).all()
+    assert {r["model"] for r in likelihood} == {"planar_nf", "planar_cnf", "ffjord_cnf"}
+    for row in results["summary"]["likelihood"]:
+        values = [r["test_nll"] for r in likelihood
+                  if (r["model"], r["data"]) == (row["model"], row["data"])]
+        assert row["n"] == 2 and row["mean"] == pytest.approx(np.mean(values))
+        assert row["sd"] == pytest.approx(np.std(values, ddof=1))
     for name in ("cnf_density_matching.png", "cnf_transformation.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert "held-out negative log-likelihood" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held-out negative log-likelihood" in out and " ± " in out
+
+
+def test_a_seed_gives_the_same_numbers_alone_or_after_another_and_with_figures():
+    """Seeds run in separate processes can be pooled: seed s depends on s alone."""
+    cfg = experiment.CONFIGS["tiny"]
+    measured = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    alone = experiment.run_seed(cfg, 4, figures=False)
+    with_figures = experiment.run_seed(cfg, 4, figures=True)
+    for part in (0, 1):
+        assert measured(alone[part]) == measured(with_figures[part])

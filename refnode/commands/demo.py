@@ -3,14 +3,14 @@
 The logic is in :mod:`refnode.demo`; this module prints what it finds and draws it.
 """
 
-import argparse
 import os
 import time
 
 import numpy as np
 
 from .. import demo
-from ..checks import check_positive_int
+from ..experiments.common import save_figure
+from ..experiments.common_cli import check_output_dir, nonnegative_int, positive_int, run_directory
 
 HELP = "the paper's spiral demo: every solver, a neural ODE fitted by the adjoint, gradients checked"
 
@@ -23,27 +23,21 @@ DPI = 100
 def configure(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run of a few seconds ({QUICK_ITERATIONS} iterations)")
-    parser.add_argument("--out", default="figures", metavar="DIR",
-                        help="directory for the figures (default: figures)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="directory for the figures (default: runs/demo, runs/demo-quick "
+                        "with --quick; --out figures replaces the committed ones)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="random seed (default: 0)")
     parser.add_argument("--iterations", type=positive_int, default=None, metavar="N",
                         help=f"training iterations (default: {ITERATIONS}, "
                              f"{QUICK_ITERATIONS} with --quick)")
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        return check_positive_int(int(text), "--iterations")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from err
 
 
 def run(args):
     import matplotlib
     matplotlib.use("Agg")
     iterations = args.iterations or (QUICK_ITERATIONS if args.quick else ITERATIONS)
-    os.makedirs(args.out, exist_ok=True)
+    args.out = output_dir(args)
     rng = np.random.default_rng(args.seed)
     t = demo.spiral_times()
     z_true = demo.reference_solution(t)
@@ -58,6 +52,11 @@ def run(args):
         print("FAILED: the gradients disagree beyond the tolerances above.")
         return 1
     return 0
+
+
+def output_dir(args):
+    """Where the figures go (``--out``, else the run directory), checked before any work."""
+    return check_output_dir(args.out or run_directory("demo", quick=args.quick), "--out")
 
 
 def show_solvers(t, z_true, out):
@@ -137,7 +136,7 @@ def plot_solvers(rows, t, z_true, path):
     ax_cost.set(xlabel="max |z - z_ref|", title="error per method (orange: fixed step, "
                 "blue: adaptive)")
     ax_cost.grid(True, axis="x", alpha=0.3)
-    save(fig, path)
+    save_figure(fig, path, dpi=DPI)
 
 
 def plot_fit(f, theta, t, z_true, z_fit, path):
@@ -159,14 +158,4 @@ def plot_fit(f, theta, t, z_true, z_fit, path):
     ax_phase.set(xlabel="x", ylabel="y", title="phase portrait (arrows: learned field)",
                  aspect="equal", xlim=(-2.3, 2.3), ylim=(-2.3, 2.3))
     ax_phase.legend(loc="lower left", fontsize=8)
-    save(fig, path)
-
-
-def save(fig, path):
-    """Write the figure atomically (a temporary file in the same directory, then rename)."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=DPI)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=DPI)

@@ -9,8 +9,8 @@ HELP = "reproduce an experiment of the paper (table1, cnf, latent)"
 
 #: Experiments in the order they are listed: name -> the module of its command.
 EXPERIMENTS = {
-    "table1": "refnode.experiments.table1",
-    "cnf": "refnode.experiments.cnf",
+    "table1": "refnode.commands.reproduce_table1",
+    "cnf": "refnode.commands.reproduce_cnf",
     "latent": "refnode.experiments.latent",
 }
 

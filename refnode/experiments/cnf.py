@@ -1,4 +1,4 @@
-"""``refnode reproduce cnf``: continuous vs planar normalizing flows (paper §4.1, Figs. 4-5).
+"""Continuous vs planar normalizing flows (paper §4.1, Figs. 4-5): the experiment's logic.
 
 (a) Density matching (Figure 4): fit a flow q to an unnormalized target p̃ = e^{−U}
     (Rezende & Mohamed's U1-U4) by minimising E_q[log q − log p̃] = KL(q‖p) − log Z;
@@ -9,10 +9,10 @@
     planar CNF and an FFJORD-style CNF (Hutchinson trace in training, exact to evaluate).
 
 Both CNFs learn their end time T = τ² (as FFJORD does), with ∂L/∂T from odeint_vjp's dt.
+:func:`run_seed` runs both parts for one seed; :func:`summaries` gives mean ± sd over seeds.
+The command (tables, figures, JSON) is :mod:`refnode.commands.reproduce_cnf`.
 """
 
-import json
-import os
 import time
 
 import numpy as np
@@ -25,9 +25,7 @@ from ..models.planar_flow import (flow_forward, init_planar_flow, nf_kl, nf_log_
                                   nf_nll, standard_normal_logpdf)
 from ..odeint import odeint
 from ..optim import Adam, step_schedule
-from ..progress import progress
-
-HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
+from .common import summarize, train
 
 #: Tolerances of torchdiffeq examples/cnf.py (dopri5, rtol = atol = 1e-5); the paper's own
 #: runs used an Adams solver, so NFE counts are not comparable.
@@ -36,83 +34,72 @@ T_INIT = 1.0            # initial end time of both CNFs (learned from there)
 DATA_SETS = ("two_circles", "two_moons")
 TIME_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DECAY_FRACTION = 0.3    # last 30 % of the iterations at a tenth of the learning rate
-PLOT_LIMIT = 4.0        # figures show [-4, 4]², the window of Rezende & Mohamed's Figure 3
+#: The figures' samples come from their own stream, default_rng([seed, PLOT_STREAM]), so
+#: drawing them (first seed only) changes no measured number.
+PLOT_STREAM = 1
 
 #: Run sizes. ``nf_iters`` = 10 × ``cnf_iters`` in each (the paper's ratio is 50).
+#: ``seeds``: how many seeds a run of that size measures by default.
 CONFIGS = {
     "full": dict(targets=("u1", "u2", "u3", "u4"), sizes=(2, 8, 32), cnf_iters=500,
                  nf_iters=5000, batch=256, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=500,
-                 ffjord_hidden=(32, 32), mle_batch=256, n_eval=2000, n_plot=20000),
+                 ffjord_hidden=(32, 32), mle_batch=256, n_eval=2000, n_plot=20000, seeds=3),
     "quick": dict(targets=("u1", "u2"), sizes=(2, 8, 32), cnf_iters=120, nf_iters=1200,
                   batch=128, lr_cnf=1e-2, lr_nf=1e-2, mle_iters=100, ffjord_hidden=(16, 16),
-                  mle_batch=128, n_eval=500, n_plot=4000),
+                  mle_batch=128, n_eval=500, n_plot=4000, seeds=2),
     "tiny": dict(targets=("u1",), sizes=(2,), cnf_iters=3, nf_iters=10, batch=32,
                  lr_cnf=1e-2, lr_nf=1e-2, mle_iters=3, ffjord_hidden=(4,), mle_batch=32,
-                 n_eval=64, n_plot=200),
+                 n_eval=64, n_plot=200, seeds=2),
 }
 MLE_WIDTH = 64          # paper §4.1: 64 hidden units for the CNF, 64 one-unit layers for the NF
 
 
-def configure(parser):
-    parser.add_argument("--quick", action="store_true", help="a small run for CI (minutes)")
-    parser.add_argument("--tiny", action="store_true", help="smoke test of the code path")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--out", default="figures", help="directory for the figures")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", action="store_true", help="progress bars")
-
-
 # --- training ----------------------------------------------------------------------------------
 
-def adam_loop(step, params, n_iters, lr, desc, verbose):
-    """Run ``loss, grad = step(params)`` under Adam; return (params, losses).
+def adam_loop(step, params, n_iters, lr, rng, desc, show_progress):
+    """Run ``loss, grad = step(params, rng)`` under Adam; return (params, losses).
 
     The rate drops tenfold for the last :data:`DECAY_FRACTION` of the iterations.
     """
-    opt, schedule = Adam(lr), step_schedule(lr, [(1.0 - DECAY_FRACTION) * n_iters], 0.1)
-    state, losses = opt.init(params), []
-    bar = progress(range(n_iters), desc=desc, enabled=verbose)
-    for i in bar:
-        loss, grad = step(params)
-        params, state = opt.update(params, grad, state, lr=schedule(i))
-        losses.append(loss)
-        bar.set(loss=loss)
-    return params, losses
+    schedule = step_schedule(lr, [(1.0 - DECAY_FRACTION) * n_iters], 0.1)
+    params, history = train(lambda p, i, r: (*step(p, r), {}), params, Adam(lr), n_iters,
+                            schedule=schedule, rng=rng, desc=desc, show_progress=show_progress)
+    return params, history["loss"]
 
 
 def end_time(params):
     return float(params["tau"] ** 2)
 
 
-def cnf_step(f, objective, rng, batch, **kwargs):
+def cnf_step(f, objective, batch, **kwargs):
     """One CNF training step on {"theta", "tau"}: T = τ², ∂L/∂τ = 2τ ∂L/∂T."""
-    def step(params):
+    def step(params, rng):
         loss, g_theta, g_T = objective(f(), params["theta"], end_time(params),
                                        batch(rng), **kwargs)
         return loss, {"theta": g_theta, "tau": 2.0 * params["tau"] * g_T}
     return step
 
 
-def train_cnf_density(width, target, cfg, rng, verbose):
+def train_cnf_density(width, target, cfg, rng, show_progress=False):
     """Planar CNF of width M fitted to target ``target`` by KL; returns (f, params, losses)."""
     log_p = toy2d.target_log_density(target)
     field = PlanarField(2, width)
     params = {"theta": field.init(rng), "tau": np.sqrt(T_INIT)}
-    step = cnf_step(lambda: CNFDynamics(field), cnf_kl, rng,
+    step = cnf_step(lambda: CNFDynamics(field), cnf_kl,
                     lambda r: r.standard_normal((cfg["batch"], 2)),
                     log_p=log_p, score_p=elementwise_grad(log_p), solver=SOLVER)
-    params, losses = adam_loop(step, params, cfg["cnf_iters"], cfg["lr_cnf"],
-                               f"CNF M={width} {target}", verbose)
+    params, losses = adam_loop(step, params, cfg["cnf_iters"], cfg["lr_cnf"], rng,
+                               f"CNF M={width} {target}", show_progress)
     return CNFDynamics(field), params, losses
 
 
-def train_nf_density(depth, target, n_iters, cfg, rng, verbose):
+def train_nf_density(depth, target, n_iters, cfg, rng, show_progress=False):
     """Planar NF of depth K fitted to ``target`` by KL; returns (theta, losses)."""
     log_p = toy2d.target_log_density(target)
     score_p = elementwise_grad(log_p)
-    step = lambda theta: nf_kl(theta, rng.standard_normal((cfg["batch"], 2)), log_p, score_p)
-    return adam_loop(step, init_planar_flow(rng, 2, depth), n_iters, cfg["lr_nf"],
-                     f"NF K={depth} {target}", verbose)
+    step = lambda theta, r: nf_kl(theta, r.standard_normal((cfg["batch"], 2)), log_p, score_p)
+    return adam_loop(step, init_planar_flow(rng, 2, depth), n_iters, cfg["lr_nf"], rng,
+                     f"NF K={depth} {target}", show_progress)
 
 
 def final_density_loss(sample_and_log_q, target, n):
@@ -148,51 +135,68 @@ def nf_samples_with_log_q(theta, rng):
 
 # --- (a) density matching, Figure 4 -------------------------------------------------------------
 
-def density_matching(cfg, rng, verbose):
-    """On every target: the NF (depth K) trained for ``nf_iters`` and for ``cnf_iters``
-    (equal iterations), and the CNF (width M); returns (records, samples for plots)."""
+def density_matching(cfg, rng, show_progress=False, plot_rng=None, report=None):
+    """On every target and size: the NF (depth K) trained for ``nf_iters`` and for
+    ``cnf_iters`` (equal iterations), and the CNF (width M).
+
+    Returns
+    -------
+    records : list of dict
+        ``model, size, target, iterations, final_loss, seconds`` (and ``end_time`` for the CNF).
+    samples : dict
+        ``{(model, size, target): (n_plot, 2) samples}`` when ``plot_rng`` is given, else {}.
+    """
     records, samples = [], {}
     for target in cfg["targets"]:
         for size in cfg["sizes"]:
             for n_iters in (cfg["nf_iters"], cfg["cnf_iters"]):
                 start = time.time()
-                theta, _ = train_nf_density(size, target, n_iters, cfg, rng, verbose)
-                sampler = nf_samples_with_log_q(theta, rng)
+                theta, _ = train_nf_density(size, target, n_iters, cfg, rng, show_progress)
+                loss = final_density_loss(nf_samples_with_log_q(theta, rng), target,
+                                          cfg["n_eval"])
                 records.append(dict(model="planar_nf", size=size, target=target,
-                                    final_loss=final_density_loss(sampler, target, cfg["n_eval"]),
-                                    iterations=n_iters, seconds=time.time() - start))
-                samples.setdefault(("planar_nf", size, target), sampler(cfg["n_plot"])[0])
+                                    iterations=n_iters, final_loss=loss,
+                                    seconds=time.time() - start))
+                if plot_rng is not None and n_iters == cfg["nf_iters"]:
+                    samples["planar_nf", size, target] = nf_samples_with_log_q(
+                        theta, plot_rng)(cfg["n_plot"])[0]
             start = time.time()
-            f, params, _ = train_cnf_density(size, target, cfg, rng, verbose)
-            sampler = cnf_samples_with_log_q(f, params, rng)
+            f, params, _ = train_cnf_density(size, target, cfg, rng, show_progress)
+            loss = final_density_loss(cnf_samples_with_log_q(f, params, rng), target,
+                                      cfg["n_eval"])
             records.append(dict(model="planar_cnf", size=size, target=target,
-                                final_loss=final_density_loss(sampler, target, cfg["n_eval"]),
-                                iterations=cfg["cnf_iters"], seconds=time.time() - start,
-                                end_time=end_time(params)))
-            samples[("planar_cnf", size, target)] = sampler(cfg["n_plot"])[0]
-            if verbose:
-                print(*records[-3:], sep="\n", flush=True)
+                                iterations=cfg["cnf_iters"], final_loss=loss,
+                                seconds=time.time() - start, end_time=end_time(params)))
+            if plot_rng is not None:
+                samples["planar_cnf", size, target] = cnf_samples_with_log_q(
+                    f, params, plot_rng)(cfg["n_plot"])[0]
+            if report is not None:
+                report(records[-3:])
     return records, samples
 
 
 # --- (b) maximum likelihood, Figure 5 -----------------------------------------------------------
 
-def train_likelihood_models(name, cfg, rng, verbose):
-    """NF, planar CNF and FFJORD CNF fitted to samples of ``name``; returns {model: log p}."""
+def train_likelihood_models(name, cfg, rng, show_progress=False):
+    """NF, planar CNF and FFJORD CNF fitted to samples of ``name``.
+
+    Returns ``{model: log p(x)}`` (functions of x, shape (N, 2)) and (planar CNF, its params).
+    """
     batch = lambda r: toy2d.sample(name, cfg["mle_batch"], r)
-    nf_theta, _ = adam_loop(lambda th: nf_nll(th, batch(rng)), init_planar_flow(rng, 2, MLE_WIDTH),
-                            10 * cfg["mle_iters"], cfg["lr_nf"], f"NF {name}", verbose)
+    nf_theta, _ = adam_loop(lambda th, r: nf_nll(th, batch(r)),
+                            init_planar_flow(rng, 2, MLE_WIDTH), 10 * cfg["mle_iters"],
+                            cfg["lr_nf"], rng, f"NF {name}", show_progress)
     planar = CNFDynamics(PlanarField(2, MLE_WIDTH))
     planar_params, _ = adam_loop(
-        cnf_step(lambda: planar, cnf_nll, rng, batch, solver=SOLVER),
+        cnf_step(lambda: planar, cnf_nll, batch, solver=SOLVER),
         {"theta": planar.init(rng), "tau": np.sqrt(T_INIT)}, cfg["mle_iters"], cfg["lr_cnf"],
-        f"planar CNF {name}", verbose)
+        rng, f"planar CNF {name}", show_progress)
     hutchinson = ConcatSquashField(2, cfg["ffjord_hidden"], estimator="hutchinson")
     noisy = lambda: CNFDynamics(hutchinson.with_noise(draw_noise(rng, (cfg["mle_batch"], 2))))
     ffjord_params, _ = adam_loop(
-        cnf_step(noisy, cnf_nll, rng, batch, solver=SOLVER),
+        cnf_step(noisy, cnf_nll, batch, solver=SOLVER),
         {"theta": hutchinson.init(rng), "tau": np.sqrt(T_INIT)}, cfg["mle_iters"],
-        cfg["lr_cnf"], f"FFJORD {name}", verbose)
+        cfg["lr_cnf"], rng, f"FFJORD {name}", show_progress)
     exact = CNFDynamics(ConcatSquashField(2, cfg["ffjord_hidden"], estimator="exact"))
     solver = {k: SOLVER[k] for k in ("method", "rtol", "atol")}
     log_p = {
@@ -205,131 +209,59 @@ def train_likelihood_models(name, cfg, rng, verbose):
     return log_p, (planar, planar_params)
 
 
-def maximum_likelihood(cfg, rng, verbose):
-    """Held-out NLL of each model on each data set, and the planar CNF's trajectories."""
+def maximum_likelihood(cfg, rng, show_progress=False, plot_rng=None):
+    """Held-out NLL of each model on each data set (``n_eval`` fresh samples).
+
+    Returns
+    -------
+    records : list of dict
+        ``model, data, size, test_nll``.
+    trajectories : dict
+        ``{data set: (states at TIME_FRACTIONS·T, T, data samples)}`` of the planar CNF when
+        ``plot_rng`` is given, else {}.
+    """
     records, trajectories = [], {}
     for name in DATA_SETS:
-        log_p, (planar, params) = train_likelihood_models(name, cfg, rng, verbose)
+        log_p, (planar, params) = train_likelihood_models(name, cfg, rng, show_progress)
         test = toy2d.sample(name, cfg["n_eval"], rng)
         for model, fn in log_p.items():
             records.append(dict(model=model, data=name, test_nll=float(-np.mean(fn(test))),
                                 size=MLE_WIDTH if model != "ffjord_cnf" else
                                 list(cfg["ffjord_hidden"])))
-        z0 = rng.standard_normal((cfg["n_plot"], 2))
-        trajectories[name] = (cnf_sample(planar, params["theta"], end_time(params), z0,
-                                         TIME_FRACTIONS, SOLVER), end_time(params),
-                              toy2d.sample(name, cfg["n_plot"], rng))
+        if plot_rng is not None:
+            z0 = plot_rng.standard_normal((cfg["n_plot"], 2))
+            trajectories[name] = (cnf_sample(planar, params["theta"], end_time(params), z0,
+                                             TIME_FRACTIONS, SOLVER), end_time(params),
+                                  toy2d.sample(name, cfg["n_plot"], plot_rng))
     return records, trajectories
 
 
-# --- figures and output ---------------------------------------------------------------------------
+# --- several seeds ------------------------------------------------------------------------------
 
-def _histogram(ax, z, bins=100):
-    edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, bins + 1)
-    counts, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=(edges, edges))
-    ax.imshow(counts.T, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
+def run_seed(cfg, seed, figures=False, show_progress=False, report=None):
+    """Both parts for one seed: every number is drawn from ``default_rng(seed)``.
 
-
-def _target_image(ax, target, n=200):
-    grid = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, n)
-    z = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
-    density = np.exp(toy2d.target_log_density(target)(z)).reshape(n, n)
-    ax.imshow(density, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
-
-
-def plot_density_matching(cfg, samples, path):
-    """Rows: targets; columns: the target, NF K = sizes, CNF M = sizes (as Figure 4)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    columns = [("target", None)] + [("planar_nf", k) for k in cfg["sizes"]] \
-        + [("planar_cnf", m) for m in cfg["sizes"]]
-    fig, axes = plt.subplots(len(cfg["targets"]), len(columns), squeeze=False,
-                             figsize=(1.6 * len(columns), 1.6 * len(cfg["targets"])))
-    for row, target in enumerate(cfg["targets"]):
-        for col, (model, size) in enumerate(columns):
-            ax = axes[row, col]
-            if model == "target":
-                _target_image(ax, target)
-            else:
-                _histogram(ax, samples[(model, size, target)])
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title("target" if size is None else
-                             f"{'NF K' if model == 'planar_nf' else 'CNF M'}={size}", fontsize=9)
-        axes[row, 0].set_ylabel(target.upper())
-    _save(fig, path)
+    Returns
+    -------
+    density, likelihood : lists of records, each with ``seed``
+    plots : dict ``{"samples", "trajectories"}`` for the figures (empty unless ``figures``)
+    """
+    rng = np.random.default_rng(seed)
+    plot_rng = np.random.default_rng([seed, PLOT_STREAM]) if figures else None
+    density, samples = density_matching(cfg, rng, show_progress, plot_rng, report)
+    likelihood, trajectories = maximum_likelihood(cfg, rng, show_progress, plot_rng)
+    for record in density + likelihood:
+        record["seed"] = seed
+    plots = dict(samples=samples, trajectories=trajectories) if figures else {}
+    return density, likelihood, plots
 
 
-def plot_transformation(trajectories, path):
-    """Rows: data sets; columns: samples at t = fraction·T, then the data (as Figure 5)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(trajectories), len(TIME_FRACTIONS) + 1, squeeze=False,
-                             figsize=(2.0 * (len(TIME_FRACTIONS) + 1), 2.0 * len(trajectories)))
-    for row, (name, (states, T, data)) in enumerate(trajectories.items()):
-        for col, fraction in enumerate(TIME_FRACTIONS):
-            _histogram(axes[row, col], states[col], bins=80)
-            axes[row, col].set_title(f"t = {fraction * T:.2f}", fontsize=9)
-        _histogram(axes[row, -1], data, bins=80)
-        axes[row, -1].set_title("data", fontsize=9)
-        axes[row, 0].set_ylabel(name.replace("_", " "))
-        for ax in axes[row]:
-            ax.set_xticks([]), ax.set_yticks([])
-    _save(fig, path)
+def summaries(density, likelihood):
+    """Mean, sd (ddof 1) and number of seeds of every measured cell.
 
-
-def _save(fig, path):
-    """Write the figure atomically (temp file in the same directory, then os.replace)."""
-    import matplotlib.pyplot as plt
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def write_json(path, results):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(results, fh, indent=2)
-    os.replace(tmp, path)
-
-
-def print_tables(cfg, density, likelihood):
-    print("Density matching: final E_q[log q - log p~] = KL(q||p) - log Z (lower is better)")
-    nf_long, nf_equal = f"NF {cfg['nf_iters']} it", f"NF {cfg['cnf_iters']} it"
-    print(f"{'target':>6} {'K=M':>4} {nf_long:>11} {nf_equal:>11} "
-          f"{'CNF ' + str(cfg['cnf_iters']) + ' it':>11} {'CNF T':>6}")
-    loss = {(r["model"], r["target"], r["size"], r["iterations"]): r["final_loss"]
-            for r in density}
-    for r in (r for r in density if r["model"] == "planar_cnf"):
-        key = (r["target"], r["size"])
-        print(f"{key[0]:>6} {key[1]:>4} {loss[('planar_nf', *key, cfg['nf_iters'])]:>11.4f} "
-              f"{loss[('planar_nf', *key, cfg['cnf_iters'])]:>11.4f} "
-              f"{r['final_loss']:>11.4f} {r['end_time']:>6.2f}")
-    print("\nMaximum likelihood: held-out negative log-likelihood (nats, lower is better)")
-    for r in likelihood:
-        print(f"{r['data']:>12} {r['model']:>11} {r['test_nll']:>8.4f}")
-
-
-def run(args):
-    size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    cfg = CONFIGS[size]
-    rng = np.random.default_rng(args.seed)
-    start = time.time()
-    density, samples = density_matching(cfg, rng, args.verbose)
-    likelihood, trajectories = maximum_likelihood(cfg, rng, args.verbose)
-    plot_density_matching(cfg, samples, os.path.join(args.out, "cnf_density_matching.png"))
-    plot_transformation(trajectories, os.path.join(args.out, "cnf_transformation.png"))
-    print_tables(cfg, density, likelihood)
-    results = dict(config=size, seed=args.seed, solver={k: str(v) for k, v in SOLVER.items()},
-                   density_matching=density, likelihood=likelihood,
-                   seconds=time.time() - start)
-    if args.json:
-        write_json(args.json, results)
-    print(f"\n{size} run: {time.time() - start:.0f} s")
-    return 0
+    Returns ``{"density_matching": [...], "likelihood": [...]}``; rows as
+    :func:`refnode.experiments.common.summarize` gives them.
+    """
+    return {"density_matching": summarize(density, ("model", "target", "size", "iterations"),
+                                          "final_loss"),
+            "likelihood": summarize(likelihood, ("model", "data"), "test_nll")}

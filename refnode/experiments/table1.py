@@ -1,22 +1,15 @@
-"""Table 1 of the paper ("Replacing residual networks with ODEs for supervised learning").
+"""Table 1 of the paper ("Replacing residual networks with ODEs for supervised learning"):
+the experiment's logic.
 
 Trains the 1-layer MLP, ResNet, RK-Net and ODE-Net of :mod:`refnode.models.odenet` on
 MNIST or Fashion-MNIST under one budget (the same training examples, batches and steps)
-and prints test error, parameters, peak memory of a training step, the ODE-Net's forward
+and measures test error, parameters, peak memory of a training step, the ODE-Net's forward
 and backward function evaluations and seconds per epoch, beside the paper's numbers.
-
-    refnode reproduce table1 --quick
-    refnode reproduce table1 --dataset fashion --train-size 6000 --epochs 1 --dtype float32
-
-``--quick`` uses a small subset (or, when no data set is installed, a synthetic IDX data
-set generated in code) and finishes in a minute or two on two cores.
+The command (``refnode reproduce table1``) is :mod:`refnode.commands.reproduce_table1`.
 """
 
-import argparse
-import json
+import dataclasses
 import os
-import tempfile
-import time
 
 import numpy as np
 
@@ -24,9 +17,8 @@ from ..data.idx import FASHION_MNIST_DIR, MNIST_FILES, load_mnist, normalize
 from ..errors import InputError
 from ..models.classifier import TrainConfig, test_error, train
 from ..models.odenet import MODELS, build_model, count_parameters
-from .table1_memory import memory_sweeps, peak_step_memory, plot_memory
-
-HELP = "Table 1: ODE-Net vs ResNet vs RK-Net vs MLP on (Fashion-)MNIST"
+from .common import save_figure
+from .table1_memory import peak_step_memory
 
 #: The paper's Table 1 (MNIST test error, parameters, memory, time), quoted, never tuned to.
 PAPER = {
@@ -45,32 +37,30 @@ JSON_KEYS = ("model", "test_error", "params", "peak_memory_mb", "nfe_forward", "
              "seconds_per_epoch")
 
 
-def configure(parser):
-    parser.add_argument("--quick", action="store_true", help="a small subset, one short epoch")
-    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist")
-    parser.add_argument("--data", metavar="DIR", help="directory with the four IDX files")
-    parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
-    parser.add_argument("--epochs", type=float, help="epochs (may be fractional)")
-    parser.add_argument("--train-size", type=int, help="use the first N training examples")
-    parser.add_argument("--test-size", type=int, help="use the first N test examples")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    parser.add_argument("--lr", type=float, help="constant learning rate (default: the paper's "
-                        "schedule for SGD, 1e-3 for Adam)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--downsampling", choices=("conv", "res"), default="conv")
-    parser.add_argument("--odenet-gradient", choices=("adjoint", "discrete"), default="adjoint",
-                        help="ODE-Net's gradient: the continuous adjoint (the paper) or backprop "
-                        "through the dopri5 steps (torchdiffeq's odenet_mnist.py default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="PATH", help="write one record per model")
-    parser.add_argument("--out", default=os.environ.get("REFNODE_FIGURES", "figures"),
-                        help="directory for figures")
-    parser.add_argument("--no-figures", dest="figures", action="store_false")
-    parser.add_argument("--runs", help="directory for checkpoints, resumed when they exist "
-                        "(default runs/table1; none for --quick)")
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One Table 1 run. ``None`` sizes mean "all"; ``runs`` is the checkpoint directory
+    (None: no checkpoints). ``synthetic_if_missing``: stand in generated data when no data
+    set is installed (the quick runs)."""
+
+    dataset: str = "mnist"
+    data: str = None
+    models: tuple = tuple(MODELS)
+    epochs: float = 1.0
+    train_size: int = None
+    test_size: int = None
+    batch_size: int = 128
+    channels: int = 64
+    optimizer: str = "sgd"
+    lr: float = None
+    augment: bool = True
+    dtype: str = "float32"
+    downsampling: str = "conv"
+    odenet_gradient: str = "adjoint"
+    seed: int = 0
+    runs: str = None
+    synthetic_if_missing: bool = False
+    show_progress: bool = True
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -101,68 +91,76 @@ def write_synthetic_idx(directory, sizes=SYNTHETIC_SIZES, side=SYNTHETIC_SIDE, s
     return directory
 
 
-def data_directory(args):
+def data_directory(dataset, data=None):
     """(directory, description) of the data, or (None, reason) if none is installed."""
-    if args.data:
-        return args.data, f"{args.dataset} from {args.data}"
-    if args.dataset == "fashion":
+    if data:
+        return data, f"{dataset} from {data}"
+    if dataset == "fashion":
         if os.path.isdir(FASHION_MNIST_DIR):
             return FASHION_MNIST_DIR, f"Fashion-MNIST from {FASHION_MNIST_DIR}"
         return None, f"no Fashion-MNIST at {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)"
     return None, "no MNIST directory given (--data DIR; refnode.data.download_mnist(DIR) fetches it)"
 
 
-def load_data(args, dtype, tmp):
-    """(x_train, y_train, x_test, y_test, description), subsets as the budget asks."""
-    directory, description = data_directory(args)
+def load_data(settings, tmp):
+    """(x_train, y_train, x_test, y_test, description), subsets as the settings ask.
+
+    Raises InputError when no data set is installed (unless ``synthetic_if_missing``) or a
+    requested subset is larger than the data set.
+    """
+    directory, description = data_directory(settings.dataset, settings.data)
     if directory is None:
-        if not (args.quick or args.tiny):
+        if not settings.synthetic_if_missing:
             raise InputError(f"{description}; or run with --quick to use a synthetic data set")
-        directory = write_synthetic_idx(tmp, seed=args.seed)
+        directory = write_synthetic_idx(tmp, seed=settings.seed)
         description = f"SYNTHETIC stand-in data ({description})"
     x_train, y_train = load_mnist(directory, "train")
     x_test, y_test = load_mnist(directory, "test")
-    n_train, n_test = args.train_size or len(x_train), args.test_size or len(x_test)
+    n_train = _subset_size(settings.train_size, len(x_train), "--train-size", "training")
+    n_test = _subset_size(settings.test_size, len(x_test), "--test-size", "test")
+    if settings.batch_size > n_train:
+        raise InputError(f"--batch-size {settings.batch_size} is larger than the {n_train} "
+                         "training examples; use a smaller batch or more examples")
+    dtype = np.dtype(settings.dtype)
     return (normalize(x_train[:n_train], dtype), y_train[:n_train],
             normalize(x_test[:n_test], dtype), y_test[:n_test], description)
+
+
+def _subset_size(requested, available, flag, kind):
+    if requested is None:
+        return available
+    if requested > available:
+        raise InputError(f"{flag} {requested}: the data set has only {available} {kind} "
+                         f"examples; ask for at most {available}")
+    return requested
 
 
 # --- the experiment ---------------------------------------------------------------------------
 
 
-def _budget(args):
-    """Fill unset options from the quick/tiny budgets (or the paper's batch of 128)."""
-    preset = TINY if args.tiny else QUICK if args.quick else dict(batch_size=128, epochs=1.0,
-                                                                    channels=64)
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.runs is None and not (args.quick or args.tiny):
-        args.runs = os.path.join("runs", "table1")
-
-
-def run_model(name, args, data):
+def run_model(name, settings, data):
     """Train and evaluate one model; its JSON record and training history."""
+    s = settings
     x_train, y_train, x_test, y_test = data
-    options = {} if name == "mlp" else dict(channels=args.channels, downsampling=args.downsampling)
+    options = {} if name == "mlp" else dict(channels=s.channels, downsampling=s.downsampling)
     if name == "odenet":
-        options["gradient"] = args.odenet_gradient
+        options["gradient"] = s.odenet_gradient
     model = build_model(name, **options)
-    theta = model.init(np.random.default_rng(args.seed), x_train.dtype)
-    config = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer,
-                         lr=args.lr, augment=args.augment, seed=args.seed)
+    theta = model.init(np.random.default_rng(s.seed), x_train.dtype)
+    config = TrainConfig(batch_size=s.batch_size, epochs=s.epochs, optimizer=s.optimizer,
+                         lr=s.lr, augment=s.augment, seed=s.seed)
     checkpoint = os.path.join(
-        args.runs, f"{args.dataset}-{name}-{len(x_train)}-{x_train.dtype}"
-        f"{'-' + args.odenet_gradient if name == 'odenet' else ''}.npz") if args.runs else None
+        s.runs, f"{s.dataset}-{name}-{len(x_train)}-{x_train.dtype}"
+        f"{'-' + s.odenet_gradient if name == 'odenet' else ''}.npz") if s.runs else None
     theta, history = train(model, theta, x_train, y_train, config, checkpoint, name=name,
-                           show_progress=not args.tiny)
-    memory, _ = peak_step_memory(model, theta, x_train[:args.batch_size], y_train[:args.batch_size])
-    per_epoch = len(x_train) // args.batch_size
+                           show_progress=s.show_progress)
+    memory, _ = peak_step_memory(model, theta, x_train[:s.batch_size], y_train[:s.batch_size])
+    per_epoch = len(x_train) // s.batch_size
     record = dict(model=name, test_error=test_error(model, theta, x_test, y_test),
                   params=count_parameters(theta), peak_memory_mb=memory,
                   nfe_forward=float(np.mean(history["nfe_forward"])) if name == "odenet" else None,
                   nfe_backward=(float(np.mean(history["nfe_backward"]))
-                                if name == "odenet" and args.odenet_gradient == "adjoint" else None),
+                                if name == "odenet" and s.odenet_gradient == "adjoint" else None),
                   seconds_per_epoch=float(np.mean(history["seconds"]) * per_epoch))
     return record, history
 
@@ -182,16 +180,6 @@ def format_table(records):
     return "\n".join(lines)
 
 
-def write_json(path, records):
-    """Write the records atomically (temporary file in the same directory, then replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(records, f, indent=2)
-    os.replace(tmp, path)
-
-
 def plot_nfe(history, path):
     """ODE-Net's forward and backward NFE per training step (they rise as it trains)."""
     import matplotlib
@@ -206,36 +194,4 @@ def plot_nfe(history, path):
     ax.set_title("ODE-Net: adaptive NFE during training (tol 1e-3)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def run(args):
-    _budget(args)
-    dtype = np.dtype(args.dtype)
-    if args.runs:
-        os.makedirs(args.runs, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        *data, description = load_data(args, dtype, tmp)
-    print(f"Table 1 on {description}: {len(data[0])} training / {len(data[2])} test examples, "
-          f"batch {args.batch_size}, {args.epochs} epoch(s), {args.optimizer}, {args.dtype}")
-    records, histories = [], {}
-    for name in args.models:
-        start = time.perf_counter()
-        record, histories[name] = run_model(name, args, data)
-        records.append(record)
-        print(f"{LABELS[name]}: done in {time.perf_counter() - start:.1f} s", flush=True)
-    print(format_table(records))
-    print("Paper: MNIST, 160 epochs on all 60000 images; memory and time there are asymptotic.")
-    if args.json:
-        write_json(args.json, records)
-    if args.figures:
-        os.makedirs(args.out, exist_ok=True)
-        if "odenet" in histories:
-            plot_nfe(histories["odenet"], os.path.join(args.out, "table1_nfe.png"))
-        batch = min(args.batch_size, 8)
-        x, y = data[0][:batch], data[1][:batch]
-        plot_memory(memory_sweeps(x, y, channels=args.channels, seed=args.seed),
-                    os.path.join(args.out, "table1_memory.png"), batch)
-    return 0
+    return save_figure(fig, path, dpi=120)

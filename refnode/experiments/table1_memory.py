@@ -19,6 +19,7 @@ import numpy as np
 
 from ..models.odenet import build_model, ode_blocks
 from ..nn import softmax_cross_entropy
+from .common import save_figure
 
 #: Bytes per megabyte in the reports (decimal MB).
 MB = 1e6
@@ -110,6 +111,4 @@ def plot_memory(sweeps, path, batch_size):
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path, dpi=120)

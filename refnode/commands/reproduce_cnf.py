@@ -1,0 +1,180 @@
+"""``refnode reproduce cnf``: continuous vs planar normalizing flows (paper §4.1, Figs. 4-5).
+
+The logic is in :mod:`refnode.experiments.cnf`; this module runs it over several seeds,
+prints mean ± sd beside each other, draws the first seed's figures and writes the JSON.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from ..experiments import cnf
+from ..experiments.common import mean_sd, save_figure, write_json
+from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
+                                      positive_int, run_directory)
+
+HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
+
+#: Figures show [-4, 4]², the window of Rezende & Mohamed's Figure 3.
+PLOT_LIMIT = 4.0
+
+
+def configure(parser):
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a small run for CI (minutes)")
+    size.add_argument("--tiny", action="store_true", help="smoke test of the code path")
+    parser.add_argument("--seeds", type=positive_int, metavar="N",
+                        help="number of seeds (default: 3 for a full run, 2 otherwise)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="first seed; the run uses seed, seed+1, ... (default 0)")
+    parser.add_argument("--json", metavar="PATH", help="write the per-seed records and the "
+                        "summary as JSON (rewritten after each seed)")
+    parser.add_argument("--out", metavar="DIR", help="directory for the figures (default: "
+                        "runs/cnf, runs/cnf-quick for --quick and --tiny; --out figures "
+                        "replaces the committed ones)")
+    parser.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="draw no figures (e.g. for the second and later of seeds run "
+                        "as separate processes)")
+    parser.add_argument("--verbose", action="store_true", help="progress bars")
+
+
+def run(args):
+    size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    cfg = cnf.CONFIGS[size]
+    out = check_outputs(args, size)
+    seeds = list(range(args.seed, args.seed + (args.seeds or cfg["seeds"])))
+    print(f"CNF experiment, {size} run, seeds {seeds}"
+          + (f"; figures from seed {seeds[0]} in {out}" if args.figures else ""), flush=True)
+    start, density, likelihood = time.time(), [], []
+    for seed in seeds:
+        seed_start = time.time()
+        d, l, plots = cnf.run_seed(cfg, seed, figures=args.figures and seed == seeds[0],
+                                   show_progress=args.verbose,
+                                   report=print_cells if args.verbose else None)
+        density, likelihood = density + d, likelihood + l
+        print(f"seed {seed}: {time.time() - seed_start:.0f} s", flush=True)
+        if plots:
+            draw_figures(cfg, plots, out)
+        if args.json:
+            write_json(args.json, results(size, cfg, seeds, density, likelihood, start))
+    print_tables(cfg, cnf.summaries(density, likelihood))
+    print(f"\n{size} run, {len(seeds)} seed(s): {time.time() - start:.0f} s")
+    return 0
+
+
+def check_outputs(args, size):
+    """The figure directory (``--out``, else the run directory); every output path is
+    checked before any work (a bad one is an InputError, exit 2)."""
+    out = args.out or run_directory("cnf", quick=size != "full")
+    if args.figures:
+        check_output_dir(out, "--out")
+    if args.json:
+        check_output_file(args.json, "--json")
+    return out
+
+
+def results(size, cfg, seeds, density, likelihood, start):
+    """The JSON document: settings, per-seed records, summary; ``complete`` once every seed ran."""
+    done = sorted({r["seed"] for r in density})
+    return dict(config=size, settings=cfg, seeds=seeds, seeds_done=done,
+                complete=done == seeds, solver={k: str(v) for k, v in cnf.SOLVER.items()},
+                density_matching=density, likelihood=likelihood,
+                summary=cnf.summaries(density, likelihood), seconds=time.time() - start)
+
+
+def print_cells(records):
+    for r in records:
+        print(f"  {r['model']:>10} {r['target']} size {r['size']:>2} {r['iterations']:>5} it: "
+              f"{r['final_loss']:.4f} ({r['seconds']:.0f} s)", flush=True)
+
+
+def print_tables(cfg, summary):
+    """Density matching and held-out NLL, mean ± sd over the seeds."""
+    rows = {(r["model"], r["target"], r["size"], r["iterations"]): r
+            for r in summary["density_matching"]}
+    n = max(r["n"] for r in summary["density_matching"])
+    print(f"\nDensity matching: final E_q[log q - log p~] = KL(q||p) - log Z, lower is better; "
+          f"mean ± sd over {n} seed(s)")
+    columns = [("planar_nf", cfg["nf_iters"]), ("planar_nf", cfg["cnf_iters"]),
+               ("planar_cnf", cfg["cnf_iters"])]
+    labels = [f"{'NF' if m == 'planar_nf' else 'CNF'} {it} it" for m, it in columns]
+    print(f"{'target':>6} {'K=M':>4} " + " ".join(f"{label:>17}" for label in labels))
+    for target in cfg["targets"]:
+        for size in cfg["sizes"]:
+            cells = [mean_sd(rows[model, target, size, it]) for model, it in columns]
+            print(f"{target:>6} {size:>4} " + " ".join(f"{c:>17}" for c in cells))
+    print("\nMaximum likelihood: held-out negative log-likelihood (nats, lower is better)")
+    for r in summary["likelihood"]:
+        print(f"{r['data']:>12} {r['model']:>11} {mean_sd(r, 4):>17}  (n = {r['n']})")
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def draw_figures(cfg, plots, out):
+    for path in (plot_density_matching(cfg, plots["samples"],
+                                       os.path.join(out, "cnf_density_matching.png")),
+                 plot_transformation(plots["trajectories"],
+                                     os.path.join(out, "cnf_transformation.png"))):
+        print(f"wrote {path}", flush=True)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _histogram(ax, z, bins=100):
+    edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, bins + 1)
+    counts, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=(edges, edges))
+    ax.imshow(counts.T, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
+
+
+def _target_image(ax, target, n=200):
+    grid = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, n)
+    z = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
+    density = np.exp(cnf.toy2d.target_log_density(target)(z)).reshape(n, n)
+    ax.imshow(density, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
+
+
+def plot_density_matching(cfg, samples, path):
+    """Rows: targets; columns: the target, NF K = sizes, CNF M = sizes (as Figure 4)."""
+    plt = _pyplot()
+    columns = [("target", None)] + [("planar_nf", k) for k in cfg["sizes"]] \
+        + [("planar_cnf", m) for m in cfg["sizes"]]
+    fig, axes = plt.subplots(len(cfg["targets"]), len(columns), squeeze=False,
+                             figsize=(1.6 * len(columns), 1.6 * len(cfg["targets"])))
+    for row, target in enumerate(cfg["targets"]):
+        for col, (model, size) in enumerate(columns):
+            ax = axes[row, col]
+            if model == "target":
+                _target_image(ax, target)
+            else:
+                _histogram(ax, samples[(model, size, target)])
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title("target" if size is None else
+                             f"{'NF K' if model == 'planar_nf' else 'CNF M'}={size}", fontsize=9)
+        axes[row, 0].set_ylabel(target.upper())
+    return save_figure(fig, path)
+
+
+def plot_transformation(trajectories, path):
+    """Rows: data sets; columns: samples at t = fraction·T, then the data (as Figure 5)."""
+    plt = _pyplot()
+    fractions = cnf.TIME_FRACTIONS
+    fig, axes = plt.subplots(len(trajectories), len(fractions) + 1, squeeze=False,
+                             figsize=(2.0 * (len(fractions) + 1), 2.0 * len(trajectories)))
+    for row, (name, (states, T, data)) in enumerate(trajectories.items()):
+        for col, fraction in enumerate(fractions):
+            _histogram(axes[row, col], states[col], bins=80)
+            axes[row, col].set_title(f"t = {fraction * T:.2f}", fontsize=9)
+        _histogram(axes[row, -1], data, bins=80)
+        axes[row, -1].set_title("data", fontsize=9)
+        axes[row, 0].set_ylabel(name.replace("_", " "))
+        for ax in axes[row]:
+            ax.set_xticks([]), ax.set_yticks([])
+    return save_figure(fig, path)
