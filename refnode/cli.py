@@ -20,8 +20,6 @@ from .errors import RefnodeError
 
 #: Subcommands in the order ``refnode --help`` lists them.
 COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials")
-#: Exit status of a command stopped by bad input (argparse uses the same).
-USAGE_ERROR = 2
 
 
 def import_modules(paths):
@@ -40,6 +38,10 @@ def import_modules(paths):
             raise ImportError(f"refnode: the module {path!r} (for {name!r}) failed to import: "
                               f"{type(err).__name__}: {err}") from err
     return modules
+
+
+#: Exit status of a command stopped by bad input (argparse uses the same).
+USAGE_ERROR = 2
 
 
 def available_commands():
