@@ -157,3 +157,21 @@ def test_output_checks_refuse_paths_under_a_file_and_directories_as_files(tmp_pa
     common_cli.check_output_dir(str(tmp_path / "new" / "dir"), "--out")
     assert (tmp_path / "new" / "dir").is_dir()
     assert not list((tmp_path / "new" / "dir").iterdir())     # the probe file is gone
+
+
+def test_train_with_validate_returns_the_best_validated_parameters(tmp_path):
+    """Validation = distance to a point the loss passes on its way: the best is kept."""
+    waypoint = 0.5 * TARGET
+    validate = lambda params: float(np.sum((params["p"] - waypoint) ** 2))
+    path = str(tmp_path / "v.npz")
+    params, history = run_quadratic(np.random.default_rng(2), validate=validate,
+                                    checkpoint_every=5, checkpoint=path, stop_after=100)
+    iterations, values = zip(*history["validation"])
+    assert iterations == tuple(range(5, 101, 5))
+    best = int(np.argmin(values))
+    assert history["best_iteration"] == iterations[best] < 100
+    assert validate(params) == values[best] < values[-1]
+    resumed, resumed_history = run_quadratic(np.random.default_rng(2), validate=validate,
+                                             checkpoint_every=5, checkpoint=path)
+    assert len(resumed_history["validation"]) == 40       # 200 steps, the first 100 resumed
+    assert resumed_history["validation"][:20] == history["validation"]

@@ -104,7 +104,7 @@ def _to_builtin(value):
 
 
 def train(step, params, optimizer, iterations, *, schedule=None, rng=None, checkpoint=None,
-          metadata=None, checkpoint_every=CHECKPOINT_EVERY, desc="training",
+          metadata=None, checkpoint_every=CHECKPOINT_EVERY, validate=None, desc="training",
           show_progress=True, stop_after=None):
     """Minimise a loss with ``optimizer`` for ``iterations`` steps, resumably.
 
@@ -130,7 +130,14 @@ def train(step, params, optimizer, iterations, *, schedule=None, rng=None, check
         :class:`~refnode.errors.InputError` names the file (nothing is overwritten).
     metadata : dict, optional
         JSON-serialisable description of the run (settings, seed), stored with the
-        checkpoint. Default ``{"desc": desc}``.
+        checkpoint. Default ``{"desc": desc}``. Leave the iteration count out of it, and a
+        finished run can be continued by calling again with more ``iterations``.
+    checkpoint_every : int
+        Steps between checkpoints and between validations.
+    validate : callable, optional
+        ``validate(params) -> float`` (lower is better, e.g. the loss on a validation
+        split), evaluated every ``checkpoint_every`` steps and after the last. Then the
+        parameters returned are those of the best validation, not the final iterate.
     desc : str
         Label of the progress bar.
     show_progress : bool
@@ -140,17 +147,18 @@ def train(step, params, optimizer, iterations, *, schedule=None, rng=None, check
     Returns
     -------
     params : tree
-        The parameters after the last step.
+        The parameters after the last step, or with ``validate`` the best validated ones.
     history : dict of lists
         One entry per step, from the first (also across a resume): ``loss``,
-        ``seconds`` (wall time of the step) and each key of ``metrics``.
+        ``seconds`` (wall time of the step) and each key of ``metrics``; with ``validate``
+        also ``validation``, a list of ``[iteration, value]``, and ``best_iteration``.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
             or iterations < 0:
         raise InputError(f"iterations must be an integer >= 0, got {iterations!r}")
     metadata = {"desc": desc} if metadata is None else metadata
     state = {"params": params, "opt_state": optimizer.init(params), "iteration": 0,
-             "rng": rng, "history": {"loss": [], "seconds": []}}
+             "rng": rng, "history": {"loss": [], "seconds": []}, "best": None}
     if checkpoint is not None:
         state = _resume(checkpoint, metadata, state)
     last = iterations if stop_after is None else min(iterations, stop_after)
@@ -166,9 +174,24 @@ def train(step, params, optimizer, iterations, *, schedule=None, rng=None, check
                                **metrics).items():
             state["history"].setdefault(key, []).append(value)
         bar.set(loss=loss, **metrics)
-        if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == last):
-            save_checkpoint(checkpoint, state, metadata)
-    return state["params"], state["history"]
+        if (i + 1) % checkpoint_every == 0 or i + 1 == last:
+            if validate is not None:
+                _validate(state, validate)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, state, metadata)
+    if validate is None or state["best"] is None:
+        return state["params"], state["history"]
+    return state["best"]["params"], dict(state["history"],
+                                         best_iteration=state["best"]["iteration"])
+
+
+def _validate(state, validate):
+    """Record ``validate(params)`` and keep the best parameters so far in ``state``."""
+    value = float(validate(state["params"]))
+    state["history"].setdefault("validation", []).append([state["iteration"], value])
+    if state["best"] is None or value < state["best"]["value"]:
+        state["best"] = {"params": state["params"], "value": value,
+                         "iteration": state["iteration"]}
 
 
 def _resume(path, metadata, fresh):
