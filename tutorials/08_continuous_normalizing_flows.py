@@ -150,7 +150,7 @@ print(f"loss {loss:.4f}, dL/dT {g_T:+.4f}")
 
 # %%
 cfg = experiment.CONFIGS["tiny" if QUICK else "quick"]
-density, samples = experiment.density_matching(cfg, rng, verbose=False)
+density, samples = experiment.density_matching(cfg, rng, plot_rng=rng)
 for r in density:
     print(f"{r['target']} {r['model']:>10} size {r['size']:>2}: loss {r['final_loss']:+.4f}"
           f" after {r['iterations']} iterations")
@@ -164,7 +164,7 @@ experiment.plot_density_matching(cfg, samples, os.path.join(FIGURES, "cnf_densit
 # figure shows the samples at several t on their way from the normal to the data.
 
 # %%
-likelihood, trajectories = experiment.maximum_likelihood(cfg, rng, verbose=False)
+likelihood, trajectories = experiment.maximum_likelihood(cfg, rng, plot_rng=rng)
 for r in likelihood:
     print(f"{r['data']:>12} {r['model']:>11}: held-out NLL {r['test_nll']:.4f}")
 experiment.plot_transformation(trajectories, os.path.join(FIGURES, "cnf_transformation.png"))

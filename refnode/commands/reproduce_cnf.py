@@ -7,18 +7,13 @@ prints mean ± sd beside each other, draws the first seed's figures and writes t
 import os
 import time
 
-import numpy as np
-
 from ..experiments import cnf
+from ..experiments.cnf_figures import plot_density_matching, plot_transformation
 from ..experiments.common import mean_sd, save_figure, write_json
 from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
                                       positive_int, run_directory)
 
 HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
-
-#: Figures show [-4, 4]², the window of Rezende & Mohamed's Figure 3.
-PLOT_LIMIT = 4.0
-
 
 def configure(parser):
     size = parser.add_mutually_exclusive_group()
@@ -118,63 +113,3 @@ def draw_figures(cfg, plots, out):
                  plot_transformation(plots["trajectories"],
                                      os.path.join(out, "cnf_transformation.png"))):
         print(f"wrote {path}", flush=True)
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _histogram(ax, z, bins=100):
-    edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, bins + 1)
-    counts, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=(edges, edges))
-    ax.imshow(counts.T, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
-
-
-def _target_image(ax, target, n=200):
-    grid = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, n)
-    z = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
-    density = np.exp(cnf.toy2d.target_log_density(target)(z)).reshape(n, n)
-    ax.imshow(density, origin="lower", extent=[-PLOT_LIMIT, PLOT_LIMIT] * 2, cmap="viridis")
-
-
-def plot_density_matching(cfg, samples, path):
-    """Rows: targets; columns: the target, NF K = sizes, CNF M = sizes (as Figure 4)."""
-    plt = _pyplot()
-    columns = [("target", None)] + [("planar_nf", k) for k in cfg["sizes"]] \
-        + [("planar_cnf", m) for m in cfg["sizes"]]
-    fig, axes = plt.subplots(len(cfg["targets"]), len(columns), squeeze=False,
-                             figsize=(1.6 * len(columns), 1.6 * len(cfg["targets"])))
-    for row, target in enumerate(cfg["targets"]):
-        for col, (model, size) in enumerate(columns):
-            ax = axes[row, col]
-            if model == "target":
-                _target_image(ax, target)
-            else:
-                _histogram(ax, samples[(model, size, target)])
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title("target" if size is None else
-                             f"{'NF K' if model == 'planar_nf' else 'CNF M'}={size}", fontsize=9)
-        axes[row, 0].set_ylabel(target.upper())
-    return save_figure(fig, path)
-
-
-def plot_transformation(trajectories, path):
-    """Rows: data sets; columns: samples at t = fraction·T, then the data (as Figure 5)."""
-    plt = _pyplot()
-    fractions = cnf.TIME_FRACTIONS
-    fig, axes = plt.subplots(len(trajectories), len(fractions) + 1, squeeze=False,
-                             figsize=(2.0 * (len(fractions) + 1), 2.0 * len(trajectories)))
-    for row, (name, (states, T, data)) in enumerate(trajectories.items()):
-        for col, fraction in enumerate(fractions):
-            _histogram(axes[row, col], states[col], bins=80)
-            axes[row, col].set_title(f"t = {fraction * T:.2f}", fontsize=9)
-        _histogram(axes[row, -1], data, bins=80)
-        axes[row, -1].set_title("data", fontsize=9)
-        axes[row, 0].set_ylabel(name.replace("_", " "))
-        for ax in axes[row]:
-            ax.set_xticks([]), ax.set_yticks([])
-    return save_figure(fig, path)

@@ -10,6 +10,7 @@
 
 Both CNFs learn their end time T = τ² (as FFJORD does), with ∂L/∂T from odeint_vjp's dt.
 :func:`run_seed` runs both parts for one seed; :func:`summaries` gives mean ± sd over seeds.
+The figures (:mod:`refnode.experiments.cnf_figures`) are importable from here too.
 The command (tables, figures, JSON) is :mod:`refnode.commands.reproduce_cnf`.
 """
 
@@ -25,6 +26,7 @@ from ..models.planar_flow import (flow_forward, init_planar_flow, nf_kl, nf_log_
                                   nf_nll, standard_normal_logpdf)
 from ..odeint import odeint
 from ..optim import Adam, step_schedule
+from .cnf_figures import TIME_FRACTIONS, plot_density_matching, plot_transformation  # noqa: F401
 from .common import summarize, train
 
 #: Tolerances of torchdiffeq examples/cnf.py (dopri5, rtol = atol = 1e-5); the paper's own
@@ -32,7 +34,6 @@ from .common import summarize, train
 SOLVER = dict(method="dopri5", rtol=1e-5, atol=1e-5, gradient="adjoint")
 T_INIT = 1.0            # initial end time of both CNFs (learned from there)
 DATA_SETS = ("two_circles", "two_moons")
-TIME_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DECAY_FRACTION = 0.3    # last 30 % of the iterations at a tenth of the learning rate
 #: The figures' samples come from their own stream, default_rng([seed, PLOT_STREAM]), so
 #: drawing them (first seed only) changes no measured number.
