@@ -227,7 +227,11 @@ def save_checkpoint(path, tree, metadata=None):
     if not os.path.isdir(directory):
         raise InputError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
     remove_stale_temporaries(directory)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=".npz")
+    try:
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=".npz")
+    except OSError as exc:
+        raise InputError(f"cannot save checkpoint {path!r}: cannot create a file in {directory!r} "
+                         f"({exc.strerror}); choose a writable directory") from None
     try:
         with os.fdopen(fd, "wb") as file:
             _write_arrays(file, named)

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import struct
+import tokenize
 import zipfile
 
 import numpy as np
@@ -52,10 +53,10 @@ def read_npz(path, file_size):
     MalformedFile
         Whatever is wrong with the file, first problem found.
     """
-    with open(path, "rb") as raw:
-        if raw.read(len(NPY_MAGIC)) == NPY_MAGIC:
-            raise MalformedFile("it is a single .npy array (numpy.save), not a checkpoint .npz")
     try:
+        with open(path, "rb") as raw:
+            if raw.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise MalformedFile("it is a single .npy array (numpy.save), not a checkpoint .npz")
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             names = [info.filename for info in infos]
@@ -64,7 +65,7 @@ def read_npz(path, file_size):
             contents = {}
             for info in infos:
                 _check_entry(info, file_size)
-                contents[info.filename[:-len(".npy")]] = _read_entry(archive, info)
+                contents[info.filename[:-len(".npy")]] = _read_entry(archive, info, file_size)
             return contents
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
             RuntimeError, OverflowError, struct.error) as exc:
@@ -87,17 +88,28 @@ def _check_entry(info, file_size):
                             f"{info.compress_size}, in a file of {file_size}")
 
 
-def _read_entry(archive, info):
+def _read_header(f, name):
+    """(shape, fortran_order, dtype) from a .npy header, parsed by NumPy without eval.
+
+    NumPy's parser raises ValueError for most bad headers, but also SyntaxError or
+    tokenize.TokenError (it re-tokenizes headers of old files) for some.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f)
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError) as exc:
+        raise MalformedFile(f"entry {name!r} has a malformed .npy header ({exc})") from None
+    raise MalformedFile(f"entry {name!r} has .npy format version {version}")
+
+
+def _read_entry(archive, info, file_size):
     """One ``.npy`` entry: header checked against the entry's size, then the data read."""
     name = info.filename
     with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise MalformedFile(f"entry {name!r} has .npy format version {version}")
+        shape, fortran_order, dtype = _read_header(f, name)
         if dtype.hasobject:
             raise MalformedFile(f"entry {name!r} holds Python objects ({dtype}), which would "
                                 "need a pickle; checkpoints hold plain arrays only")
@@ -108,6 +120,9 @@ def _read_entry(archive, info):
             raise MalformedFile(f"entry {name!r} declares dtype {dtype} and shape {shape}")
         count = math.prod(shape)
         n_bytes = count * dtype.itemsize           # Python ints: cannot overflow
+        if math.prod(max(d, 1) for d in shape) * dtype.itemsize > file_size:
+            raise MalformedFile(f"entry {name!r} declares shape {shape} of {dtype}, beyond "
+                                f"what a file of {file_size} bytes can hold")
         holds = info.file_size - f.tell()
         if n_bytes != holds:
             raise MalformedFile(f"entry {name!r} declares shape {shape} of {dtype}, "
@@ -166,8 +181,8 @@ def remove_stale_temporaries(directory):
         try:
             os.unlink(os.path.join(directory, name))
             removed.append(name)
-        except FileNotFoundError:
-            pass  # another process cleaned it first
+        except OSError:
+            pass  # cleaned by another process first, or a directory we may not write
     return removed
 
 

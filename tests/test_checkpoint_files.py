@@ -88,6 +88,29 @@ def test_huge_declared_shape_is_refused_before_allocating(tmp_path):
     assert "delete it" in message
 
 
+def test_zero_sized_entry_with_huge_dimensions_is_input_error(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                 "shape": (0, 2**40, 2**40)})
+    path = tmp_path / "empty.npz"
+    write_format1(path, json.dumps({"kind": "array", "index": 0}))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("leaf_0.npy", header.getvalue())
+    assert_rejected(path, r"declares shape \(0, 1099511627776, 1099511627776\)")
+
+
+@pytest.mark.parametrize("header_text", ["[", "{'descr': '<f8', 'fortran_order': False, 'shape': (", "(" * 300])
+def test_malformed_npy_header_text_is_input_error(tmp_path, header_text):
+    # Found by tests/test_fuzz_files.py: NumPy's header parser raised tokenize.TokenError.
+    text = header_text.encode()
+    body = text + b" " * ((-(10 + len(text) + 1)) % 64) + b"\n"
+    path = tmp_path / "header.npz"
+    write_format1(path, json.dumps({"kind": "array", "index": 0}))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("leaf_0.npy", b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body)
+    assert_rejected(path, "malformed .npy header")
+
+
 def test_object_array_entry_is_refused_without_unpickling(tmp_path):
     path = tmp_path / "obj.npz"
     header = io.BytesIO()
@@ -319,3 +342,23 @@ def test_directory_is_synced_after_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", replace)
     save_checkpoint(tmp_path / "c.npz", {"x": np.zeros(2)})
     assert synced == ["file", "rename", "dir"] if os.name == "posix" else ["file", "rename"]
+
+
+def test_unwritable_directory_is_input_error_on_save(tmp_path, monkeypatch):
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refuse)
+    with pytest.raises(InputError, match="cannot create a file in .*Permission denied.*writable"):
+        save_checkpoint(tmp_path / "c.npz", {"x": np.zeros(1)})
+
+
+def test_load_from_a_directory_it_cannot_clean_still_works(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "c.npz", {"x": np.arange(3)})
+    (tmp_path / ".tmp-orphan.npz").write_bytes(b"x")
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    np.testing.assert_array_equal(load_checkpoint(tmp_path / "c.npz")[0]["x"], np.arange(3))

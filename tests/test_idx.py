@@ -78,6 +78,15 @@ def test_absurd_declared_sizes_are_refused_with_python_integers(tmp_path, compre
     assert "huge" in str(info.value) and str(shape) in str(info.value)
 
 
+@pytest.mark.parametrize("shape", [(0, 2**31, 2**31, 2**31), (2**32 - 1, 0, 2**32 - 1)])
+def test_zero_sized_shape_with_huge_dimensions_is_input_error(tmp_path, shape):
+    # Found by tests/test_fuzz_files.py: 0 bytes of data, but NumPy refuses the shape.
+    path = tmp_path / "empty-idx"
+    path.write_bytes(header(0x08, shape))
+    with pytest.raises(InputError, match="no data, but its other dimensions span"):
+        read_idx(path)
+
+
 def test_declared_size_at_the_limit_is_checked_against_the_file_not_allocated(tmp_path):
     path = tmp_path / "big"
     path.write_bytes(header(0x08, (2**16, 2**16, 2)) + bytes(8))   # exactly MAX_IDX_BYTES

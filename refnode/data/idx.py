@@ -102,9 +102,13 @@ def _parse_header(head, path):
 def _data_size(path, dtype, shape, compressed_size, header_size, gzipped):
     """Bytes of data the header promises, as a Python int; absurd sizes are refused."""
     n_bytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-    if n_bytes > MAX_IDX_BYTES:
+    # With a zero dimension n_bytes is 0, but NumPy still refuses shapes whose other
+    # dimensions multiply beyond its index range: bound those too.
+    span = math.prod(max(d, 1) for d in shape) * dtype.itemsize
+    if span > MAX_IDX_BYTES:
         raise InputError(f"IDX file {path!r} declares shape {shape} of {dtype.name}, "
-                         f"{n_bytes} bytes, more than the limit of {MAX_IDX_BYTES} "
+                         f"{n_bytes if span == n_bytes else f'no data, but its other dimensions span {span}'} "
+                         f"bytes, more than the limit of {MAX_IDX_BYTES} "
                          f"(refnode.data.idx.MAX_IDX_BYTES); the header is corrupt, {_REDOWNLOAD}")
     available = (DEFLATE_MAX_RATIO * compressed_size if gzipped
                  else compressed_size - header_size)
