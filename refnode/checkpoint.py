@@ -220,7 +220,11 @@ def save_checkpoint(path, tree, metadata=None):
         raise InputError(f"checkpoint metadata must be JSON-serialisable: {exc}") from None
     named = {f"leaf_{i}": a for i, a in enumerate(arrays)}
     named["__format__"] = np.array(FORMAT)
-    named["__structure__"] = np.array(json.dumps(structure))
+    try:
+        named["__structure__"] = np.array(json.dumps(structure))
+    except ValueError as exc:  # e.g. an int beyond Python's 4300-digit str conversion limit
+        raise InputError(f"cannot store the tree in a checkpoint: {exc}; store such a value "
+                         "as a str or an array") from None
     named["__metadata__"] = np.array(metadata_json)
     named[_CHECKSUM] = np.array(checksum(named))
     directory = os.path.dirname(os.path.abspath(path))

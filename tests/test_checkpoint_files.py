@@ -344,6 +344,12 @@ def test_directory_is_synced_after_the_rename(tmp_path, monkeypatch):
     assert synced == ["file", "rename", "dir"] if os.name == "posix" else ["file", "rename"]
 
 
+def test_int_too_long_for_json_is_input_error_on_save(tmp_path):
+    with pytest.raises(InputError, match="cannot store the tree.*4300"):
+        save_checkpoint(tmp_path / "c.npz", {"n": 10**5000})
+    assert os.listdir(tmp_path) == []
+
+
 def test_unwritable_directory_is_input_error_on_save(tmp_path, monkeypatch):
     def refuse(**kwargs):
         raise PermissionError(13, "Permission denied")
