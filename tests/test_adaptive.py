@@ -133,7 +133,10 @@ def test_dense_evaluation_shapes_and_bounds():
         sol.dense(4.5)
     with pytest.raises(InputError, match="outside the solved interval"):
         sol.dense(-0.1)
-    assert rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0]).dense is None
+    no_dense = rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0]).dense
+    assert not no_dense
+    with pytest.raises(InputError, match="dense=True"):
+        no_dense(1.0)
 
 
 def test_dense_output_covers_the_exact_end_time():
