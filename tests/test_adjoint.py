@@ -3,8 +3,8 @@ contract: input errors, time gradients, batches, statistics.
 
 The continuous adjoint solves the adjoint ODE; the discrete adjoint differentiates the
 computed solution. Both converge to the true gradient, so on a fixed grid their gap
-shrinks at the method's order p as the step h halves (DESIGN.md §5): we measure
-log2(gap(h) / gap(h/2)).
+shrinks at the method's order p as the step h halves: we measure log2(gap(h) / gap(h/2))
+(docs/design.md, "Tolerances in the tests").
 """
 
 import numpy as np
