@@ -54,7 +54,7 @@ def in_notebook():
 
 
 def show_file(path):
-    """Announce a written image file, and display it inline when running in Jupyter.
+    """Display an image file inline when running in Jupyter; elsewhere print its path.
 
     Parameters
     ----------
@@ -64,7 +64,8 @@ def show_file(path):
     if in_notebook():
         from IPython.display import Image, display
         display(Image(filename=path))
-    print("wrote", path)
+    else:
+        print("wrote", path)
 
 
 def show(fig, path, dpi=100):
