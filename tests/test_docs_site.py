@@ -90,7 +90,7 @@ def test_every_public_function_has_an_api_entry(site, stem, title, identifiers):
     wanted = {anchor for identifier in identifiers for anchor in public_objects(identifier)}
     missing = sorted(anchor for anchor in wanted if f'id="{anchor}"' not in page)
     assert not missing, f"api/{stem}.html has no entry for {missing}"
-    assert ":func:<code>" not in page and ":mod:<code>" not in page
+    assert ":func:<code>" not in page and ":mod:<code>" not in page and "::</p>" not in page
 
 
 def test_public_api_names_are_documented():
@@ -129,3 +129,14 @@ def test_every_tutorial_page_holds_its_figures(tmp_path):
         page = (site / "tutorials" / f"{tutorial.stem}.html").read_text(encoding="utf-8")
         expected = figure_cell_count(tutorial)
         assert len(INLINE_IMAGE.findall(page)) >= expected >= 1, tutorial.name
+
+
+def test_parameters_documented_together_get_one_row():
+    from refnode.commands.docs_griffe import SEE_SIGNATURE, join_shared_entries
+    import griffe
+    entries = [griffe.DocstringParameter(n, description=d) for n, d in
+               (("f", "As in solve."), ("z0", "As in solve."), ("rtol", "As in solve."),
+                ("seminorm", "Adjoint only."), ("a", "Other."), ("b", "Other."))]
+    rows = join_shared_entries(entries, has_default=lambda name: name == "rtol")
+    assert [row.name for row in rows] == ["f, z0, rtol", "seminorm", "a, b"]
+    assert rows[0].value == SEE_SIGNATURE and rows[2].value is None

@@ -51,6 +51,8 @@ API_PAGES = (
 CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*">\s*</script>', re.I)
 #: A Sphinx cross-reference role as the docstrings write it (:func:`x`), once rendered.
 SPHINX_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|exc|obj):(?=<code>)")
+#: reStructuredText's "::" that introduces a literal block, once rendered ("methods::").
+RST_LITERAL_MARK = re.compile(r"::</p>")
 #: Marks a directory as a refnode docs site, so a rebuild may replace its contents.
 SITE_MARKER = ".refnode-docs-site"
 
@@ -161,7 +163,9 @@ def mkdocs_config(staging, site_dir, nav, repo=REPO):
                                 "ignore_h1_titles": False}},
             {"mkdocstrings": {"default_handler": "python", "handlers": {"python": {
                 "paths": [str(repo)],
-                "options": {"docstring_style": "numpy", "show_source": True,
+                "options": {"extensions": [str(Path(__file__).with_name("docs_griffe.py"))
+                                           + ":JoinSharedParameters"],
+                            "docstring_style": "numpy", "show_source": True,
                             "show_root_heading": True, "show_root_full_path": True,
                             "heading_level": 2, "members_order": "source",
                             "show_if_no_docstring": True, "filters": ["!^_"],
@@ -195,6 +199,8 @@ def write_config(staging, site_dir, repo=REPO, tutorials=None):
 
 
 def on_post_page(output, page, config):
-    """mkdocs hook: drop the CDN MathJax loader (the site's equations are Unicode text) and
-    the Sphinx role prefixes that mkdocstrings leaves in front of code (``:func:``)."""
-    return SPHINX_ROLE.sub("", CDN_MATHJAX.sub("", output))
+    """mkdocs hook: drop the CDN MathJax loader (the site's equations are Unicode text), and
+    the reStructuredText marks that mkdocstrings leaves in docstrings (``:func:`` before
+    code, ``::`` before a literal block)."""
+    output = CDN_MATHJAX.sub("", output)
+    return RST_LITERAL_MARK.sub(":</p>", SPHINX_ROLE.sub("", output))
