@@ -182,7 +182,8 @@ SITE_CSS = """\
 .md-grid { max-width: 80rem; }
 .md-typeset pre > code { white-space: pre; }
 .md-typeset table:not([class]) { display: block; overflow-x: auto; }
-.jupyter-wrapper .jp-RenderedText pre { white-space: pre; overflow-x: auto; }
+.jupyter-wrapper .jp-OutputArea-output.jp-RenderedText pre { white-space: pre !important;
+  word-break: normal !important; overflow-wrap: normal !important; overflow-x: auto; }
 .jupyter-wrapper .jp-OutputArea-output img { max-width: 100%; height: auto; }
 """
 
