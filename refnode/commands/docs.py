@@ -85,6 +85,9 @@ def kernel_environment(quick, figures):
 def build(out, quick=False, tutorials=None):
     """Build the site into ``out``; returns (exit status, seconds, mkdocs' output)."""
     start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    # Marked first, so that a failed build can be rebuilt into the same directory.
+    (out / docs_site.SITE_MARKER).write_text("built by refnode docs build\n")
     with tempfile.TemporaryDirectory(prefix="refnode-docs-src-") as work:
         work = Path(work)
         staging, figures = work / "src", work / "figures"
@@ -94,7 +97,7 @@ def build(out, quick=False, tutorials=None):
         result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f",
                                  str(config)], cwd=work, env=kernel_environment(quick, figures),
                                 capture_output=True, text=True)
-    if result.returncode == 0:
+    if not (out / docs_site.SITE_MARKER).exists():    # mkdocs' --clean removed it
         (out / docs_site.SITE_MARKER).write_text("built by refnode docs build\n")
     return result.returncode, time.perf_counter() - start, result.stdout + result.stderr
 
