@@ -36,7 +36,7 @@ def tolerance_exponent(tableau):
     Each step's local error is ~tol, so h ~ tol^(1/q) and the global error ~ h^p ~ tol^(p/q):
     1 for pairs that propagate the higher order (dopri5, ...), 4/5 for fehlberg45.
     """
-    q = 8 if tableau.e3_float is not None else min(tableau.order, tableau.error_order) + 1
+    q = tableau.error_power()          # the method's own: p̂ + 1, or 8 for dop853's combined estimate
     return tableau.order / q
 
 
