@@ -1,6 +1,6 @@
 """``refnode reproduce latent``: Table 2, latent ODE vs RNN on irregularly sampled spirals.
 
-Setup (paper §5.1, DESIGN.md §6; our choices marked *):
+Setup (paper §5.1 and docs/latent.md; our choices marked *):
 
 * 1000 noisy 2-D spirals, half clockwise (:mod:`refnode.data.spirals`, noise std 0.1);
   the last 100 are held out as the test set*.
