@@ -7,6 +7,11 @@ import os
 STYLE = {"refnode": dict(linestyle="-", marker="o"), "scipy": dict(linestyle="--", marker="s")}
 
 
+#: One colour per gradient, the same in every panel.
+GRADIENT_COLORS = {"adjoint": "C0", "adjoint seminorm": "C1", "discrete": "C2", "autograd": "C3",
+                   "torchdiffeq odeint_adjoint": "C4"}
+
+
 def _curves(records, key):
     """{label: [(x, error), ...]} from successful records, grouped by ``key(record)``."""
     curves = {}
@@ -52,7 +57,7 @@ def gradient_figure(records, path):
         curves = _curves([r for r in records if r["problem"] == problem], lambda r: r["gradient"])
         for name, rs in curves.items():
             ax.loglog([r["seconds"] for r in rs], [max(r["error"], 1e-17) for r in rs],
-                      marker="o", markersize=3, label=name)
+                      marker="o", markersize=3, label=name, color=GRADIENT_COLORS.get(name))
         ax.set(xlabel="wall time (s)", ylabel="relative gradient error", title=problem)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
