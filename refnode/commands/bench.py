@@ -79,8 +79,12 @@ def quick_arguments(path):
 def run_workprecision(args):
     """The work-precision run: JSON records and two figures."""
     from ..errors import InputError
-    from ..workprecision import run as run_diagrams, write_json
-    from ..workprecision.plot import write_figures
+    try:
+        from ..workprecision import run as run_diagrams, write_json
+        from ..workprecision.plot import write_figures
+    except ImportError as exc:                    # SciPy: the test extra, not a runtime dep
+        print(f"refnode bench workprecision needs SciPy (pip install 'refnode[test]'): {exc}")
+        return 2
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1; got {args.repeats}")
     out = args.out or WORKPRECISION_DIR
