@@ -10,6 +10,8 @@ Two interpolants (HNW I §II.6):
       y(θ) = h00(θ) y_n + h10(θ) h f_n + h01(θ) y_{n+1} + h11(θ) h f_{n+1}.
 
 Many output times inside one step cost one evaluation each and never shorten a step.
+θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
+each sample at its own fraction of its own step; see :func:`refnode.rk_step.scale`).
 """
 
 from typing import NamedTuple
@@ -19,7 +21,7 @@ import numpy as np
 from .backend import array_module
 from .errors import InputError
 from .params import tree_map
-from .rk_step import combine
+from .rk_step import combine, weighted_sum
 
 
 def hermite_weights(theta):
@@ -33,9 +35,9 @@ def hermite_weights(theta):
 
 
 def hermite(theta, h, y0, f0, y1, f1):
-    """Cubic Hermite interpolant at one θ; arrays like y."""
+    """Cubic Hermite interpolant at one θ (or one θ_b per sample); arrays like y."""
     h00, h10, h01, h11 = hermite_weights(theta)
-    return h00 * y0 + (h10 * h) * f0 + h01 * y1 + (h11 * h) * f1
+    return weighted_sum(1.0, [(h00, y0), (h10 * h, f0), (h01, y1), (h11 * h, f1)])
 
 
 def stage_weights(P, theta):

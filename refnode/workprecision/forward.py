@@ -16,7 +16,7 @@ import time
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .. import solve
+from .. import StepControl, solve
 from ..methods import ADAPTIVE_METHODS
 
 #: SciPy's methods drawn beside refnode's: Dormand-Prince 5(4) and Hairer's DOP853.
@@ -38,7 +38,7 @@ def refnode_solve(problem, method, tol, max_steps):
     def f(t, z, theta):
         return problem.rhs(t, z)
     sol = solve(f, problem.y0, np.array([problem.t0, problem.t1]), method=method, rtol=tol,
-                atol=tol, max_steps=max_steps)
+                atol=tol, control=StepControl(max_steps=max_steps))
     return sol.z[-1], sol.stats["nfe"]
 
 

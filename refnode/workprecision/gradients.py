@@ -8,9 +8,9 @@ Problems (float64, dopri5 at rtol = atol = tol):
 * cnf: the mean negative log-likelihood of a planar CNF (refnode.models.cnf, D = 2, width
   8, 64 points, T = 1); gradient with respect to the hypernetwork's weights.
 
-Gradients: ``odeint_vjp(gradient=...)`` with "adjoint" (default options), "adjoint" with
-``seminorm=True``, "discrete", "autograd" (small problems only: it traces every operation),
-and torchdiffeq's ``odeint_adjoint`` on the MLP problems when torch is installed.
+Gradients: ``odeint_vjp(gradient=...)`` with "adjoint" (default options),
+``Adjoint(seminorm=True)``, "discrete", "autograd" (small problems only: it traces every
+operation), and torchdiffeq's ``odeint_adjoint`` on the MLP problems when torch is installed.
 Reference: the discrete adjoint of a dop853 solve at rtol = atol = REFERENCE_TOL, the exact
 gradient of a solution far more accurate than any tested. Error: max |g − g_ref| / max |g_ref|
 over all entries.
@@ -18,7 +18,7 @@ over all entries.
 
 import numpy as np
 
-from .. import odeint_vjp
+from .. import Adjoint, odeint_vjp
 from ..models.cnf import CNFDynamics, PlanarField, cnf_nll
 from ..nn import mlp_dynamics
 from ..params import tree_leaves
@@ -28,7 +28,7 @@ from .forward import best_of
 REFERENCE_TOL = 1e-12
 #: The ways to differentiate, as keyword arguments of odeint_vjp.
 GRADIENTS = {"adjoint": dict(gradient="adjoint"),
-             "adjoint seminorm": dict(gradient="adjoint", seminorm=True),
+             "adjoint seminorm": dict(gradient=Adjoint(seminorm=True)),
              "discrete": dict(gradient="discrete"),
              "autograd": dict(gradient="autograd")}
 #: Problems on which autograd's traced solve is affordable.
