@@ -214,7 +214,9 @@ class ConcatConv2d:
 
         ∂L/∂t = Σ_{n,h,w} g_in[n, 0, h, w],
 
-    the sum of the gradient flowing into the time channel.
+    the sum of the gradient flowing into the time channel. With one time per sample,
+    t of shape (N,) (``batch="independent"``), sample n's channel is filled with t_n and
+    ∂L/∂t_n = Σ_{h,w} g_in[n, 0, h, w]: g_t has shape (N,), not summed.
 
     ``theta = {"W": (c_out, c_in + 1, k, k), "b": (c_out,)}``; input channel 0 is time.
     """
@@ -227,21 +229,25 @@ class ConcatConv2d:
         return self.conv.init(rng, dtype)
 
     def forward(self, theta, t, x):
-        """x: (N, c_in, H, W), t: scalar -> y: (N, c_out, H_out, W_out)."""
+        """x: (N, c_in, H, W), t: scalar or (N,) -> y: (N, c_out, H_out, W_out)."""
         if np.ndim(x) != 4 or np.shape(x)[1] != self.c_in:
             raise InputError(f"{self!r} expects x of shape (N, {self.c_in}, H, W); "
                              f"got {np.shape(x)}")
         xp = array_module(x)
         x_last = xp.transpose(x, (0, 2, 3, 1))                         # (N, H, W, c_in)
-        tt = xp.ones_like(x_last[..., :1]) * t                         # (N, H, W, 1)
+        t_n = t if np.ndim(t) == 0 else xp.reshape(t, (-1, 1, 1, 1))   # per sample: (N, 1, 1, 1)
+        tt = xp.ones_like(x_last[..., :1]) * t_n                       # (N, H, W, 1)
         # Joined channels-last, the layout the convolution works in (no NCHW copy).
         tx = xp.transpose(xp.concatenate([tt, x_last], axis=3), (0, 3, 1, 2))
-        return self.conv.forward(theta, t, tx)
+        y, cache = self.conv.forward(theta, t, tx)
+        return y, dict(cache, per_sample_t=np.ndim(t) == 1)
 
     def vjp(self, theta, cache, g):
         """(g_x, {"W", "b"}, g_t) with g_t = Σ of the gradient into the time channel."""
         g_tx, g_theta, _ = self.conv.vjp(theta, cache, g)
         xp = array_module(g_tx)
+        if cache["per_sample_t"]:
+            return g_tx[:, 1:], g_theta, xp.sum(g_tx[:, 0], axis=(1, 2))
         return g_tx[:, 1:], g_theta, xp.sum(g_tx[:, 0])
 
     def __repr__(self):
