@@ -42,7 +42,7 @@ from ..models.rnn import RNNBaseline
 from ..optim import Adam
 from ..progress import progress
 from . import latent_figures as figures
-from .latent_figures import plot_interpolation, plot_spirals  # noqa: F401 (tutorial 09)
+from .latent_figures import plot_interpolation, plot_spirals
 
 HELP = "Table 2: latent ODE vs RNNs, predictive RMSE on spirals (30/50/100 observations)"
 
@@ -59,6 +59,8 @@ FULL_SEEDS, QUICK_SEEDS = 5, 2
 
 @dataclass(frozen=True)
 class Config:
+    """One seed's settings; every field is recorded with the results and checkpoints."""
+
     task: str = "reference"
     n_spirals: int = 1000
     n_val: int = 100
@@ -90,18 +92,22 @@ def make_data(config):
         raise InputError(f"n_spirals={config.n_spirals} must exceed n_val + n_test = "
                          f"{config.n_val + config.n_test}, and both must be >= 1.")
     if config.task == "reference":
-        parts = [spiral_windows(n_train, TRAIN_START, seed=[config.seed, 0]),
-                 spiral_windows(config.n_val + config.n_test, EVAL_START, seed=[config.seed, 1])]
-        return Windows(parts[0].t, *(np.concatenate([getattr(p, k) for p in parts])
-                                     for k in ("z_obs", "z_true")), parts[0].t_future,
-                       *(np.concatenate([getattr(p, k) for p in parts])
-                         for k in ("z_future", "clockwise", "start")), parts[0].noise_std)
+        train = spiral_windows(n_train, TRAIN_START, seed=[config.seed, 0])
+        held_out = spiral_windows(config.n_val + config.n_test, EVAL_START, seed=[config.seed, 1])
+        return concatenate_windows(train, held_out)
     # one-turn: 150 grid times, the first 100 observed, the last 50 scored (out of range).
     data = generate_spirals(n_spirals=config.n_spirals, n_total=150, seed=config.seed)
     window, future = split_windows(150, 2 / 3)
     return Windows(data.t[window], data.z_obs[:, window], data.z_true[:, window],
                    data.t[future], data.z_true[:, future], data.clockwise,
                    np.zeros(config.n_spirals, dtype=np.int64), data.noise_std)
+
+
+def concatenate_windows(first, second):
+    """The windows of ``first`` followed by those of ``second`` (same times and noise)."""
+    rows = {name: np.concatenate([getattr(first, name), getattr(second, name)])
+            for name in ("z_obs", "z_true", "z_future", "clockwise", "start")}
+    return Windows(t=first.t, t_future=first.t_future, noise_std=first.noise_std, **rows)
 
 
 def splits(config):

@@ -37,7 +37,7 @@ LATENT_DIM = 4  # Table 2 setup (DESIGN.md §6)
 RNN_HIDDEN = 25  # encoder RNN hidden units
 ODE_HIDDEN = 20  # ODE function hidden units
 DECODER_HIDDEN = 20
-NOISE_STD = 0.1  # likelihood std σ: the spiral generator's noise (refnode.data.spirals)
+NOISE_STD = 0.1  # default likelihood std σ; the experiment passes its data's noise std
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
