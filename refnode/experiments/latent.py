@@ -219,6 +219,7 @@ def train(name, model, sub, data, config, n_obs, path):
             if score < best["val_rmse"]:
                 best = {"theta": theta, "val_rmse": score, "iteration": it + 1}
             if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 save_checkpoint(path, {"theta": theta, "state": state, "iteration": it + 1,
                                        "rng_batches": rng_batches, "rng_model": rng_model,
                                        "best_theta": best["theta"], "best_val": best["val_rmse"],
