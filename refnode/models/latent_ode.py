@@ -33,7 +33,7 @@ from ..nn import Linear, mlp, mlp_dynamics
 from ..odeint import odeint
 from .rnn import RNNCell, rnn_forward, rnn_vjp
 
-LATENT_DIM = 4  # Table 2 setup (DESIGN.md §6)
+LATENT_DIM = 4  # Table 2 setup (paper §5.1)
 RNN_HIDDEN = 25  # encoder RNN hidden units
 ODE_HIDDEN = 20  # ODE function hidden units
 DECODER_HIDDEN = 20
