@@ -69,7 +69,7 @@ class Config:
     iterations: int = 500
     batch_size: int = 100
     lr: float = 0.01  # Adam; the reference code's default, the paper states none
-    rtol: float = 1e-5  # dopri5 for the latent ODE and its adjoint (docs/latent.md)
+    rtol: float = 1e-5  # dopri5, the latent ODE's solves (docs/latent.md measures the error)
     atol: float = 1e-6
     gradient: str = "discrete"  # of the ODE solve: "discrete" or "adjoint" (docs/latent.md)
     eval_every: int = 25  # validation RMSE and a checkpoint every this many iterations
@@ -241,7 +241,7 @@ def experiment(config, checkpoint_dir=None, models=MODELS):
     """Train and evaluate every model at every observation count, for ``config.seed``.
 
     Returns the records ``{"model", "n_obs", "seed", "rmse", "val_rmse", "best_iteration",
-    "paper_rmse"}`` and what the figures need.
+    "failed_steps", "paper_rmse"}`` and what the figures need.
     """
     data = make_data(config)
     _, _, test = splits(config)
