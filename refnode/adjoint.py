@@ -35,8 +35,9 @@ import numpy as np
 from .backend import array_module, to_float
 from .drivers import solve_adaptive, solve_fixed
 from .dynamics import value_and_vjp
+from .errors import NonFiniteStateError
 from .options import StepControl
-from .params import tree_add, tree_map, tree_scale, tree_zeros_like
+from .params import tree_add, tree_leaves, tree_map, tree_scale, tree_zeros_like
 from .rk_step import dot
 from .step_size import rms, scaled_error
 
@@ -104,16 +105,24 @@ def _empty(channel):
     return isinstance(channel, tuple) and not channel
 
 
-def solve_shared_interval(aug, s, segment, theta, k1, settings, norm):
+#: Start each reverse interval with the step the previous one ended on, instead of
+#: Hairer's starting-step estimate (measured in benchmarks/README.md: fewer backward
+#: NFE with many output times, the same gradient error).
+CARRY_STEP = True
+
+
+def solve_shared_interval(aug, s, segment, theta, k1, settings, norm, first_step=None):
     """One reverse interval with one step size: fixed grid or adaptive.
 
+    ``first_step`` is the step carried over from the previous interval (None: estimate).
     Returns the Solution and the θ̄ accumulated outside the state (None: it is inside).
     """
     method = settings.method
     if settings.step_size is not None or settings.n_steps is not None:
         return solve_fixed(aug, method, s, segment, theta, k1, settings.step_size,
                            settings.n_steps, keep_grid=False), None
-    control = StepControl(max_steps=settings.max_steps)
+    control = StepControl(max_steps=settings.max_steps,
+                          first_step=abs(first_step) if first_step else None)
     direction = float(np.sign(segment[1] - segment[0]))
     return solve_adaptive(aug, method, s, segment, direction, theta, k1, norm, control,
                           keep_grid=False), None
@@ -136,8 +145,10 @@ def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_inte
         Resolved (no ``None`` left): method, tolerances, seminorm, reset, max_steps,
         fixed grid of the reverse solves (see :class:`refnode.Adjoint`).
     solve_interval : callable
-        ``solve_interval(aug, s, segment, theta, k1, settings, norm) -> (Solution,
-        θ̄ part or None)``; per-sample steps pass their own (:mod:`refnode.independent`).
+        ``solve_interval(aug, s, segment, theta, k1, settings, norm, first_step) ->
+        (Solution, θ̄ part or None)``; per-sample steps pass their own
+        (:mod:`refnode.independent`). ``first_step`` is the previous interval's
+        ``Solution.next_step`` (:data:`CARRY_STEP`).
     per_sample : bool
         Times, t̄ and the error ratio per sample (f then takes t of shape (B,)).
 
@@ -157,15 +168,21 @@ def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_inte
     inside = () if theta is None or per_sample else tree_zeros_like(theta)
     s = AugmentedState(zs[-1], g[-1], inside, xp.zeros(zs.shape[1] if per_sample else (),
                                                         dtype=zs.dtype))
-    theta_bar, dt, stats = None, np.zeros(len(t)), None
+    theta_bar, dt, stats, carried = None, np.zeros(len(t)), None, None
     for i in range(len(t) - 1, 0, -1):
         s = s._replace(z=zs[i]) if settings.reset else s
         k1 = aug(time(float(t[i])), s, theta)
         direct = dot(g[i], k1.z, per_sample)      # ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i))
-        dt[i] = to_float(xp.sum(direct))
+        dt[i] = to_float(xp.sum(direct) + 0.0 * tree_sum(k1))   # NaN if any channel is
+        if not np.isfinite(dt[i]):
+            raise NonFiniteStateError(f"the adjoint's dynamics are non-finite (NaN or inf) at the "
+                                      f"output time t = {float(t[i])!r}: f or f.vjp returned "
+                                      "non-finite values there. Check the VJP for overflow.",
+                                      t=float(t[i]))
         s = s._replace(t_bar=s.t_bar - direct)
         sol, theta_part = solve_interval(aug, s, np.array([t[i], t[i - 1]]), theta, k1, settings,
-                                         norm)
+                                         norm, carried)
+        carried = sol.next_step if CARRY_STEP else None
         if theta_part is not None:
             theta_bar = theta_part if theta_bar is None else tree_add(theta_bar, theta_part)
         stats = dict(sol.stats) if stats is None else {k: stats[k] + sol.stats[k] for k in stats}
@@ -178,3 +195,8 @@ def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_inte
         theta_bar = tree_zeros_like(theta)
     return s.a, theta_bar, dt, stats
 
+
+
+def tree_sum(tree):
+    """Σ of every entry of every leaf (a device scalar): non-finite if any entry is."""
+    return sum(array_module(leaf).sum(leaf) for leaf in tree_leaves(tree))

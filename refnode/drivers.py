@@ -98,8 +98,8 @@ def all_finite(y):
 
 
 def expand(y):
-    """y with a new leading axis of length 1 (arrays or trees)."""
-    return tree_map(lambda leaf: leaf[None], y)
+    """y with a new leading axis of length 1 (arrays or trees): a copy, never a view of z0."""
+    return tree_map(lambda leaf: array_module(leaf).stack([leaf]), y)
 
 
 def concatenate(blocks):
@@ -150,9 +150,11 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
     grid = [t_n] if keep_grid else None
     records, steps = [] if control.trace else None, [] if dense else None
     n_accepted = n_rejected = nonfinite = 0
-    rejected_last, last = False, None
+    rejected_last, last, last_clipped = False, None, None
     while i_out < len(t):
+        proposed = h
         h = guard_step(t_n, h, t_end, direction, control, n_accepted + n_rejected, last, norm)
+        clipped = proposed if h != proposed else None
         y1, error, k = rk_step(f, tableau, t_n, y, h, theta, k1)
         nfe += tableau.stages - 1
         check_stages(k, y, t_n)
@@ -176,7 +178,7 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
                 blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
             if dense:
                 steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
-            t_n, y, k1 = t_next, y1, f1
+            t_n, y, k1, last_clipped = t_next, y1, f1, clipped
             if keep_grid:
                 grid.append(t_n)
             n_accepted += 1
@@ -186,9 +188,12 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
         rejected_last = not accepted
     stats = dict(nfe=nfe, n_steps=n_accepted + n_rejected, n_accepted=n_accepted,
                  n_rejected=n_rejected)
-    dense_fn = DenseSolution(tableau, steps, direction) if dense else None
+    dense_fn = DenseSolution(tableau, steps, direction, float(t[0]), y0) if dense else None
+    next_step = h                       # the controller's proposal after the last step,
+    if last_clipped is not None and abs(last_clipped) > abs(h):   # or the step it wanted
+        next_step = last_clipped                                   # before landing on t_end
     return Solution(t=t, z=concatenate(blocks), stats=stats, trace=records, grid=grid,
-                    dense=dense_fn)
+                    dense=dense_fn, next_step=next_step)
 
 
 def nonfinite_message(t_n, h):

@@ -26,15 +26,16 @@ from autograd import make_vjp
 
 from .adjoint import adjoint_sweep
 from .backend import array_module, to_numpy
-from .checks import check_tolerances
+from .checks import check_theta_differentiable, check_tolerances
 from .discrete_adjoint import discrete_vjp, replay
 from .drivers import fixed_grid
-from .dynamics import as_dynamics
-from .errors import InputError
+from .dynamics import as_dynamics, check_vjp_output
+from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
 from .independent import SampleTimeDynamics, solve_interval
-from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_problem, solve
+from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_batch, check_problem, solve
 from .options import Adjoint, as_control, from_legacy_keywords
+from .params import tree_leaves
 
 #: The gradient methods of :func:`odeint_vjp` by name (``Adjoint(...)`` is the fourth form).
 GRADIENTS = ("adjoint", "discrete", "autograd")
@@ -80,10 +81,12 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     worked example ``A = [[1, 0], [0, 0]]``, ``z0 = [0, 1]`` is in tutorial 05.
     """
     adjoint = as_gradient(gradient)
+    check_batch(batch)
     control, adjoint = from_legacy_keywords(legacy, control, adjoint, where="odeint_vjp")
     control = as_control(control)
     f = as_dynamics(f)
     tableau, t_checked, _, z0 = check_problem(f, z0, t, method, rtol, atol)
+    check_theta_differentiable(theta)
     if len(t_checked) < 2:
         raise InputError("odeint_vjp needs at least two times (an initial and a final one).")
     if batch == "independent" and gradient == "autograd":
@@ -139,6 +142,27 @@ class _VJP:
         self.z_shape, self.z_dtype = tuple(z_shape), z_dtype
         self.forward_stats = forward_stats
         self.backward_stats = None
+        self.vjp_checked = False
+
+    def check_dynamics(self, f, t, zs, theta, g, per_sample):
+        """Probe f.vjp once at the last output time (shapes, structure, finiteness)."""
+        if not self.vjp_checked:
+            t_last = array_module(zs).zeros(zs.shape[1]) + float(t[-1]) if per_sample else float(t[-1])
+            check_vjp_output(f, t_last, zs[-1], theta, g[-1], per_sample)
+            self.vjp_checked = True
+
+    @staticmethod
+    def finite(dz0, dtheta, dt):
+        """The gradients, after checking they are finite (a VJP may return NaN mid-way)."""
+        xp = array_module(dz0)
+        leaves = [dz0] + ([] if dtheta is None else tree_leaves(dtheta))
+        finite = xp.stack([xp.all(xp.isfinite(xp.asarray(leaf))) for leaf in leaves])
+        if not (bool(to_numpy(xp.all(finite))) and np.all(np.isfinite(dt))):   # one host sync
+            raise NonFiniteStateError("the gradient became non-finite (NaN or inf) in the "
+                                      "reverse pass: f.vjp returned non-finite values at "
+                                      "some step. Check the VJP (and the forward solve's "
+                                      "stats) for overflow.")
+        return dz0, dtheta, dt
 
     def check(self, dL_dz):
         if not hasattr(dL_dz, "shape") or tuple(dL_dz.shape) != self.z_shape:
@@ -167,12 +191,14 @@ class AdjointVJP(_VJP):
         self.per_sample = per_sample
 
     def __call__(self, dL_dz):
+        g = self.check(dL_dz)
+        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.per_sample)
         interval = {"solve_interval": solve_interval(self.f)} if self.per_sample else {}
-        dz0, dtheta, dt, stats = adjoint_sweep(self.f, self.t, self.zs, self.check(dL_dz),
-                                               self.theta, self.settings,
-                                               per_sample=self.per_sample, **interval)
+        dz0, dtheta, dt, stats = adjoint_sweep(self.f, self.t, self.zs, g, self.theta,
+                                               self.settings, per_sample=self.per_sample,
+                                               **interval)
         self.backward_stats = stats
-        return dz0, dtheta, dt
+        return self.finite(dz0, dtheta, dt)
 
 
 class DiscreteVJP(_VJP):
@@ -180,24 +206,31 @@ class DiscreteVJP(_VJP):
 
     def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
         self.f, self.tableau, self.t, self.theta, self.grid = f, tableau, t, theta, grid
-        z, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
-        super().__init__(z.shape, z.dtype, forward_stats)
+        self.zs, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
+        super().__init__(self.zs.shape, self.zs.dtype, forward_stats)
 
     def __call__(self, dL_dz):
+        g = self.check(dL_dz)
+        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.grid.per_sample)
         dz0, dtheta, dt = discrete_vjp(self.f, self.tableau, self.theta, self.t, self.grid,
-                                       self.ys, self.check(dL_dz))
+                                       self.ys, g)
         self.backward_stats = dict(n_steps=self.grid.n_steps)
-        return dz0, dtheta, dt
+        return self.finite(dz0, dtheta, dt)
 
 
 def autograd_vjp(f, tableau, z0, t, theta, grid, forward_stats):
-    """The oracle: autograd traces :func:`refnode.discrete_adjoint.replay`."""
+    """The oracle: autograd traces :func:`refnode.discrete_adjoint.replay`.
+
+    The traced times are float64, so the states are cast back to z0's dtype (a float32
+    state stays float32, as in the other two gradients).
+    """
+    dtype = z0.dtype
     if theta is None:
-        fun = lambda args: replay(f, tableau, args[0], None, args[1], grid)[0]
+        fun = lambda args: replay(f, tableau, args[0], None, args[1], grid)[0].astype(dtype)
         vjp_fn, z = make_vjp(fun)((z0, t))
         pullback = lambda g: (lambda dz0, dt: (dz0, None, np.asarray(dt)))(*vjp_fn(g))
     else:
-        fun = lambda args: replay(f, tableau, args[0], args[1], args[2], grid)[0]
+        fun = lambda args: replay(f, tableau, args[0], args[1], args[2], grid)[0].astype(dtype)
         vjp_fn, z = make_vjp(fun)((z0, theta, t))
         pullback = lambda g: (lambda dz0, dth, dt: (dz0, dth, np.asarray(dt)))(*vjp_fn(g))
     vjp = AutogradVJP(z.shape, z0.dtype, forward_stats, pullback)

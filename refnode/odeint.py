@@ -12,12 +12,12 @@ All three run the same step arithmetic (:mod:`refnode.rk_step`, :mod:`refnode.st
 
 import numpy as np
 
-from .checks import check_derivative, check_state, check_times, check_tolerances
+from .checks import check_state, check_times, check_tolerances, first_derivative
 from .drivers import fixed_grid, solve_adaptive, solve_fixed
 from .errors import InputError
 from .independent import check_independent, solve_independent
 from .methods import ADAPTIVE_METHODS, get_method
-from .checks import check_positive_int
+from .checks import check_positive_int, check_real
 from .options import StepControl, as_control, from_legacy_keywords
 from .step_size import rms_norm
 
@@ -97,18 +97,22 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     fixed = check_grid(tableau, t, step_size, n_steps, control)
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
-    if batch not in BATCH_MODES:
-        raise InputError(f"batch must be 'shared' or 'independent'; got {batch!r}.")
+    check_batch(batch)
     if batch == "independent":
         check_independent(z0, fixed, control.trace, dense)
         norm = control.norm or rms_norm(rtol, atol, per_sample=True)
         return solve_independent(f, tableau, z0, t, direction, theta, norm, control)
-    k1 = f(float(t[0]), z0, theta)      # times reach f as Python floats, which never
-    check_derivative(k1, z0, t[0])      # promote a float32 state (NumPy's NEP 50)
+    k1 = first_derivative(f, float(t[0]), z0, theta)   # times reach f as Python floats, which
+                                                       # never promote float32 (NumPy's NEP 50)
     if fixed:
         return solve_fixed(f, tableau, z0, t, theta, k1, step_size, n_steps, control.trace)
     return solve_adaptive(f, tableau, z0, t, direction, theta, k1,
                           control.norm or rms_norm(rtol, atol), control, dense=dense)
+
+
+def check_batch(batch):
+    if not isinstance(batch, str) or batch not in BATCH_MODES:
+        raise InputError(f"batch must be 'shared' or 'independent'; got {batch!r}.")
 
 
 def check_problem(f, z0, t, method, rtol, atol):
@@ -134,10 +138,7 @@ def check_grid(tableau, t, step_size, n_steps, control):
     if step_size is not None and n_steps is not None:
         raise InputError("give step_size or n_steps, not both.")
     if step_size is not None:
-        if isinstance(step_size, (bool, np.bool_)) or not isinstance(
-                step_size, (int, float, np.integer, np.floating)) or not (
-                np.isfinite(step_size) and step_size > 0):
-            raise InputError(f"step_size must be a positive number; got {step_size!r}.")
+        step_size = check_real(step_size, "step_size", positive=True)
     if n_steps is not None:
         n_steps = check_positive_int(n_steps, "n_steps")
     fixed = step_size is not None or n_steps is not None

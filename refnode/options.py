@@ -20,27 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .checks import check_positive_int
+from .checks import check_positive_int, check_real
 from .errors import InputError
 from .methods import get_method
 
 #: Default cap on attempted steps of one solve (adaptive or fixed grid).
 DEFAULT_MAX_STEPS = 100_000
-
-
-def _check_real(value, name, *, positive=False, allow_none=False, allow_zero=True):
-    """``value`` as a Python float: a real, finite number (positive if asked)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
-        raise InputError(f"{name} must be a real number; got {value!r} "
-                         f"({type(value).__name__}).")
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (value == 0 and (positive or not allow_zero)):
-        need = "a positive" if positive or not allow_zero else "a non-negative"
-        raise InputError(f"{name} must be {need} finite number; got {value!r}.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -74,10 +59,10 @@ class StepControl:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("first_step", _check_real(self.first_step, "first_step", positive=True,
+        set_("first_step", check_real(self.first_step, "first_step", positive=True,
                                        allow_none=True))
         set_("max_steps", check_positive_int(self.max_steps, "max_steps"))
-        set_("min_step", _check_real(self.min_step, "min_step"))
+        set_("min_step", check_real(self.min_step, "min_step"))
         if not isinstance(self.trace, (bool, np.bool_)):
             raise InputError(f"trace must be True or False; got {self.trace!r}.")
         if self.norm is not None and not callable(self.norm):
@@ -124,7 +109,7 @@ class Adjoint:
         if self.method is not None:
             set_("method", get_method(self.method))
         for name in ("rtol", "atol", "step_size"):
-            set_(name, _check_real(getattr(self, name), name, positive=True, allow_none=True))
+            set_(name, check_real(getattr(self, name), name, positive=True, allow_none=True))
         for name in ("max_steps", "n_steps"):
             if getattr(self, name) is not None:
                 set_(name, check_positive_int(getattr(self, name), name))

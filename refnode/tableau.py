@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from refnode.errors import InputError
+from refnode.order_conditions import check_declared_orders
 
 #: Tolerance for checking coefficients given as floats (some published tables, e.g.
 #: dop853, are only available as decimal expansions).
@@ -150,6 +151,7 @@ class ButcherTableau:
             fail("b_hat3 is a second embedded solution; give b_hat as well")
         if self.dense is not None:
             self._validate_dense(s, fail)
+        check_declared_orders(self)  # order conditions up to min(order, 5), b_hat != b
 
     def _validate_dense(self, s, fail):
         dense = self.dense

@@ -50,12 +50,13 @@ def solve_interval(f):
     ``f`` is the user's dynamics with per-sample times (:class:`SampleTimeDynamics`): the
     θ̄ integral calls its VJP at the stage inputs of every accepted step.
     """
-    def solve(aug, s, segment, theta, k1, settings, norm):
+    def solve(aug, s, segment, theta, k1, settings, norm, first_step=None):
         integral = ThetaIntegral(f, settings.method, theta)
         direction = float(np.sign(segment[1] - segment[0]))
         sol = solve_independent(aug, settings.method, s, segment, direction, theta, norm,
                                 StepControl(max_steps=settings.max_steps),
-                                on_step=None if theta is None else integral, k1=k1)
+                                on_step=None if theta is None else integral, k1=k1,
+                                first_step=first_step)
         part = None if integral.total is None else tree_scale(-1.0, integral.total)
         return sol, part
     return solve

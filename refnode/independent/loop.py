@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backend import array_module, to_numpy
-from ..checks import check_derivative
+from ..checks import first_derivative
 from ..dense_output import extra_stages, interpolate_one
 from ..drivers import (MAX_NONFINITE_RETRIES, MIN_STEP_ULPS, clip_step, first_step_size,
                       nonfinite_message, stack)
@@ -38,6 +38,7 @@ class Progress:
     n_accepted: object
     n_rejected: object
     rows: object         # the sample's index in the caller's batch (rows move on compaction)
+    next_h: object       # the step to carry into a continuing solve (Solution.next_step)
 
     def take(self, index):
         """The samples ``index`` of every field."""
@@ -68,7 +69,8 @@ def may_compact(theta, batch):
                    for leaf in tree_leaves(theta) if leaf is not None)
 
 
-def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_step=None, k1=None):
+def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_step=None, k1=None,
+                      first_step=None):
     """Adaptive solve with an independent step size per sample (see the module docstring).
 
     Parameters
@@ -89,6 +91,8 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
         samples whose step was accepted and the step's stages (the adjoint's θ̄ integral).
     k1 : state, optional
         f(t[0], y0) if the caller has it already.
+    first_step : array, shape (B,), optional
+        Each sample's first |h| (a continuing solve's ``Solution.next_step``).
 
     Returns
     -------
@@ -100,12 +104,14 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
     f = SampleTimeDynamics(f, leaf.dtype)
     t_n = xp.zeros(batch, dtype=np.float64) + float(t[0])
     if k1 is None:
-        k1 = f(t_n, y0, theta)
-        check_derivative(k1, y0, float(t[0]))
-    h, nfe = first_step_size(f, tableau, t_n, y0, k1, theta, direction, norm, control)
+        k1 = first_derivative(f, t_n, y0, theta)
+    if first_step is None:
+        h, nfe = first_step_size(f, tableau, t_n, y0, k1, theta, direction, norm, control)
+    else:
+        h, nfe = direction * xp.abs(first_step), 1
     zero = xp.zeros(batch, dtype=xp.int64)
     p = Progress(t_n, t_n * 0.0 + h, y0, k1, zero + 1, zero > 0, zero, zero + nfe, zero, zero,
-                 xp.arange(batch))
+                 xp.arange(batch), t_n * 0.0)
     outputs, steps, finished = [y0] * len(t), [], []
     loop = Loop(f, tableau, theta, t, direction, norm, control, on_step)
     batch_nfe, iterations = nfe, 0
@@ -121,7 +127,8 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
     stats = {name: to_numpy(getattr(p, name)) for name in ("nfe", "n_accepted", "n_rejected")}
     stats.update(n_steps=stats["n_accepted"] + stats["n_rejected"], batch_nfe=batch_nfe,
                  iterations=iterations)
-    return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch))
+    return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch),
+                    next_step=p.next_h)
 
 
 def take(tree, index):
@@ -233,9 +240,12 @@ class Loop:
         nfe = (p.nfe + xp.where(active, tableau.stages - 1, 0)
                + xp.where(accepted & (not tableau.fsal), 1, 0) + xp.where(inside, extra, 0))
         factor = step_factor(ratio, self.q, p.rejected_last | rejected)
+        h_new = h * factor               # as solve_adaptive: carry the step wanted before the
+        wanted = (h != p.h) & (xp.abs(p.h) > xp.abs(h_new))     # last clip, if larger
         p = replace(p, t=xp.where(accepted, t_next, p.t), y=select(accepted, y1, p.y),
                     k1=select(accepted, f1, p.k1), i_out=i_new,
-                    h=xp.where(active, h * factor, 0.0), rejected_last=rejected,
+                    next_h=xp.where(accepted, xp.where(wanted, p.h, h_new), p.next_h),
+                    h=xp.where(active, h_new, 0.0), rejected_last=rejected,
                     nonfinite=nonfinite, nfe=nfe, n_accepted=p.n_accepted + accepted,
                     n_rejected=p.n_rejected + rejected)
         return p, outputs, flags["n_running"], n_calls
