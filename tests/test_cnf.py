@@ -235,7 +235,7 @@ def test_cnf_adjoint_gradient_matches_discrete_including_T():
         assert grads["adjoint"]["T"] != 0.0
 
 
-def test_reproduce_cnf_tiny_runs_every_seed_and_writes_records_and_summary(tmp_path, capsys):
+def test_reproduce_cnf_tiny_runs_and_writes_results(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     command.configure(parser)
     args = parser.parse_args(["--tiny", "--seeds", "2", "--seed", "3", "--out", str(tmp_path),
