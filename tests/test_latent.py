@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from refnode.commands import reproduce_latent as command
 from refnode.data import generate_spirals, irregular_subsample
 from refnode.data.spirals import REFERENCE_CENTRE, reference_curves, spiral_windows
 from refnode.errors import InputError
@@ -327,9 +328,9 @@ def test_rmse_is_over_windows_points_and_both_coordinates():
 def test_quick_run_writes_records_summary_and_figures_and_resumes(tmp_path):
     """``refnode reproduce latent --quick --json PATH``: two seeds, every model and count."""
     parser = argparse.ArgumentParser()
-    experiment.configure(parser)
+    command.configure(parser)
     argv = ["--quick", "--json", str(tmp_path / "r.json"), "--run-dir", str(tmp_path / "run")]
-    assert experiment.run(parser.parse_args(argv)) == 0
+    assert command.run(parser.parse_args(argv)) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     records = result["records"]
     assert {(r["model"], r["n_obs"], r["seed"]) for r in records} == {
@@ -343,7 +344,7 @@ def test_quick_run_writes_records_summary_and_figures_and_resumes(tmp_path):
     for name in ("latent_rmse_seeds.png", "latent_ode_spirals.png", "latent_ode_interpolation.png"):
         assert (tmp_path / "run" / name).stat().st_size > 10000
     # Resuming from the final checkpoints trains nothing more and gives the same numbers.
-    assert experiment.run(parser.parse_args(argv)) == 0
+    assert command.run(parser.parse_args(argv)) == 0
     again = json.loads((tmp_path / "r.json").read_text())["records"]
     assert [r["rmse"] for r in again] == [r["rmse"] for r in records]
 
@@ -373,10 +374,71 @@ def replace_config(**changes):
     return replace(experiment.Config(), **{**experiment.QUICK, **changes})
 
 
-def test_bad_seed_count_and_task_data_are_refused():
+def test_bad_numbers_and_output_paths_are_refused_before_any_work(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    experiment.configure(parser)
-    with pytest.raises(InputError, match="--seeds"):
-        experiment.run(parser.parse_args(["--quick", "--seeds", "0"]))
+    command.configure(parser)
+    for argv in (["--seeds", "0"], ["--iterations", "-1"], ["--first-seed", "x"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["--quick", *argv])
+        assert exit_info.value.code == 2
+    args = parser.parse_args(["--quick", "--json", str(tmp_path), "--run-dir",
+                              str(tmp_path / "run")])
+    with pytest.raises(InputError, match="--json .*is a directory"):
+        command.run(args)
+    assert not (tmp_path / "run" / "results.json").exists()
+    (tmp_path / "file").write_text("")
+    args = parser.parse_args(["--quick", "--run-dir", str(tmp_path / "file" / "run")])
+    with pytest.raises(InputError, match="--run-dir"):
+        command.run(args)
     with pytest.raises(InputError, match="n_spirals"):
         experiment.make_data(replace_config(n_spirals=20))
+
+
+def test_quick_run_without_run_dir_writes_to_runs_latent_quick(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    assert command.run(parser.parse_args(["--quick", "--seeds", "1"])) == 0
+    assert (tmp_path / "runs" / "latent-quick" / "results.json").exists()
+    assert (tmp_path / "runs" / "latent-quick" / "latent_ode_spirals.png").exists()
+
+
+@pytest.mark.parametrize("name", ["rnn_ss", "latent_ode"])
+def test_interrupted_training_resumes_to_the_same_parameters(tmp_path, monkeypatch, name):
+    """Minibatches and the model's own noise continue as in an uninterrupted run."""
+    config = replace_config(iterations=4, eval_every=1)
+    data = experiment.make_data(config)
+    sub = irregular_subsample(data, 30, 0)
+    model = experiment.make_model(name, config, data.noise_std)
+    whole, _ = experiment.train(name, model, sub, data, config, 30, None)
+    path = str(tmp_path / "ck.npz")
+    common_train = experiment.common.train
+    monkeypatch.setattr(experiment.common, "train",
+                        lambda *a, **k: common_train(*a, **k, stop_after=2))
+    experiment.train(name, model, sub, data, config, 30, path)
+    monkeypatch.setattr(experiment.common, "train", common_train)
+    resumed, info = experiment.train(name, model, sub, data, config, 30, path)
+    assert [i for i, _ in info["history"]] == list(range(5))
+    for a, b in zip(flatten(resumed)[0], flatten(whole)[0]):
+        assert np.array_equal(a, b)
+
+
+def test_a_failed_solve_skips_the_step_and_is_counted(monkeypatch):
+    config = replace_config(iterations=3, eval_every=1)
+    data = experiment.make_data(config)
+    sub = irregular_subsample(data, 30, 0)
+    model = RNNBaseline()
+    train_step = experiment.train_step
+
+    def failing_second_step(name, model, theta, x, t, config, iteration, rng_model):
+        if iteration == 1:
+            raise experiment.SolverError("diverged at t = 0.5")
+        return train_step(name, model, theta, x, t, config, iteration, rng_model)
+
+    monkeypatch.setattr(experiment, "train_step", failing_second_step)
+    scores = []
+    monkeypatch.setattr(experiment, "evaluate",
+                        lambda model, theta, *rest: scores.append(theta) or float(len(scores)))
+    _, info = experiment.train("rnn", model, sub, data, config, 30, None)
+    assert info["failed_steps"] == 1
+    assert scores[2] is scores[1]  # after the skipped step the parameters are unchanged

@@ -11,7 +11,7 @@ HELP = "reproduce an experiment of the paper (table1, cnf, latent)"
 EXPERIMENTS = {
     "table1": "refnode.commands.reproduce_table1",
     "cnf": "refnode.commands.reproduce_cnf",
-    "latent": "refnode.experiments.latent",
+    "latent": "refnode.commands.reproduce_latent",
 }
 
 

@@ -1,4 +1,6 @@
-"""``refnode reproduce latent``: Table 2, latent ODE vs RNNs on irregularly sampled spirals.
+"""Table 2, latent ODE vs RNNs on irregularly sampled spirals: the experiment's logic.
+
+The command (seeds, tables, figures, JSON) is :mod:`refnode.commands.reproduce_latent`.
 
 Setup (paper §5.1; the reference code is torchdiffeq's ``examples/latent_ode.py``; the
 choices the paper does not state are marked * and argued in ``docs/latent.md``):
@@ -23,28 +25,23 @@ choices the paper does not state are marked * and argued in ``docs/latent.md``):
 * All models: Adam with lr 0.01 (the reference code's default; the paper gives none),
   the same minibatches of 100 windows* and the same iteration count*; the parameters
   kept are those with the lowest validation RMSE at the evaluation points*.
+
+Training is :func:`refnode.experiments.common.train`, resumable from its checkpoints.
 """
 
 import json
 import os
-import tempfile
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data.spirals import (Windows, generate_spirals, irregular_subsample, spiral_windows,
                             split_windows)
 from ..errors import InputError, SolverError
 from ..models.latent_ode import LatentODE, make_batch
 from ..models.rnn import RNNBaseline
 from ..optim import Adam
-from ..progress import progress
-from . import latent_figures as figures
-from .latent_figures import plot_interpolation, plot_spirals
-
-HELP = "Table 2: latent ODE vs RNNs, predictive RMSE on spirals (30/50/100 observations)"
+from . import common
 
 #: Chen et al. (2018), Table 2: predictive RMSE on the test set, by observation count.
 PAPER_RMSE = {"rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813},
@@ -55,6 +52,9 @@ TASKS = ("reference", "one-turn")
 #: their continuation at index 699 + 199 = 898 < 900, inside the training coverage [100, 900).
 TRAIN_START, EVAL_START = (100, 800), (100, 700)
 FULL_SEEDS, QUICK_SEEDS = 5, 2
+#: Stored in each checkpoint's metadata: checkpoints of the earlier training loop lack it
+#: and are refused by name (common.train) instead of being misread.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -172,66 +172,76 @@ def train_step(name, model, theta, x, t, config, iteration, rng_model):
     return loss, grad, dict(mse=loss)
 
 
-def train(name, model, sub, data, config, n_obs, path):
-    """Adam on minibatches; every ``eval_every`` iterations the validation RMSE is
-    measured and a checkpoint written (resumed from when its settings match).
+#: The metrics of each model's step; a skipped step reports NaN for each.
+METRICS = {"rnn": ("mse",), "rnn_ss": ("mse",), "latent_ode": ("elbo", "nfe_f", "nfe_b")}
 
-    Returns the best parameters on the validation split and ``{"val_rmse",
-    "best_iteration", "history"}``.
+
+def make_step(name, model, sub, config, n_obs):
+    """``step(theta, iteration, rng)`` for :func:`common.train`.
+
+    ``rng`` (saved in the checkpoints) draws the minibatch; it is seeded alike for every
+    model, so all see the same minibatches. The model's own noise (the latent ODE's ε,
+    rnn_ss's feedback coins) comes from a generator seeded by the iteration, so a resumed
+    run draws what an uninterrupted one would. A step whose solve fails (diverged
+    dynamics) returns a NaN loss and no gradient: :class:`SkipFailed` leaves it out.
     """
-    train_rows, val_rows, _ = splits(config)
-    rng_batches = np.random.default_rng([config.seed, n_obs, 1])  # the same for every model
-    rng_model = np.random.default_rng([config.seed, n_obs, 3, MODELS.index(name)])
-    theta = model.init(np.random.default_rng([config.seed, n_obs, 2, MODELS.index(name)]))
-    opt = Adam(lr=config.lr)
-    state = opt.init(theta)
-    best = {"theta": theta, "val_rmse": evaluate(model, theta, sub, data, val_rows),
-            "iteration": 0}
-    history, start, failed = [[0, best["val_rmse"]]], 0, []
-    meta = {"config": json.loads(json.dumps(asdict(config))), "model": name, "n_obs": int(n_obs)}
-    if path and os.path.exists(path):
-        tree, saved = load_checkpoint(path)
-        if saved == meta:
-            theta, state, start = tree["theta"], tree["state"], int(tree["iteration"])
-            rng_batches, rng_model = tree["rng_batches"], tree["rng_model"]
-            best = {"theta": tree["best_theta"], "val_rmse": float(tree["best_val"]),
-                    "iteration": int(tree["best_iteration"])}
-            history = tree["history"].tolist()
-            failed = [[int(i), ""] for i in tree["failed"]]
-        else:
-            print(f"{path}: written with other settings; training from scratch")
-    n_train = train_rows.stop
-    bar = progress(range(start, config.iterations), total=config.iterations - start,
-                   desc=f"seed {config.seed} {name} n_obs={n_obs}")
-    for it in bar:
-        rows = rng_batches.choice(n_train, size=min(config.batch_size, n_train), replace=False)
+    n_train = splits(config)[0].stop
+    index = MODELS.index(name)
+
+    def step(theta, iteration, rng):
+        rows = rng.choice(n_train, size=min(config.batch_size, n_train), replace=False)
+        rng_model = np.random.default_rng([config.seed, n_obs, 3, index, iteration])
         try:
-            _, grad, metrics = train_step(name, model, theta, sub.z[rows], sub.t[rows], config,
-                                          it, rng_model)
-        except SolverError as err:  # diverged dynamics: skip the step, count it, go on
-            failed.append([it, str(err)[:200]])
-            continue
-        theta, state = opt.update(theta, grad, state)
-        bar.set(**metrics)
-        if (it + 1) % config.eval_every == 0 or it + 1 == config.iterations:
-            score = evaluate(model, theta, sub, data, val_rows)
-            history.append([it + 1, score])
-            if score < best["val_rmse"]:
-                best = {"theta": theta, "val_rmse": score, "iteration": it + 1}
-            if path:
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                save_checkpoint(path, {"theta": theta, "state": state, "iteration": it + 1,
-                                       "rng_batches": rng_batches, "rng_model": rng_model,
-                                       "best_theta": best["theta"], "best_val": best["val_rmse"],
-                                       "best_iteration": best["iteration"],
-                                       "history": np.array(history),
-                                       "failed": np.array([i for i, _ in failed], dtype=np.int64)},
-                                meta)
-    for it, why in failed[-3:]:
-        print(f"{name} n_obs={n_obs}: step {it} skipped, the solve failed: {why}")
-    return best["theta"], {"val_rmse": best["val_rmse"], "best_iteration": best["iteration"],
-                           "history": [[int(i), float(s)] for i, s in history],
-                           "failed_steps": len(failed)}
+            return train_step(name, model, theta, sub.z[rows], sub.t[rows], config,
+                              iteration, rng_model)
+        except SolverError:
+            return float("nan"), None, dict.fromkeys(METRICS[name], float("nan"))
+    return step
+
+
+class SkipFailed:
+    """An optimizer that leaves parameters and state as they are when the gradient is None."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def init(self, theta):
+        return self.optimizer.init(theta)
+
+    def update(self, theta, grad, state, lr=None):
+        if grad is None:
+            return theta, state
+        return self.optimizer.update(theta, grad, state, lr=lr)
+
+
+def train(name, model, sub, data, config, n_obs, path):
+    """Adam on minibatches with :func:`common.train`; every ``eval_every`` iterations the
+    validation RMSE is measured and a checkpoint written at ``path`` (resumed from).
+
+    Returns the parameters with the lowest validation RMSE (the initial ones count, as
+    iteration 0) and ``{"val_rmse", "best_iteration", "history", "failed_steps"}``;
+    ``history`` is ``[[iteration, validation RMSE], ...]``.
+    """
+    _, val_rows, _ = splits(config)
+    index = MODELS.index(name)
+    theta0 = model.init(np.random.default_rng([config.seed, n_obs, 2, index]))
+    val0 = evaluate(model, theta0, sub, data, val_rows)
+    meta = {"config": json.loads(json.dumps(asdict(config))), "model": name,
+            "n_obs": int(n_obs), "checkpoint_format": CHECKPOINT_FORMAT}
+    theta, history = common.train(
+        make_step(name, model, sub, config, n_obs), theta0, SkipFailed(Adam(lr=config.lr)),
+        config.iterations, rng=np.random.default_rng([config.seed, n_obs, 1]),
+        checkpoint=path or None, metadata=meta, checkpoint_every=config.eval_every,
+        validate=lambda th: evaluate(model, th, sub, data, val_rows),
+        desc=f"seed {config.seed} {name} n_obs={n_obs}")
+    scores = [[0, val0]] + [[int(i), float(s)] for i, s in history["validation"]]
+    best = dict(scores)[history["best_iteration"]]
+    if val0 <= best:
+        theta, best, best_iteration = theta0, val0, 0
+    else:
+        best_iteration = int(history["best_iteration"])
+    return theta, {"val_rmse": best, "best_iteration": best_iteration, "history": scores,
+                   "failed_steps": int(np.sum(np.isnan(history["loss"])))}
 
 
 # --- one seed, several seeds --------------------------------------------------------------
@@ -241,7 +251,8 @@ def experiment(config, checkpoint_dir=None, models=MODELS):
     """Train and evaluate every model at every observation count, for ``config.seed``.
 
     Returns the records ``{"model", "n_obs", "seed", "rmse", "val_rmse", "best_iteration",
-    "failed_steps", "paper_rmse"}`` and what the figures need.
+    "failed_steps", "paper_rmse"}`` (a score that is not finite is None) and what the
+    figures need.
     """
     data = make_data(config)
     _, _, test = splits(config)
@@ -256,112 +267,29 @@ def experiment(config, checkpoint_dir=None, models=MODELS):
             theta, info = train(name, model, sub, data, config, n_obs, path)
             pred = predict(model, theta, sub.z[test], sub.t[test], data.t_future)
             records.append({"model": name, "n_obs": int(n_obs), "seed": int(config.seed),
-                            "rmse": rmse(pred, data.z_future[test]),
-                            "val_rmse": info["val_rmse"], "best_iteration": info["best_iteration"],
+                            "rmse": finite_or_none(rmse(pred, data.z_future[test])),
+                            "val_rmse": finite_or_none(info["val_rmse"]),
+                            "best_iteration": info["best_iteration"],
                             "failed_steps": info["failed_steps"],
-                            "paper_rmse": PAPER_RMSE.get(name.split("_ss")[0], {}).get(n_obs)})
+                            "paper_rmse": paper_rmse(name, n_obs)})
             trained[name, n_obs] = (model, theta, pred)
     return records, dict(data=data, test=test, trained=trained, subsamples=subsamples)
 
 
+def finite_or_none(value):
+    """``value``, or None where it is not a finite number (JSON has no inf or NaN)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def paper_rmse(name, n_obs):
+    """Table 2's number for the model (rnn_ss is compared with the paper's RNN), or None."""
+    return PAPER_RMSE.get(name.split("_ss")[0], {}).get(n_obs)
+
+
 def summarize(records):
-    """Mean, sample standard deviation (ddof 1; 0 for one seed) and n per (model, n_obs)."""
-    summary = []
-    for name in MODELS:
-        for n_obs in sorted({r["n_obs"] for r in records}):
-            values = [r["rmse"] for r in records if r["model"] == name and r["n_obs"] == n_obs]
-            if values:
-                sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                summary.append({"model": name, "n_obs": n_obs, "mean": float(np.mean(values)),
-                                "sd": sd, "n": len(values),
-                                "paper_rmse": PAPER_RMSE.get(name.split("_ss")[0], {}).get(n_obs)})
-    return summary
-
-
-def print_table(records):
-    """Mean ± sd over seeds beside the paper's numbers."""
-    summary = summarize(records)
-    counts = sorted({s["n_obs"] for s in summary})
-    print("Predictive RMSE on the next 100 points, mean ± sd over seeds (paper, Table 2)")
-    print(f"{'model':<12}" + "".join(f"{f'{n} obs':>26}" for n in counts))
-    for name in MODELS:
-        cells = []
-        for s in (s for s in summary if s["model"] == name):
-            paper = f" ({s['paper_rmse']:.4f})" if s["paper_rmse"] else ""
-            cells.append(f"{s['mean']:.4f} ± {s['sd']:.4f}{paper}")
-        if cells:
-            print(f"{name:<12}" + "".join(f"{c:>26}" for c in cells))
-
-
-# --- the command --------------------------------------------------------------------------
-
-
-def configure(parser):
-    parser.add_argument("--task", choices=TASKS, default="reference",
-                        help="reference: Table 2's windows (default); one-turn: the older "
-                             "out-of-range extrapolation variant (docs/latent.md)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a few seconds, {QUICK_SEEDS} seeds, tiny data (CI)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help=f"number of seeds (default {FULL_SEEDS}, {QUICK_SEEDS} with --quick)")
-    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
-                        help="seeds S, S+1, ..., S+N-1 (default 0)")
-    parser.add_argument("--iterations", type=int, default=None, help="training iterations per model")
-    parser.add_argument("--gradient", choices=("discrete", "adjoint"), default=None,
-                        help="latent ODE: backpropagate through dopri5 (default, ~10x cheaper "
-                             "here) or the adjoint (the paper's); docs/latent.md measures both")
-    parser.add_argument("--json", metavar="PATH", help="also write the results JSON here")
-    parser.add_argument("--run-dir", metavar="DIR",
-                        help="checkpoints (resumed), results.json and figures (default "
-                             "runs/latent[-TASK]; a new temporary directory with --quick)")
-    parser.add_argument("--out", metavar="DIR", help="figures here instead of the run directory")
-
-
-def config_from_args(args):
-    config = replace(Config(), task=args.task, **(QUICK if args.quick else {}))
-    if args.gradient is not None:
-        config = replace(config, gradient=args.gradient)
-    if args.iterations is not None:
-        if args.iterations < 1:
-            raise InputError(f"--iterations must be >= 1, got {args.iterations}.")
-        config = replace(config, iterations=args.iterations)
-    return config
-
-
-def run(args):
-    config = config_from_args(args)
-    n_seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else FULL_SEEDS)
-    if n_seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {n_seeds}.")
-    run_dir = args.run_dir or (tempfile.mkdtemp(prefix="refnode-latent-quick-") if args.quick
-                               else os.path.join("runs", "latent" + ("" if config.task ==
-                                                                     "reference" else "-one-turn")))
-    os.makedirs(run_dir, exist_ok=True)
-    start, records, first = time.perf_counter(), [], None
-    for seed in range(args.first_seed, args.first_seed + n_seeds):
-        seed_records, fig_data = experiment(replace(config, seed=seed), run_dir)
-        records += seed_records
-        first = first or fig_data
-    wall_s = time.perf_counter() - start
-    print_table(records)
-    print(f"wall time {wall_s:.0f} s; run directory {run_dir}")
-    result = {"config": asdict(config), "seeds": list(range(args.first_seed,
-                                                            args.first_seed + n_seeds)),
-              "wall_s": wall_s, "records": records, "summary": summarize(records)}
-    for path in [os.path.join(run_dir, "results.json")] + ([args.json] if args.json else []):
-        write_json(path, result)
-    out = args.out or run_dir
-    figures.plot_seeds(records, PAPER_RMSE, os.path.join(out, "latent_rmse_seeds.png"))
-    plot_spirals(first, os.path.join(out, "latent_ode_spirals.png"))
-    plot_interpolation(first, os.path.join(out, "latent_ode_interpolation.png"))
-    return 0
-
-
-def write_json(path, result):
-    """Write the result dict atomically (temporary file, then os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as file:
-        json.dump(result, file, indent=2)
-    os.replace(tmp, path)
+    """Mean, sample sd (ddof 1; None for one seed), n and the paper's number per
+    (model, n_obs), in the order of :data:`MODELS` (:func:`common.summarize`)."""
+    rows = common.summarize([r for r in records if r["rmse"] is not None],
+                            ("model", "n_obs"), "rmse")
+    rows.sort(key=lambda row: (MODELS.index(row["model"]), row["n_obs"]))
+    return [dict(row, paper_rmse=paper_rmse(row["model"], row["n_obs"])) for row in rows]

@@ -1,16 +1,14 @@
 """Figures of ``refnode reproduce latent``: per-seed RMSE, test windows, a latent path.
 
-Every figure is written atomically (a temporary file in the same directory, then
-``os.replace``), so an interrupted run never leaves a half-written PNG.
+Every figure is written with :func:`refnode.experiments.common.save_figure` (atomically),
+so an interrupted run never leaves a half-written PNG.
 """
-
-import os
 
 import numpy as np
 
 from ..models.latent_ode import make_batch
+from .common import save_figure
 
-DPI = 110
 LABELS = {"rnn": "RNN (teacher forcing)", "rnn_ss": "RNN (scheduled sampling)",
           "latent_ode": "latent ODE"}
 COLORS = {"rnn": "C3", "rnn_ss": "C1", "latent_ode": "C0"}
@@ -35,7 +33,8 @@ def plot_seeds(records, paper, path):
     for k, name in enumerate(models):
         for c, n_obs in enumerate(counts):
             x = c + (k - (len(models) - 1) / 2) * width
-            values = [r["rmse"] for r in records if r["model"] == name and r["n_obs"] == n_obs]
+            values = [r["rmse"] for r in records if r["model"] == name and r["n_obs"] == n_obs
+                      and r["rmse"] is not None]
             ax.bar(x, np.mean(values), width * 0.9, color=COLORS[name], alpha=0.35,
                    label=LABELS[name] + " (mean)" if c == 0 else None)
             ax.plot(np.full(len(values), x), values, "o", color=COLORS[name], ms=4,
@@ -49,7 +48,7 @@ def plot_seeds(records, paper, path):
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     ax.set_title(f"{len({r['seed'] for r in records})} seeds")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_spirals(fig_data, path):
@@ -80,7 +79,7 @@ def plot_spirals(fig_data, path):
             ax.set_title(f"test window {i - test.start}, {n_obs} observations")
             ax.set_aspect("equal")
     axes[0, 0].legend(fontsize=6, loc="best")
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_interpolation(fig_data, path):
@@ -112,14 +111,5 @@ def plot_interpolation(fig_data, path):
     right.set_aspect("equal")
     right.legend(fontsize=7)
     right.set_title("decoded z(t) on a fine time grid")
-    save(fig, path)
+    save_figure(fig, path)
 
-
-def save(fig, path):
-    """Save atomically: a temporary file in the same directory, then os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-    os.replace(tmp, path)
-    _pyplot().close(fig)
