@@ -405,7 +405,8 @@ def test_quick_run_without_run_dir_writes_to_runs_latent_quick(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", ["rnn_ss", "latent_ode"])
 def test_interrupted_training_resumes_to_the_same_parameters(tmp_path, monkeypatch, name):
-    """Minibatches and the model's own noise continue as in an uninterrupted run."""
+    """The model's noise (saved) and the minibatches (replayed) continue as in an
+    uninterrupted run, so the parameters are bit for bit the same."""
     config = replace_config(iterations=4, eval_every=1)
     data = experiment.make_data(config)
     sub = irregular_subsample(data, 30, 0)

@@ -176,24 +176,42 @@ def train_step(name, model, theta, x, t, config, iteration, rng_model):
 METRICS = {"rnn": ("mse",), "rnn_ss": ("mse",), "latent_ode": ("elbo", "nfe_f", "nfe_b")}
 
 
-def make_step(name, model, sub, config, n_obs):
-    """``step(theta, iteration, rng)`` for :func:`common.train`.
+def minibatches(config, n_obs):
+    """``rows(iteration)``: the training rows of that iteration's minibatch.
 
-    ``rng`` (saved in the checkpoints) draws the minibatch; it is seeded alike for every
-    model, so all see the same minibatches. The model's own noise (the latent ODE's ε,
-    rnn_ss's feedback coins) comes from a generator seeded by the iteration, so a resumed
-    run draws what an uninterrupted one would. A step whose solve fails (diverged
-    dynamics) returns a NaN loss and no gradient: :class:`SkipFailed` leaves it out.
+    The iteration-th draw of ``default_rng([seed, n_obs, 1])``, the same for every model.
+    A resumed run replays the earlier draws (microseconds), so it gets what an
+    uninterrupted run would.
     """
     n_train = splits(config)[0].stop
-    index = MODELS.index(name)
+    size = min(config.batch_size, n_train)
+    stream = {"rng": None, "drawn": 0}
+
+    def rows(iteration):
+        if stream["rng"] is None or stream["drawn"] > iteration:
+            stream.update(rng=np.random.default_rng([config.seed, n_obs, 1]), drawn=0)
+        while True:
+            batch = stream["rng"].choice(n_train, size=size, replace=False)
+            stream["drawn"] += 1
+            if stream["drawn"] > iteration:
+                return batch
+    return rows
+
+
+def make_step(name, model, sub, config, n_obs):
+    """``step(theta, iteration, rng)`` for :func:`common.train`; ``rng`` (saved in the
+    checkpoints) is the model's own noise: the latent ODE's ε, rnn_ss's feedback coins.
+
+    A step whose solve fails (diverged dynamics) returns a NaN loss and no gradient, and
+    :class:`SkipFailed` leaves it out.
+    """
+    batch_rows = minibatches(config, n_obs)
 
     def step(theta, iteration, rng):
-        rows = rng.choice(n_train, size=min(config.batch_size, n_train), replace=False)
-        rng_model = np.random.default_rng([config.seed, n_obs, 3, index, iteration])
+        rows = batch_rows(iteration)
         try:
             return train_step(name, model, theta, sub.z[rows], sub.t[rows], config,
-                              iteration, rng_model)
+                              iteration, rng)
         except SolverError:
             return float("nan"), None, dict.fromkeys(METRICS[name], float("nan"))
     return step
@@ -230,7 +248,7 @@ def train(name, model, sub, data, config, n_obs, path):
             "n_obs": int(n_obs), "checkpoint_format": CHECKPOINT_FORMAT}
     theta, history = common.train(
         make_step(name, model, sub, config, n_obs), theta0, SkipFailed(Adam(lr=config.lr)),
-        config.iterations, rng=np.random.default_rng([config.seed, n_obs, 1]),
+        config.iterations, rng=np.random.default_rng([config.seed, n_obs, 3, index]),
         checkpoint=path or None, metadata=meta, checkpoint_every=config.eval_every,
         validate=lambda th: evaluate(model, th, sub, data, val_rows),
         desc=f"seed {config.seed} {name} n_obs={n_obs}")
