@@ -131,6 +131,7 @@ assert rel < 1e-10
 # %%
 from dataclasses import replace
 
+from refnode.commands.reproduce_latent import print_table
 from refnode.experiments import latent as experiment
 
 config = replace(experiment.Config(), n_spirals=200, n_test=20, obs_counts=(30,),
@@ -139,7 +140,7 @@ start = time.perf_counter()
 with tempfile.TemporaryDirectory() as checkpoints:  # the tutorial keeps no checkpoints
     results, fig_data = experiment.experiment(config, checkpoint_dir=checkpoints)
 print(f"trained in {time.perf_counter() - start:.0f} s")
-experiment.print_table(results)
+print_table(experiment.summarize(results))
 
 # %% [markdown]
 # The first figure shows test spirals: the truth (grey), the 30 observations (dots), the

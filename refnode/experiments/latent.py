@@ -1,6 +1,7 @@
 """Table 2, latent ODE vs RNNs on irregularly sampled spirals: the experiment's logic.
 
-The command (seeds, tables, figures, JSON) is :mod:`refnode.commands.reproduce_latent`.
+The command (seeds, tables, figures, JSON) is :mod:`refnode.commands.reproduce_latent`;
+the figures (:mod:`refnode.experiments.latent_figures`) are importable from here too.
 
 Setup (paper §5.1; the reference code is torchdiffeq's ``examples/latent_ode.py``; the
 choices the paper does not state are marked * and argued in ``docs/latent.md``):
@@ -42,6 +43,7 @@ from ..models.latent_ode import LatentODE, make_batch
 from ..models.rnn import RNNBaseline
 from ..optim import Adam
 from . import common
+from .latent_figures import plot_interpolation, plot_seeds, plot_spirals  # noqa: F401
 
 #: Chen et al. (2018), Table 2: predictive RMSE on the test set, by observation count.
 PAPER_RMSE = {"rnn": {30: 0.3937, 50: 0.3202, 100: 0.1813},
