@@ -209,7 +209,8 @@ assert coarse.stats == fine.stats and np.max(np.abs(fine.z - exact_many)) < 100 
 # the earth (mass fraction 1 - μ, at x = -μ) and the moon (mass fraction μ, at x = 1 - μ),
 # in coordinates that rotate with them. The orbit is closed, with period T, and starts and
 # ends right next to the moon. There everything happens fast and the steps must be tiny;
-# far away they can be long. `solve(..., trace=True)` records every attempted step.
+# far away they can be long. `solve(..., control=rn.StepControl(trace=True))` records every
+# attempted step.
 
 # %%
 MU = 0.012277471  # the moon's share of the earth-moon mass
@@ -229,7 +230,7 @@ def arenstorf(t, state, theta=None):
 
 orbit_rtol, orbit_atol = 1e-6, 1e-9
 orbit = rn.solve(arenstorf, ORBIT_Y0, np.linspace(0.0, ORBIT_PERIOD, 2000), rtol=orbit_rtol,
-                 atol=orbit_atol, trace=True, dense=True)
+                 atol=orbit_atol, control=rn.StepControl(trace=True), dense=True)
 accepted = [r for r in orbit.trace if r.accepted]
 rejected = [r for r in orbit.trace if not r.accepted]
 # Leave out the first step (Hairer's guess) and the last (cut short to land on T).
