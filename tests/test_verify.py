@@ -17,8 +17,11 @@ from refnode.reference.problems import PROBLEM_NAMES
 pytestmark = pytest.mark.verify
 
 ROOT = Path(__file__).resolve().parent.parent
-RTOL = 1e-7
+RTOL, ATOL = 1e-7, 1e-10
 BATCHED = ("linear", "mlp", "cnf")
+#: The problems with a pass/fail rule and nonzero time gradients, without the slowest (stiff:
+#: 81 output times, 10 s by the adjoint); the planted bugs are about bookkeeping.
+RULED = tuple(n for n in PROBLEM_NAMES if n not in ("relu", "stiff", "sensitive"))
 
 
 def flipped_t0(problem):
@@ -58,17 +61,28 @@ def failing(report):
 
 
 def test_refnode_adjoint_passes_every_problem():
-    report = verify.verify_callable(verify.refnode_adjoint, RTOL)
+    """At atol = 1e-10: the stiff problem's ∂L/∂t_i = ⟨g_i, A z(t_i)⟩ multiplies the fast
+    mode's absolute error (up to atol) by 300, so atol = rtol = 1e-7 misses them by ~1.5e-5."""
+    names = tuple(n for n in PROBLEM_NAMES if n != "stiff")
+    report = verify.verify_callable(verify.refnode_adjoint, RTOL, ATOL, names=names)
     assert report.passed, str(report)
-    assert {r.problem for r in report.rows} == set(PROBLEM_NAMES)
+    assert {r.problem for r in report.rows} == set(names)
+    stiff = verify.verify_callable(verify.refnode_discrete, RTOL, ATOL, names=("stiff",))
+    assert stiff.passed, str(stiff)
+
+
+@pytest.mark.slow
+def test_refnode_adjoint_passes_the_stiff_problem():
+    report = verify.verify_callable(verify.refnode_adjoint, RTOL, ATOL, names=("stiff",))
+    assert report.passed, str(report)
     assert "PASSED" in str(report) and "FAIL" not in str(report)
     assert any(r.quantity == "log_density" and r.status == "ok" for r in report.rows)
 
 
 def test_sign_flip_in_dL_dt0_fails_naming_the_quantity():
-    report = verify.verify_callable(flipped_t0, RTOL)
+    report = verify.verify_callable(flipped_t0, RTOL, ATOL, names=RULED)
     assert not report.passed
-    assert failing(report) == {(name, "dL/dt[0]") for name in PROBLEM_NAMES}
+    assert failing(report) == {(name, "dL/dt[0]") for name in RULED}
     assert "FAIL spiral: dL/dt[0]: relative error" in str(report)
 
 
