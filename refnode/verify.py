@@ -29,7 +29,8 @@ import numpy as np
 from .errors import InputError
 from .reference.golden_files import as_arrays, load_golden, read_json
 from .reference.problems import PROBLEM_NAMES, get_problem
-from .reference.results import call_for_problem, check_tolerances, real_array
+from .reference.results import (MAX_RTOL, MAX_TOLERANCE, call_for_problem,  # noqa: F401
+                                check_tolerances, real_array)
 
 #: tol = TOLERANCE_FACTOR · rtol + accuracy (module docstring for the measurement behind it).
 TOLERANCE_FACTOR = 100.0
