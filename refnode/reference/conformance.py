@@ -90,12 +90,61 @@ def format_cell(cell):
     return status if ratio is None else f"{status} {ratio:.2g}"
 
 
+def summary_cell(entry):
+    """One problem's cell in the summary: the worst verdict, its largest ratio, the groups."""
+    if "all" in entry["cells"]:
+        return "error"
+    cells_ = entry["cells"]
+    worst = min((c["status"] for c in cells_.values()), key=ORDER.index, default="-")
+    ratios = [c["ratio"] for c in cells_.values() if c["status"] == worst and c["ratio"] is not None]
+    text = worst + (f" {max(ratios):.2g}" if ratios else "")
+    if worst == "FAIL":
+        text += " (" + ", ".join(g for g, c in cells_.items() if c["status"] == "FAIL") + ")"
+    ns = [g for g, c in cells_.items() if c["status"] == "n/s"]
+    return text + (f"; {', '.join(ns)} n/s" if ns and worst != "n/s" else "")
+
+
+def settings_of(document):
+    return sorted({(e["rtol"], e["atol"]) for row in document["rows"] for e in row["results"]},
+                  key=lambda s: (s[0] == s[1], -s[0]))
+
+
+def render_summary(document):
+    """One table per (rtol, atol): rows library / gradient, columns problems, cells the worst
+    verdict with its largest error-to-tolerance ratio."""
+    names = [n for n in PROBLEM_NAMES
+             if any(e["problem"] == n for row in document["rows"] for e in row["results"])]
+    lines = []
+    for rtol, atol in settings_of(document):
+        lines += [f"#### rtol = {rtol:g}, atol = {atol:g}", "",
+                  "| library / gradient | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for row in document["rows"]:
+            by_name = {e["problem"]: e for e in row["results"] if (e["rtol"], e["atol"]) == (rtol, atol)}
+            lines.append(f"| {row['library']} / {row['gradient']} | " + " | ".join(
+                summary_cell(by_name[n]) if n in by_name else "not run" for n in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_failures(document):
+    """Every failing or erroring cell, with the quantities and their errors."""
+    lines = []
+    for row in document["rows"]:
+        for e in row["results"]:
+            if e["failures"]:
+                lines.append(f"* {row['library']} / {row['gradient']}, rtol = {e['rtol']:g}, "
+                             f"atol = {e['atol']:g}, {e['problem']}: "
+                             + "; ".join(e["failures"][:4])
+                             + (f"; and {len(e['failures']) - 4} more" if len(e["failures"]) > 4
+                                else ""))
+    return "\n".join(lines)
+
+
 def render(document):
     """The Markdown tables: one per (rtol, atol), rows library/mode, columns problem × group."""
     lines = []
-    settings = sorted({(e["rtol"], e["atol"]) for row in document["rows"] for e in row["results"]},
-                      key=lambda s: (s[0] == s[1], -s[0]))
-    for rtol, atol in settings:
+    for rtol, atol in settings_of(document):
         lines += [f"### rtol = {rtol:g}, atol = {atol:g}", "",
                   "| library / gradient | problem | " + " | ".join(GROUPS) + " |",
                   "|---|---|" + "---|" * len(GROUPS)]
@@ -138,7 +187,9 @@ def main(argv=None):
     else:
         document = run(args.libraries.split(","), tuple(args.problems.split(",")))
     write_json(args.out / "conformance.json", document)
-    (args.out / "conformance.md").write_text(render(document), encoding="utf-8")
+    text = "\n\n".join(["## Summary", render_summary(document), "## Every failing cell",
+                         render_failures(document), "## Per quantity", render(document)])
+    (args.out / "conformance.md").write_text(text, encoding="utf-8")
     print(f"wrote {args.out / 'conformance.json'} and {args.out / 'conformance.md'}")
     return 0
 
