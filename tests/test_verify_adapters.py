@@ -4,6 +4,7 @@ Tests that need a framework skip when it is not installed (CI installs only ``.[
 each runs a couple of small problems.
 """
 
+import json
 import sys
 
 import numpy as np
@@ -121,3 +122,20 @@ def test_torchode_backprop():
     pytest.importorskip("torchode")
     fn, _ = adapters.adapter_callable("torchode")
     assert verify.verify_callable(fn, RTOL, ATOL, names=("decay", "mlp")).passed
+
+
+def test_the_conformance_script_writes_the_matrix_and_its_json(tmp_path):
+    from refnode.reference import conformance
+    row = conformance.run_row("refnode", "discrete", settings=((1e-7, 1e-10),),
+                              names=("decay", "sensitive"), log=lambda *a, **k: None)
+    document = dict(date="today", versions={"refnode": "x"}, rows=[row], missing=[])
+    cells = {e["problem"]: conformance.summary_cell(e) for e in row["results"]}
+    assert cells["decay"].startswith("ok ")
+    assert cells["sensitive"].startswith("FAIL") and "dL/dz0" in cells["sensitive"]
+    assert "| refnode / discrete | ok" in conformance.render_summary(document)
+    assert "sensitive: dL/dz0:" in conformance.render_failures(document)
+    part = tmp_path / "part-x.json"
+    part.write_text(json.dumps(document))
+    assert conformance.main(["--merge", str(part), "--out", str(tmp_path / "out")]) == 0
+    assert "## Every failing cell" in (tmp_path / "out" / "conformance.md").read_text()
+    assert json.loads((tmp_path / "out" / "conformance.json").read_text())["rows"]
