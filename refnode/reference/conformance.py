@@ -167,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--libraries", default=",".join(LIBRARIES),
                         help="comma-separated library[/gradient] entries (default: all)")
     parser.add_argument("--problems", default=",".join(PROBLEM_NAMES))
+    parser.add_argument("--settings", default=",".join(f"{r:g}:{a:g}" for r, a in SETTINGS),
+                        help="comma-separated rtol:atol pairs, run in this order")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                         help="merge row files written before (part-*.json) instead of running")
     parser.add_argument("--part", metavar="NAME", help="write DIR/part-NAME.json only")
@@ -181,11 +183,12 @@ def main(argv=None):
                         versions=versions, rows=rows, missing=[])
     elif args.part:
         part = args.out / f"part-{args.part}.json"
-        run(args.libraries.split(","), tuple(args.problems.split(",")),
+        run(args.libraries.split(","), tuple(args.problems.split(",")), settings(args.settings),
             saved=lambda document: write_json(part, document))
         return 0
     else:
-        document = run(args.libraries.split(","), tuple(args.problems.split(",")))
+        document = run(args.libraries.split(","), tuple(args.problems.split(",")),
+                       settings(args.settings))
     write_json(args.out / "conformance.json", document)
     text = "\n\n".join(["## Summary", render_summary(document), "## Every failing cell",
                          render_failures(document), "## Per quantity", render(document)])
@@ -194,7 +197,12 @@ def main(argv=None):
     return 0
 
 
-def run(entries, names, saved=lambda document: None):
+def settings(text):
+    """"1e-7:1e-10,1e-4:1e-7" -> ((1e-7, 1e-10), (1e-4, 1e-7))."""
+    return tuple(tuple(float(x) for x in pair.split(":")) for pair in text.split(","))
+
+
+def run(entries, names, settings=SETTINGS, saved=lambda document: None):
     """Every library[/gradient] entry's rows; libraries not installed are listed as missing.
     ``saved(document)`` is called after each cell."""
     document = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -211,7 +219,7 @@ def run(entries, names, saved=lambda document: None):
         for mode in modes:
             row = {}
             document["rows"].append(row)
-            run_row(library, mode, names=names, row=row, saved=lambda: saved(document))
+            run_row(library, mode, settings, names=names, row=row, saved=lambda: saved(document))
     return document
 
 
