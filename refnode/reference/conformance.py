@@ -174,11 +174,16 @@ def main(argv=None):
     parser.add_argument("--part", metavar="NAME", help="write DIR/part-NAME.json only")
     args = parser.parse_args(argv)
     if args.merge:
-        rows, versions = [], {}
-        for path in args.merge:
+        rows, versions = {}, {}
+        for path in args.merge:                 # rows of one library / gradient are joined
             part = json.loads(path.read_text())
-            rows += part["rows"]
+            for row in part["rows"]:
+                key = (row["library"], row["gradient"])
+                rows.setdefault(key, dict(row, results=[]))["results"] += row["results"]
             versions.update(part["versions"])
+        order = {(lib, mode): (i, j) for i, (lib, (_, modes)) in enumerate(LIBRARIES.items())
+                 for j, mode in enumerate(modes)}
+        rows = [rows[k] for k in sorted(rows, key=lambda k: order.get(k, (99, 0)))]
         document = dict(date=min(json.loads(p.read_text())["date"] for p in args.merge),
                         versions=versions, rows=rows, missing=[])
     elif args.part:
