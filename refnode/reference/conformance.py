@@ -145,7 +145,7 @@ def render(document):
     """The Markdown tables: one per (rtol, atol), rows library/mode, columns problem × group."""
     lines = []
     for rtol, atol in settings_of(document):
-        lines += [f"### rtol = {rtol:g}, atol = {atol:g}", "",
+        lines += [f"#### rtol = {rtol:g}, atol = {atol:g}", "",
                   "| library / gradient | problem | " + " | ".join(GROUPS) + " |",
                   "|---|---|" + "---|" * len(GROUPS)]
         for row in document["rows"]:
