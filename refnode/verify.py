@@ -30,7 +30,7 @@ from .errors import InputError
 from .reference.golden_files import as_arrays, load_golden, read_json
 from .reference.problems import PROBLEM_NAMES, get_problem
 from .reference.results import (MAX_RTOL, MAX_TOLERANCE, call_for_problem,  # noqa: F401
-                                check_tolerances, real_array)
+                                check_tolerances, real_array, unsupported_groups)
 
 #: tol = TOLERANCE_FACTOR · rtol + accuracy (module docstring for the measurement behind it).
 TOLERANCE_FACTOR = 100.0
@@ -96,7 +96,7 @@ def compare(name, golden, results, rtol, factor=TOLERANCE_FACTOR):
     neither pass nor fail. A golden file with an ``expected_spread`` (a non-smooth field)
     gets "spread" rows: the error beside the spread refnode itself shows, no verdict.
     """
-    unsupported = _unsupported(results, name)
+    unsupported = unsupported_groups(results, name)
     rows, t_ok = _shape_rows(name, golden, results, rtol, factor, unsupported)
     for quantity, ref, accuracy, path, scale in golden_quantities(golden):
         tol = tolerance(rtol, accuracy, factor)
@@ -147,16 +147,6 @@ def _shape_rows(name, golden, results, rtol, factor, unsupported):
             rows.append(VerifyRow(name, f"dL/dtheta[{key}]", float("inf"), tol, "FAIL",
                                   "not a parameter of this problem"))
     return rows, t_ok
-
-
-def _unsupported(results, name):
-    """``results["unsupported"]`` checked: {group: reason}."""
-    groups = ("states", "z0", "theta", "t", "extras")
-    declared = results.get("unsupported") or {} if isinstance(results, dict) else {}
-    if not isinstance(declared, dict) or not set(declared) <= set(groups):
-        raise InputError(f"{name}: 'unsupported' must map some of {', '.join(groups)} to a "
-                         f"reason, got {declared!r:.80}.")
-    return {k: str(v) for k, v in declared.items()}
 
 
 def _spread_row(name, quantity, group, err, spread, rtol):

@@ -90,6 +90,19 @@ def call_for_problem(fn, problem):
     return results
 
 
+#: The groups of quantities a results dict may declare unsupported.
+GROUPS = ("states", "z0", "theta", "t", "extras")
+
+
+def unsupported_groups(results, name):
+    """``results["unsupported"]`` checked: {group: reason}, groups from :data:`GROUPS`."""
+    declared = (results.get("unsupported") or {}) if isinstance(results, dict) else {}
+    if not isinstance(declared, dict) or not set(declared) <= set(GROUPS):
+        raise InputError(f"{name}: 'unsupported' must map some of {', '.join(GROUPS)} to a "
+                         f"reason, got {declared!r:.80}.")
+    return {k: str(v) for k, v in declared.items()}
+
+
 def _describe(value, array):
     if array.dtype.kind == "b":
         return "booleans"
