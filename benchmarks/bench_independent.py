@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import refnode as rn  # noqa: E402
 from refnode.backend import array_module, to_float  # noqa: E402
-from refnode.independent_step import sample_ratio  # noqa: E402
+from refnode.step_size import error_ratio  # noqa: E402
 from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
 
 #: Speed-up of the one fast sample.
@@ -58,7 +58,8 @@ def problem(dim=32, hidden=64, batch=512, seed=0):
 
 def worst_sample_norm(rtol, atol):
     """Shared steps that hold every sample to the tolerance: the largest per-sample RMS."""
-    return lambda e, y0, y1, e3=None: to_float(array_module(e).max(sample_ratio(e, y0, y1, rtol, atol)))
+    return lambda e, y0, y1: to_float(array_module(e).max(
+        error_ratio(e, y0, y1, rtol, atol, per_sample=True)))
 
 
 def main(argv=None):
@@ -73,7 +74,8 @@ def main(argv=None):
         results[batch] = best_time(lambda: rn.solve(f, z0, t, theta, rtol=1e-6, atol=1e-6,
                                                     batch=batch), repeats=args.repeats)
     results["shared-max"] = best_time(lambda: rn.solve(f, z0, t, theta, rtol=1e-6, atol=1e-6,
-                                                       norm=worst_sample_norm(1e-6, 1e-6)),
+                                                       control=rn.StepControl(
+                                                           norm=worst_sample_norm(1e-6, 1e-6))),
                                       repeats=args.repeats)
     (t_sh, sol_sh), (t_in, sol_in) = results["shared"], results["independent"]
     t_mx, sol_mx = results["shared-max"]

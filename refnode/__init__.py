@@ -4,6 +4,8 @@ The public map::
 
     odeint(f, z0, t, theta)          states at the times t
     solve(f, z0, t, theta)           a Solution with states, stats and optional trace
+    odeint_vjp(f, z0, t, theta)      the states and their vector-Jacobian product
+    StepControl, Adjoint             options as objects: step limits; the adjoint's settings
     methods.METHODS                  every Butcher tableau, by name
     errors                           the exceptions refnode raises
 """
@@ -13,6 +15,7 @@ from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError, Ref
                      SolverError, StepSizeUnderflowError)
 from .methods import METHODS, get_method
 from .odeint import odeint, solve
+from .options import Adjoint, StepControl
 from .solution import Solution, StepRecord
 from .tableau import ButcherTableau
 

@@ -7,28 +7,53 @@ optimizer state (:mod:`refnode.optim` states are dicts of pytrees), the epoch, a
 File layout (a plain NumPy ``.npz``, readable with ``np.load(path, allow_pickle=False)``)::
 
     leaf_0, leaf_1, ...   the arrays of the tree, in tree order
-    __format__            "refnode-checkpoint-1"
+    __format__            "refnode-checkpoint-2"
     __structure__         JSON: the tree's containers, scalars and generator states
     __metadata__          JSON: the caller's metadata dict
+    __checksum__          SHA-256 of every other entry (see :func:`checksum`)
 
 No pickles: containers are described in JSON and rebuilt by :func:`load_checkpoint`, so a
-checkpoint from an untrusted source cannot run code. Writing goes to a temporary file in
-the same directory, which then replaces the target in one ``os.replace``: a crash mid-write
-leaves the previous checkpoint intact.
+checkpoint from an untrusted source cannot run code. Loading trusts nothing in the file
+(:mod:`refnode.checkpoint_file` reads it with every size checked first), checks the
+structure and compares the checksum, so corruption is detected rather than inferred.
+Checkpoints of format 1 (no checksum) are still read, with every other check: they are
+the partial runs of earlier versions, and each of their arrays is still covered by the
+archive's CRC-32.
+
+Writing goes to a temporary file ``.tmp-<pid>-*.npz`` in the same directory, which then
+replaces the target in one ``os.replace``, and the directory is synced: a crash mid-write
+leaves the previous checkpoint intact. Temporaries of writers that no longer run (killed
+mid-write) are removed by the next save or load in that directory.
 """
 
+import hashlib
 import json
 import os
+import re
 import tempfile
-import zipfile
 
 import numpy as np
 
 from .backend import to_numpy
+from .checkpoint_file import MalformedFile, read_npz, remove_stale_temporaries, sync_directory
 from .errors import InputError
 
-FORMAT = "refnode-checkpoint-1"
+FORMAT = "refnode-checkpoint-2"
+#: Formats still read: version 1 had no checksum.
+OLDER_FORMATS = ("refnode-checkpoint-1",)
 _RESERVED = ("__format__", "__structure__", "__metadata__")
+_CHECKSUM = "__checksum__"
+#: Deepest nesting of containers saved or loaded: far beyond any parameter tree, and well
+#: inside Python's recursion limit (1000), so that a crafted file cannot exhaust it.
+MAX_DEPTH = 100
+#: NumPy's bit generators (numpy.random, "Bit generators").
+BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
+_LEAF = re.compile(r"leaf_(0|[1-9][0-9]*)\Z")
+#: What a user does about a checkpoint that cannot be used. Training resumes from a
+#: checkpoint whenever one exists at its path, so there is no flag to turn resuming off.
+WHAT_TO_DO = ("delete it to train that model from the beginning, or put back an earlier "
+              "copy (refnode reproduce resumes from the checkpoints that exist in --runs DIR "
+              "for table1 and --checkpoint-dir DIR for latent; another directory starts afresh)")
 
 
 # --- tree <-> (JSON structure, named arrays) --------------------------------------------
@@ -39,8 +64,11 @@ def _is_array(x):
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
-def _encode(node, arrays):
+def _encode(node, arrays, depth=0):
     """JSON description of ``node``; its arrays are appended to ``arrays``."""
+    if depth > MAX_DEPTH:
+        raise InputError(f"cannot store containers nested deeper than {MAX_DEPTH} "
+                         "(refnode.checkpoint.MAX_DEPTH); is a list inside itself?")
     if isinstance(node, np.random.Generator):
         bit_generator = node.bit_generator
         return {"kind": "generator", "bit_generator": type(bit_generator).__name__,
@@ -48,15 +76,17 @@ def _encode(node, arrays):
     if isinstance(node, dict):
         if not all(isinstance(k, str) for k in node):
             raise InputError(f"checkpoint dict keys must be str, got {list(node)!r}")
-        return {"kind": "dict", "keys": list(node), "items": [_encode(v, arrays) for v in node.values()]}
+        return {"kind": "dict", "keys": list(node),
+                "items": [_encode(v, arrays, depth + 1) for v in node.values()]}
     if isinstance(node, (list, tuple)):
         if hasattr(node, "_fields"):
             raise InputError(f"cannot store NamedTuple {type(node).__name__}; convert it to a dict")
-        return {"kind": type(node).__name__, "items": [_encode(v, arrays) for v in node]}
+        return {"kind": type(node).__name__, "items": [_encode(v, arrays, depth + 1) for v in node]}
     if _is_array(node):
         array = to_numpy(node)
-        if array.dtype.hasobject:
-            raise InputError("cannot store an object array (it would need a pickle); use numeric arrays")
+        if array.dtype.hasobject or array.dtype.fields is not None or array.dtype.itemsize == 0:
+            raise InputError(f"cannot store an array of dtype {array.dtype}; use numeric arrays "
+                             "(object arrays would need a pickle)")
         arrays.append(array)
         return {"kind": "scalar_array" if isinstance(node, np.generic) else "array", "index": len(arrays) - 1}
     if node is None or isinstance(node, (bool, int, float, str)):
@@ -65,23 +95,48 @@ def _encode(node, arrays):
                      "use arrays, numbers, str, None, Generators, and dicts/lists/tuples of them")
 
 
-def _decode(desc, arrays):
-    """Rebuild the node described by ``desc``; ``arrays`` maps "leaf_<i>" to arrays."""
-    kind = desc["kind"]
+def _field(desc, key, kind):
+    """``desc[key]``, checked to be a ``kind`` (a JSON bool is not an int)."""
+    value = desc.get(key) if isinstance(desc, dict) else None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedFile(f"structure entry {str(desc)[:80]!r} has no {kind.__name__} {key!r}")
+    return value
+
+
+def _decode(desc, arrays, used, depth=0):
+    """Rebuild the node described by ``desc``; ``arrays`` maps "leaf_<i>" to arrays and
+    ``used`` collects the leaves taken, each of which may be taken once."""
+    if depth > MAX_DEPTH:
+        raise MalformedFile(f"its structure is nested deeper than {MAX_DEPTH}")
+    kind = _field(desc, "kind", str)
     if kind == "dict":
-        return {k: _decode(v, arrays) for k, v in zip(desc["keys"], desc["items"])}
+        keys, items = _field(desc, "keys", list), _field(desc, "items", list)
+        if len(keys) != len(items) or not all(isinstance(k, str) for k in keys) \
+                or len(set(keys)) != len(keys):
+            raise MalformedFile(f"a dict has keys {str(keys)[:80]} for {len(items)} items")
+        return {k: _decode(v, arrays, used, depth + 1) for k, v in zip(keys, items)}
     if kind in ("list", "tuple"):
-        items = [_decode(v, arrays) for v in desc["items"]]
+        items = [_decode(v, arrays, used, depth + 1) for v in _field(desc, "items", list)]
         return items if kind == "list" else tuple(items)
-    if kind == "array":
-        return arrays[f"leaf_{desc['index']}"]
-    if kind == "scalar_array":
-        return arrays[f"leaf_{desc['index']}"][()]
+    if kind in ("array", "scalar_array"):
+        name = f"leaf_{_field(desc, 'index', int)}"
+        if name not in arrays or name in used:
+            raise MalformedFile(f"its structure refers to {name}, which is "
+                                f"{'used twice' if name in used else 'missing'}")
+        used.add(name)
+        if kind == "array":
+            return arrays[name]
+        if arrays[name].ndim != 0:
+            raise MalformedFile(f"{name} should be a scalar, has shape {arrays[name].shape}")
+        return arrays[name][()]
     if kind == "value":
-        return desc["value"]
+        value = desc.get("value")
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise MalformedFile(f"a value entry holds a {type(value).__name__}")
+        return value
     if kind == "generator":
-        return _restore_generator(desc["bit_generator"], _from_json_safe(desc["state"]))
-    raise InputError(f"unknown entry kind {kind!r} in checkpoint structure")
+        return _restore_generator(_field(desc, "bit_generator", str), _field(desc, "state", dict))
+    raise MalformedFile(f"unknown entry kind {kind[:40]!r} in its structure")
 
 
 def _json_safe(value):
@@ -98,18 +153,39 @@ def _json_safe(value):
 def _from_json_safe(value):
     if isinstance(value, dict):
         if "__ndarray__" in value:
-            return np.array(value["__ndarray__"], dtype=value["dtype"])
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind not in "ui":
+                raise TypeError(f"generator state arrays are integers, not {dtype}")
+            return np.array(value["__ndarray__"], dtype=dtype)
         return {k: _from_json_safe(v) for k, v in value.items()}
     return value
 
 
 def _restore_generator(name, state):
-    cls = getattr(np.random, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, np.random.BitGenerator)):
-        raise InputError(f"checkpoint names an unknown NumPy bit generator {name!r}")
-    bit_generator = cls()
-    bit_generator.state = state
+    if name not in BIT_GENERATORS:
+        raise MalformedFile(f"it names an unknown NumPy bit generator {name[:40]!r}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = _from_json_safe(state)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise MalformedFile(f"its {name} generator state is invalid ({exc})") from None
     return np.random.Generator(bit_generator)
+
+
+def checksum(named_arrays):
+    """Hex SHA-256 over every entry's name, dtype, shape and bytes (C order), by name.
+
+    Parameters
+    ----------
+    named_arrays : dict of str -> ndarray
+        The entries of a checkpoint, ``__checksum__`` excluded.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(named_arrays):
+        array = np.ascontiguousarray(named_arrays[name])
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 # --- files --------------------------------------------------------------------------------
@@ -129,7 +205,8 @@ def save_checkpoint(path, tree, metadata=None):
         Target file (``.npz`` by convention); its directory must exist.
     tree : pytree
         Arrays, Python/NumPy scalars, str, None and ``numpy.random.Generator`` objects,
-        nested in dicts (str keys), lists and tuples. Device arrays are copied to the host.
+        nested in dicts (str keys), lists and tuples, at most :data:`MAX_DEPTH` deep.
+        Device arrays are copied to the host.
     metadata : dict, optional
         JSON-serialisable information (epoch, command line, versions, ...).
     """
@@ -139,16 +216,26 @@ def save_checkpoint(path, tree, metadata=None):
     structure = _encode(tree, arrays)
     try:
         metadata_json = json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InputError(f"checkpoint metadata must be JSON-serialisable: {exc}") from None
     named = {f"leaf_{i}": a for i, a in enumerate(arrays)}
     named["__format__"] = np.array(FORMAT)
-    named["__structure__"] = np.array(json.dumps(structure))
+    try:
+        named["__structure__"] = np.array(json.dumps(structure))
+    except ValueError as exc:  # e.g. an int beyond Python's 4300-digit str conversion limit
+        raise InputError(f"cannot store the tree in a checkpoint: {exc}; store such a value "
+                         "as a str or an array") from None
     named["__metadata__"] = np.array(metadata_json)
+    named[_CHECKSUM] = np.array(checksum(named))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InputError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    remove_stale_temporaries(directory)
+    try:
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=".npz")
+    except OSError as exc:
+        raise InputError(f"cannot save checkpoint {path!r}: cannot create a file in {directory!r} "
+                         f"({exc.strerror}); choose a writable directory") from None
     try:
         with os.fdopen(fd, "wb") as file:
             _write_arrays(file, named)
@@ -158,6 +245,7 @@ def save_checkpoint(path, tree, metadata=None):
     except BaseException:
         os.unlink(tmp_path)
         raise
+    sync_directory(directory)
 
 
 def load_checkpoint(path):
@@ -169,22 +257,66 @@ def load_checkpoint(path):
         The saved tree with the same containers (dict/list/tuple) and NumPy arrays in
         place of the saved arrays; Generators resume their stream where it was saved.
     metadata : dict
+
+    Raises
+    ------
+    InputError
+        No file at ``path``, or a file that is not an intact refnode checkpoint; the
+        message names the file, what is wrong, and what to do.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise InputError(f"no checkpoint at {path!r}: check the path, or start without --resume")
+        raise InputError(f"no checkpoint at {path!r}: check the path (training starts from "
+                         "the beginning when its checkpoint does not exist)")
+    remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            contents = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"checkpoint {path!r} is corrupt or truncated ({exc}); "
-                         "use an earlier checkpoint or start again") from None
-    if any(name not in contents for name in _RESERVED) or str(contents["__format__"]) != FORMAT:
-        raise InputError(f"{path!r} is not a refnode checkpoint (no {FORMAT!r} marker)")
+        contents = read_npz(path, os.path.getsize(path))
+        return _decode_contents(contents)
+    except MalformedFile as exc:
+        raise InputError(f"checkpoint {path!r} is corrupt or truncated: {exc}; {WHAT_TO_DO}") from None
+    except _NotACheckpoint as exc:
+        raise InputError(f"{path!r} is not a refnode checkpoint ({exc}); pass a file written "
+                         "by refnode.checkpoint.save_checkpoint") from None
+
+
+class _NotACheckpoint(Exception):
+    """An intact archive that save_checkpoint did not write."""
+
+
+def _text(contents, name):
+    """The string held by a reserved entry (a 0-d str array)."""
+    array = contents[name]
+    if array.dtype.kind != "U" or array.ndim != 0:
+        raise MalformedFile(f"entry {name} should be a string, is {array.dtype} {array.shape}")
+    return str(array[()])
+
+
+def _decode_contents(contents):
+    """(tree, metadata) from the entries of a checkpoint archive, checked throughout."""
+    if "__format__" not in contents:
+        raise _NotACheckpoint(f"no {FORMAT!r} marker")
+    format_ = _text(contents, "__format__")
+    if format_ != FORMAT and format_ not in OLDER_FORMATS:
+        raise _NotACheckpoint(f"format {format_[:40]!r}, this version reads {FORMAT!r} "
+                              f"and {', '.join(map(repr, OLDER_FORMATS))}")
+    expected = _RESERVED + ((_CHECKSUM,) if format_ == FORMAT else ())
+    missing = [name for name in expected if name not in contents]
+    unknown = [name for name in contents if name not in expected and not _LEAF.match(name)]
+    if missing or unknown:
+        raise MalformedFile(f"entries {missing} are missing and {unknown[:5]} unexpected")
+    if format_ == FORMAT:
+        stored = _text(contents, _CHECKSUM)
+        found = checksum({k: v for k, v in contents.items() if k != _CHECKSUM})
+        if stored != found:
+            raise MalformedFile(f"its SHA-256 checksum {found} differs from the one saved, {stored[:64]}")
     try:
-        structure = json.loads(str(contents["__structure__"]))
-        metadata = json.loads(str(contents["__metadata__"]))
-        return _decode(structure, contents), metadata
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"checkpoint {path!r} is inconsistent ({exc!r}); "
-                         "use an earlier checkpoint or start again") from None
+        structure = json.loads(_text(contents, "__structure__"))
+        metadata = json.loads(_text(contents, "__metadata__"))
+    except (ValueError, RecursionError) as exc:
+        raise MalformedFile(f"its structure or metadata is not readable JSON ({type(exc).__name__})") from None
+    leaves = {name: array for name, array in contents.items() if _LEAF.match(name)}
+    used = set()
+    tree = _decode(structure, leaves, used)
+    if used != set(leaves):
+        raise MalformedFile(f"arrays {sorted(set(leaves) - used)[:5]} are not in its structure")
+    return tree, metadata

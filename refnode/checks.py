@@ -3,7 +3,7 @@
 import numpy as np
 
 from .backend import array_module, to_numpy
-from .errors import InputError
+from .errors import InputError, RefnodeError
 from .params import tree_leaves
 
 
@@ -16,7 +16,11 @@ def check_times(t):
     direction : float
         +1.0 for increasing times, -1.0 for decreasing (and +1.0 for a single point).
     """
-    t = np.asarray(to_numpy(t), dtype=np.float64)
+    t = to_numpy(t) if hasattr(t, "dtype") else _numeric_array(t, "t")
+    if getattr(t, "dtype", None) is None or t.dtype.kind not in "fiu":
+        raise InputError(f"t must be real numbers; got dtype {getattr(t, 'dtype', None)}. "
+                         "Complex or non-numeric times are not supported.")
+    t = np.asarray(t, dtype=np.float64)
     if t.ndim != 1:
         raise InputError(f"t must be a 1-D array of times; got shape {t.shape}. "
                          "Pass e.g. np.linspace(t0, t1, n).")
@@ -44,16 +48,37 @@ def check_state(z0, name="z0"):
     Lists and Python numbers become NumPy arrays; integer and boolean arrays become
     float64 (an ODE state is real-valued).
     """
-    if isinstance(z0, (list, tuple, int, float)):
-        z0 = np.asarray(z0)
+    if isinstance(z0, (list, tuple, int, float, complex)):
+        z0 = _numeric_array(z0, name)
     if not hasattr(z0, "dtype") or not hasattr(z0, "shape"):
         raise InputError(f"{name} must be an array; got {type(z0).__name__}.")
     xp = array_module(z0)
+    kind = getattr(z0.dtype, "kind", "f")
+    if kind not in "fiub":
+        raise InputError(f"{name} must be real-valued; got dtype {z0.dtype}. refnode solves real "
+                         "ODEs: split a complex state into real and imaginary parts.")
     if _is_numpy_dtype(z0.dtype) and not np.issubdtype(z0.dtype, np.floating):
         z0 = xp.asarray(z0, dtype=xp.float64)
+    if _is_numpy_dtype(z0.dtype) and z0.dtype.itemsize < 4:
+        raise InputError(f"{name} has dtype {z0.dtype}: half precision cannot hold the error "
+                         "estimates of an adaptive solve (eps = 1e-3). Use float32 or float64.")
+    if int(np.prod(z0.shape)) == 0:
+        raise InputError(f"{name} is empty (shape {tuple(z0.shape)}): give at least one state "
+                         "component.")
     if not bool(to_numpy(xp.all(xp.isfinite(z0)))):        # an explicit host sync
         raise InputError(f"{name} has non-finite entries (NaN or inf): fix the initial state.")
     return z0
+
+
+def _numeric_array(value, name):
+    """A NumPy array of numbers from a list, tuple or scalar; ragged or text refused."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{name} must be a (non-ragged) array of numbers: {err}") from None
+    if arr.dtype.kind not in "fiubc":
+        raise InputError(f"{name} must be numbers; got {arr.dtype} values.")
+    return arr
 
 
 def _is_numpy_dtype(dtype):
@@ -63,7 +88,12 @@ def _is_numpy_dtype(dtype):
 def check_tolerances(rtol, atol, z0):
     """rtol and atol: positive scalars or positive arrays broadcastable to z0.shape."""
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        arr = np.asarray(to_numpy(tol), dtype=np.float64)
+        if isinstance(tol, (str, bytes, bool, np.bool_)) or tol is None:
+            raise InputError(f"{name} must be a positive number or array; got {tol!r}.")
+        arr = to_numpy(tol) if hasattr(tol, "dtype") else _numeric_array(tol, name)
+        if arr.dtype.kind not in "fiu":
+            raise InputError(f"{name} must be real; got dtype {arr.dtype}.")
+        arr = np.asarray(arr, dtype=np.float64)
         if arr.ndim > 0:
             try:
                 broadcasts = np.broadcast_shapes(arr.shape, tuple(z0.shape)) == tuple(z0.shape)
@@ -80,6 +110,39 @@ def check_tolerances(rtol, atol, z0):
                              "use rtol >= 1e-13.")
 
 
+def first_derivative(f, t0, z0, theta):
+    """f(t0, z0, theta), checked: the first call tells whether f fits the problem at all.
+
+    An exception from that first call (f does not accept this z0 or theta) becomes an
+    InputError that names the call, chained to the original.
+    """
+    try:
+        dz = f(t0, z0, theta)
+    except RefnodeError:
+        raise
+    except Exception as err:
+        raise InputError(f"f(t0, z0, theta) raised {type(err).__name__}: {err}. Check that f "
+                         f"accepts f(t, z, theta) with z of shape {tuple(getattr(z0, 'shape', ()))} "
+                         "and this theta.") from err
+    check_derivative(dz, z0, t0)
+    return dz
+
+
+def check_theta_differentiable(theta):
+    """theta for a gradient: None, or a tree whose leaves are real floating-point values."""
+    if theta is None:
+        return
+    for leaf in tree_leaves(theta):
+        kind = getattr(getattr(leaf, "dtype", None), "kind", None)
+        if kind is None and isinstance(leaf, float):
+            continue
+        if kind != "f":
+            raise InputError(f"theta must hold real floating-point arrays (or floats) to be "
+                             f"differentiated; got a leaf of type {type(leaf).__name__}"
+                             f"{' dtype ' + str(leaf.dtype) if kind else ''}. Convert it, e.g. "
+                             "np.asarray(theta, dtype=float).")
+
+
 def check_derivative(dz, z0, t0):
     """The first f(t0, z0, theta): the shape and dtype of z0, and finite."""
     if tree_leaves(dz) and isinstance(z0, (tuple, list, dict)):
@@ -93,8 +156,26 @@ def check_derivative(dz, z0, t0):
                          f"{z0.dtype}: keep the dynamics in the state's precision.")
     xp = array_module(dz)
     if not bool(to_numpy(xp.all(xp.isfinite(dz)))):
-        raise InputError(f"f(t0, z0, theta) is not finite at t0 = {float(t0)!r}: check the dynamics "
+        raise InputError(f"f(t0, z0, theta) is not finite at t0 = {float(np.min(to_numpy(t0)))!r}: check the dynamics "
                          "and the initial state.")
+
+
+def check_real(value, name, *, positive=False, allow_none=False, allow_zero=True):
+    """``value`` as a Python float: a real, finite number (positive if asked)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise InputError(f"{name} must be a real number; got {value!r} "
+                         f"({type(value).__name__}).")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InputError(f"{name} = {value!r} is too large for a float.") from None
+    if not np.isfinite(value) or value < 0 or (value == 0 and (positive or not allow_zero)):
+        need = "a positive" if positive or not allow_zero else "a non-negative"
+        raise InputError(f"{name} must be {need} number (and finite); got {value!r}.")
+    return value
 
 
 def check_positive_int(value, name):

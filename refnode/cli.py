@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Subcommands in the order ``refnode --help`` lists them.
-COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials")
+COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "docs")
 
 
 def import_available(package, names):

@@ -10,6 +10,8 @@ Two interpolants (HNW I §II.6):
       y(θ) = h00(θ) y_n + h10(θ) h f_n + h01(θ) y_{n+1} + h11(θ) h f_{n+1}.
 
 Many output times inside one step cost one evaluation each and never shorten a step.
+θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
+each sample at its own fraction of its own step; see :func:`refnode.rk_step.scale`).
 """
 
 from typing import NamedTuple
@@ -19,7 +21,7 @@ import numpy as np
 from .backend import array_module
 from .errors import InputError
 from .params import tree_map
-from .rk_step import combine
+from .rk_step import combine, weighted_sum
 
 
 def hermite_weights(theta):
@@ -33,9 +35,9 @@ def hermite_weights(theta):
 
 
 def hermite(theta, h, y0, f0, y1, f1):
-    """Cubic Hermite interpolant at one θ; arrays like y."""
+    """Cubic Hermite interpolant at one θ (or one θ_b per sample); arrays like y."""
     h00, h10, h01, h11 = hermite_weights(theta)
-    return h00 * y0 + (h10 * h) * f0 + h01 * y1 + (h11 * h) * f1
+    return weighted_sum(1.0, [(h00, y0), (h10 * h, f0), (h01, y1), (h11 * h, f1)])
 
 
 def stage_weights(P, theta):
@@ -177,27 +179,63 @@ class DenseSolution:
     tableau : ButcherTableau
     steps : list of DenseStep
     direction : float
+    t0 : float
+        The initial time (the whole solved interval when ``steps`` is empty).
+    y0 : array
+        The initial state.
     """
 
-    def __init__(self, tableau, steps, direction):
+    def __init__(self, tableau, steps, direction, t0, y0):
         self.tableau, self.steps, self.direction = tableau, steps, direction
-        self.t_start = steps[0][0] if steps else None
-        self.t_end = steps[-1].t_next if steps else None
+        self.t_start, self.y0 = t0, y0
+        self.t_end = steps[-1].t_next if steps else t0
 
     def __call__(self, tau):
-        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape)."""
-        taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape).
+
+        Raises
+        ------
+        InputError
+            For times that are not finite real numbers, or lie outside the solved
+            interval (refnode never extrapolates).
+        """
+        try:
+            taus = np.asarray(tau)
+        except (TypeError, ValueError):
+            taus = np.asarray(None)
+        if taus.dtype.kind not in "fiu" or taus.ndim > 1:
+            raise InputError(f"tau must be a real time or a 1-D array of times; got {tau!r}.")
+        taus = np.atleast_1d(taus.astype(np.float64))
+        if not np.all(np.isfinite(taus)):
+            raise InputError(f"tau must be finite; got {tau!r}.")
         out = [self._at(float(x)) for x in taus]
+        if not out:                                     # an empty list of times
+            return array_module(self.y0).zeros((0,) + tuple(self.y0.shape), dtype=self.y0.dtype)
         return out[0] if np.ndim(tau) == 0 else array_module(*out).stack(out)
 
     def _at(self, tau):
-        outside = (tau - self.t_start) * self.direction < 0 or (tau - self.t_end) * self.direction > 0
-        if not self.steps or outside:
+        outside = ((tau - self.t_start) * self.direction < 0
+                   or (tau - self.t_end) * self.direction > 0)
+        if outside:
             raise InputError(f"tau = {tau!r} lies outside the solved interval "
                              f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
+        if not self.steps:
+            return self.y0 + 0 * self.y0                # a copy: t was the initial time alone
         for step in self.steps:
             if (tau - step.t_next) * self.direction <= 0:
                 theta = 1.0 if tau == step.t_next else (tau - step.t_n) / step.h
                 return interpolate(self.tableau, [theta], step.h, step.y0, step.y1, step.k,
                                    step.f1)[0]
         return self.steps[-1].y1
+
+
+class NoDenseSolution:
+    """``sol.dense`` of a solve that kept no steps: calling it says how to get one."""
+
+    def __call__(self, tau):
+        raise InputError("this solve kept no dense output: pass dense=True to refnode.solve "
+                         "(an adaptive method, batch='shared') to evaluate the solution between "
+                         "output times.")
+
+    def __bool__(self):
+        return False

@@ -17,18 +17,24 @@ Dense output at an output time inside a step is differentiated the same way (wei
 P_i(θ) of the continuous extension, or the cubic Hermite basis), and the step points'
 times flow to the output times through the grid's affine map. Memory: the state at
 every step point is kept, O(L) for L steps — the price of exactness.
+
+One reverse pass serves both batch modes: with a step size per sample
+(``batch="independent"``) h, θ and the time cotangents t̄, h̄ are (B,) arrays, every
+inner product is taken per sample (:func:`inner`), and an output reached by only some
+samples in a step is masked (:func:`refnode.rk_step.select`).
 """
 
 import numpy as np
 
-from .backend import array_module, to_float
-from .dense_output import float_P, hermite_weights, stage_weights
+from .backend import array_module, to_float, to_numpy
+from .dense_output import extra_stages, float_P, hermite, hermite_weights, stage_weights
 from .params import tree_add, tree_zeros_like
-from .rk_step import combine, rk_step, weighted_sum
+from .rk_step import combine, dot, is_per_sample, rk_step, scale, select, weighted_sum
+from .step_size import where
 
 
 def stage_rows(tableau, with_extra):
-    """[(c_i, [(j, a_ij), ...]) for each stage], with dop853's dense stages if asked."""
+    """[(c_i, [(j, a_ij), ...]) for each stage], with the interpolant's extra stages if asked."""
     rows = [(c, list(row)) for c, row in zip(tableau.c_float, tableau.a_rows)]
     if with_extra and tableau.dense is not None:
         for c, row in zip(tableau.dense.c_extra, tableau.dense.A_extra):
@@ -36,9 +42,16 @@ def stage_rows(tableau, with_extra):
     return rows
 
 
-def vdot(x, y):
-    """Σ x·y over all elements, as a Python float."""
-    return to_float(array_module(x, y).sum(x * y))
+def inner(x, y, like):
+    """Σ x·y: over all elements as a Python float, or per sample (B,) if ``like`` is (B,)."""
+    if is_per_sample(like):
+        return dot(x, y, per_sample=True)
+    return to_float(dot(x, y))
+
+
+def host(v, like):
+    """A time cotangent as a Python float (one grid), or kept as a (B,) array (per sample)."""
+    return v if is_per_sample(like) else to_float(v)
 
 
 def replay(f, tableau, z0, theta, t, grid, keep_states=False):
@@ -55,45 +68,52 @@ def replay(f, tableau, z0, theta, t, grid, keep_states=False):
         The state at every step point (``keep_states=True``).
     """
     xp = array_module(z0, t)
-    tau = grid.points(t)
+    tau = grid.points(t, xp)
     t = t.tolist() if isinstance(t, np.ndarray) else t      # Python floats: see grid.points
-    inside = {}
-    for i in range(1, len(t)):
-        inside.setdefault(int(grid.out_step[i]), []).append(i)
-    outputs = {0: z0}
+    outputs = [z0] * len(t)
     ys = [z0]
     y, k1 = z0, f(tau[0], z0, theta)
     for n in range(grid.n_steps):
         h = tau[n + 1] - tau[n]
         y1, _, k = rk_step(f, tableau, tau[n], y, h, theta, k1)
         k1_next = f(tau[n + 1], y1, theta)
-        for i in inside.get(n, []):
-            outputs[i] = y1 if grid.out_at_end[i] else dense_value(
-                f, tableau, theta, tau[n], h, y, y1, k, k1_next, (t[i] - tau[n]) / h)
+        for i, in_step, at_end in grid.outputs_of_step(n, xp):
+            value = y1
+            if any_true(strictly_inside(in_step, at_end)):
+                value = select(at_end, y1, dense_value(f, tableau, theta, tau[n], h, y, y1, k,
+                                                       k1_next, per_step(t[i] - tau[n], h)))
+            outputs[i] = select(in_step, value, outputs[i])
         y, k1 = y1, k1_next
         if keep_states:
             ys.append(y)
-    z = xp.stack([outputs[i] for i in range(len(t))])
-    return z, (ys if keep_states else None)
+    return xp.stack(outputs), (ys if keep_states else None)
+
+
+def strictly_inside(in_step, at_end):
+    """The output lies inside the step, not at its end (a bool, or a (B,) mask)."""
+    if isinstance(at_end, bool):
+        return in_step and not at_end
+    return in_step & ~at_end
+
+
+def any_true(mask):
+    return mask if isinstance(mask, bool) else bool(to_numpy(mask).any())
+
+
+def per_step(x, h):
+    """x / h, where a finished sample's step of length 0 gives 0 (not a division by 0)."""
+    if not is_per_sample(h):
+        return x / h
+    return array_module(h).where(h == 0.0, 0.0, x / array_module(h).where(h == 0.0, 1.0, h))
 
 
 def dense_value(f, tableau, theta, t_n, h, y0, y1, k, f1, th):
     """The interpolant at θ = ``th`` inside a step (traceable twin of dense_output)."""
     if tableau.dense is None:
-        h00, h10, h01, h11 = hermite_weights(th)
-        return h00 * y0 + (h10 * h) * k[0] + h01 * y1 + (h11 * h) * f1
-    k = with_extra_stages(f, tableau, theta, t_n, h, y0, k)
+        return hermite(th, h, y0, k[0], y1, f1)
+    k = extra_stages(f, tableau, t_n, y0, h, theta, k)
     weights = stage_weights(float_P(tableau.dense).tolist(), th)
     return combine(y0, h, list(zip(weights, k)))
-
-
-def with_extra_stages(f, tableau, theta, t_n, h, y0, k):
-    """The step's stages plus the extra ones the continuous extension needs (dop853)."""
-    rows = stage_rows(tableau, with_extra=True)
-    k = list(k)
-    for c, row in rows[len(k):]:
-        k.append(f(t_n + c * h, combine(y0, h, [(a, k[j]) for j, a in row]), theta))
-    return k
 
 
 def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
@@ -102,31 +122,32 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
     ``rows`` are the stage rows (:func:`stage_rows`), ``k`` the forward stages, ``k_bar``
     a list like ``k`` holding cotangents already on the stages (dense output) or None.
     ``theta_bar`` is None when nothing reached θ. See the module docstring for the rules.
+    t̄ and h̄ are floats, or (B,) arrays for per-sample steps.
     """
     k_bar = list(k_bar)
     for i, b_i in enumerate(tableau.b_float):
         if b_i != 0.0:
-            k_bar[i] = accumulate(k_bar[i], (h * b_i) * y1_bar)
-    y_bar, theta_bar, t_bar = y1_bar, None, 0.0
-    h_bar = vdot(y1_bar, lincomb([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y))
+            k_bar[i] = accumulate(k_bar[i], scale(h * b_i, y1_bar))
+    y_bar, theta_bar, t_bar = y1_bar, None, 0.0 * h
+    h_bar = inner(y1_bar, lincomb([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y), h)
     for i in reversed(range(len(k))):
         if k_bar[i] is None:
             continue
         c_i, row = rows[i]
         dY = lincomb([(a, k[j]) for j, a in row], y)                # (Y_i - y) / h
-        a_z, a_theta, a_t = f.vjp(t + c_i * h, y + h * dY, theta, k_bar[i])
+        a_z, a_theta, a_t = f.vjp(t + c_i * h, y + scale(h, dY), theta, k_bar[i])
         y_bar = y_bar + a_z
         theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
-        t_bar += to_float(a_t)
-        h_bar += c_i * to_float(a_t) + vdot(a_z, dY)
+        t_bar = t_bar + host(a_t, h)
+        h_bar = h_bar + c_i * host(a_t, h) + inner(a_z, dY, h)
         for j, a in row:
-            k_bar[j] = accumulate(k_bar[j], (h * a) * a_z)
+            k_bar[j] = accumulate(k_bar[j], scale(h * a, a_z))
     return y_bar, theta_bar, t_bar, h_bar
 
 
 def lincomb(terms, like):
     """Σ_j w_j k_j (zeros shaped like ``like`` for an empty sum)."""
-    terms = [(w, k) for w, k in terms if w != 0.0]
+    terms = [(w, k) for w, k in terms if not (np.ndim(w) == 0 and w == 0.0)]
     return weighted_sum(1.0, terms) if terms else 0.0 * like
 
 
@@ -136,13 +157,13 @@ def accumulate(total, term):
 
 
 def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
-    """Reverse of the interpolant z(θ) inside a step.
+    """Reverse of the interpolant z(θ) inside a step (θ, h floats or (B,) arrays).
 
     Returns
     -------
     y0_bar, y1_bar, f1_bar : arrays or None
         Cotangents on y_n, y_{n+1} and f(τ_{n+1}, y_{n+1}) (Hermite only).
-    th_bar, h_bar : float
+    th_bar, h_bar : float or array (B,)
         Cotangents on θ and on h (through the h in front of the stage sum).
     k_bar : list
         The stage cotangents, updated.
@@ -152,18 +173,18 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
         h00, h10, h01, h11 = hermite_weights(th)
         d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
                               -6 * th * th + 6 * th, 3 * th * th - 2 * th)
-        k_bar[0] = accumulate(k_bar[0], (h10 * h) * z_bar)
-        th_bar = vdot(z_bar, d00 * y0 + (d10 * h) * k[0] + d01 * y1 + (d11 * h) * f1)
-        h_bar = vdot(z_bar, h10 * k[0] + h11 * f1)
-        return h00 * z_bar, h01 * z_bar, (h11 * h) * z_bar, th_bar, h_bar, k_bar
-    P = float_P(tableau.dense)
-    weights = stage_weights(P.tolist(), th)
-    slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P.tolist()]
-    for i, w in enumerate(weights):
-        if w != 0.0:
-            k_bar[i] = accumulate(k_bar[i], (h * w) * z_bar)
-    th_bar = h * vdot(z_bar, lincomb(list(zip(slopes, k)), y0))
-    h_bar = vdot(z_bar, lincomb(list(zip(weights, k)), y0))
+        k_bar[0] = accumulate(k_bar[0], scale(h10 * h, z_bar))
+        th_bar = inner(z_bar, lincomb([(d00, y0), (d10 * h, k[0]), (d01, y1), (d11 * h, f1)], y0), h)
+        h_bar = inner(z_bar, lincomb([(h10, k[0]), (h11, f1)], y0), h)
+        return scale(h00, z_bar), scale(h01, z_bar), scale(h11 * h, z_bar), th_bar, h_bar, k_bar
+    P = float_P(tableau.dense).tolist()
+    weights = stage_weights(P, th)
+    slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P]
+    for i, (w, row) in enumerate(zip(weights, P)):
+        if any(row):
+            k_bar[i] = accumulate(k_bar[i], scale(h * w, z_bar))
+    th_bar = h * inner(z_bar, lincomb(list(zip(slopes, k)), y0), h)
+    h_bar = inner(z_bar, lincomb(list(zip(weights, k)), y0), h)
     return z_bar, None, None, th_bar, h_bar, k_bar
 
 
@@ -184,40 +205,39 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
 
     Returns
     -------
-    dz0 : array like z0;  dtheta : tree like theta (or None);  dt : ndarray (N,)
+    dz0 : array like z0;  dtheta : tree like theta (or None; summed over samples);
+    dt : ndarray (N,) (summed over samples: the output times are shared)
     """
-    tau = grid.points(t)
+    xp = array_module(ys[0])
+    tau = grid.points(t, xp)
     t = t.tolist() if isinstance(t, np.ndarray) else t
-    y_bar = [None] * len(ys)
-    y_bar[0] = g[0]
-    inside = {}
-    for i in range(1, len(t)):
-        n = int(grid.out_step[i])
-        if grid.out_at_end[i]:
-            y_bar[n + 1] = accumulate(y_bar[n + 1], g[i])
-        else:
-            inside.setdefault(n, []).append(i)
-    tau_bar, t_bar = np.zeros(len(ys)), np.zeros(len(t))
-    theta_bar = None
+    tau_bar, t_bar = [0.0] * len(tau), [0.0] * len(t)
+    y_bar, theta_bar = 0.0 * ys[-1], None
     for n in reversed(range(grid.n_steps)):
-        result = step_backward(f, tableau, theta, t, tau, n, ys, g, inside.get(n, []),
-                               y_bar[n + 1], tau_bar, t_bar)
-        y0_bar, theta_step = result
-        y_bar[n] = accumulate(y_bar[n], y0_bar)
+        interior = []
+        for i, in_step, at_end in grid.outputs_of_step(n, xp):
+            y_bar = y_bar + select(in_step & at_end, g[i], 0.0 * g[i])
+            inside = strictly_inside(in_step, at_end)
+            if any_true(inside):
+                interior.append((i, inside))
+        y_bar, theta_step = step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y_bar,
+                                          tau_bar, t_bar)
         if theta_step is not None:
             theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
-    t_bar = t_bar + grid.point_time_gradient(tau_bar, len(t))
+    dt = np.array([to_float(xp.sum(v)) if not isinstance(v, float) else v for v in t_bar])
+    dt = dt + grid.point_time_gradient(tau_bar, len(t))
     if theta is not None and theta_bar is None:
         theta_bar = tree_zeros_like(theta)
-    return y_bar[0], theta_bar, t_bar
+    return y_bar + g[0], theta_bar, dt
 
 
 def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar, t_bar):
     """Reverse of step n and of the dense outputs inside it.
 
-    Adds the step's contributions to the host arrays ``tau_bar`` (per step point) and
-    ``t_bar`` (per output time, through θ = (t_i - τ_n)/h) in place; these are plain
-    NumPy bookkeeping arrays, never traced.
+    ``interior`` lists (i, inside) for the outputs strictly inside the step (``inside``
+    True, or a (B,) mask). Adds the step's contributions to the lists ``tau_bar`` (per
+    step point) and ``t_bar`` (per output time, through θ = (t_i - τ_n)/h); these are
+    bookkeeping, never traced.
 
     Returns
     -------
@@ -226,30 +246,30 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     y, y1, h = ys[n], ys[n + 1], tau[n + 1] - tau[n]
     _, _, k = rk_step(f, tableau, tau[n], y, h, theta, f(tau[n], y, theta))
     rows = stage_rows(tableau, with_extra=bool(interior))
-    if interior:
-        k = with_extra_stages(f, tableau, theta, tau[n], h, y, k)
+    if interior and tableau.dense is not None:
+        k = extra_stages(f, tableau, tau[n], y, h, theta, k)
     f1 = f(tau[n + 1], y1, theta) if interior and tableau.dense is None else None
-    k_bar, y0_dense, f1_bar, h_bar = [None] * len(k), None, None, 0.0
-    y1_bar = y1_bar if y1_bar is not None else 0.0 * y1
-    for i in interior:
-        th = (t[i] - tau[n]) / h
-        y0_b, y1_b, f1_b, th_bar, h_b, k_bar = dense_vjp(tableau, th, h, y, y1, k, f1, g[i], k_bar)
+    k_bar, y0_dense, f1_bar, h_bar = [None] * len(k), None, None, 0.0 * h
+    for i, inside in interior:
+        th = where(inside, per_step(t[i] - tau[n], h), 0.0)
+        y0_b, y1_b, f1_b, th_bar, h_b, k_bar = dense_vjp(tableau, th, h, y, y1, k, f1,
+                                                         select(inside, g[i], 0.0 * g[i]), k_bar)
         y0_dense = accumulate(y0_dense, y0_b)
         y1_bar = y1_bar if y1_b is None else y1_bar + y1_b
         f1_bar = f1_bar if f1_b is None else accumulate(f1_bar, f1_b)
-        t_bar[i] += th_bar / h                       # θ = (t_i - τ_n) / h
-        tau_bar[n] -= th_bar / h
-        h_bar += h_b - th_bar * th / h
+        t_bar[i] = t_bar[i] + per_step(th_bar, h)    # θ = (t_i - τ_n) / h
+        tau_bar[n] = tau_bar[n] - per_step(th_bar, h)
+        h_bar = h_bar + h_b - per_step(th_bar * th, h)
     theta_bar = None
     if f1_bar is not None:                           # Hermite's slope f(τ_{n+1}, y_{n+1})
         a_z, theta_bar, a_t = f.vjp(tau[n + 1], y1, theta, f1_bar)
         y1_bar = y1_bar + a_z
-        tau_bar[n + 1] += to_float(a_t)
+        tau_bar[n + 1] = tau_bar[n + 1] + host(a_t, h)
     y0_bar, theta_step, t_step, h_step = rk_step_vjp(f, tableau, rows, tau[n], y, h, theta, k,
                                                       y1_bar, k_bar)
-    h_bar += h_step
-    tau_bar[n] += t_step - h_bar                     # h = τ_{n+1} - τ_n
-    tau_bar[n + 1] += h_bar
+    h_bar = h_bar + h_step
+    tau_bar[n] = tau_bar[n] + t_step - h_bar         # h = τ_{n+1} - τ_n
+    tau_bar[n + 1] = tau_bar[n + 1] + h_bar
     if theta_step is not None:
         theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
     return (y0_bar if y0_dense is None else y0_bar + y0_dense), theta_bar

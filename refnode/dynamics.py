@@ -18,10 +18,12 @@ Layers in :mod:`refnode.nn` provide hand-derived VJPs. A plain callable gets one
 derived by autograd (:func:`as_dynamics`).
 """
 
+import numpy as np
 from autograd import make_vjp
 
-from .backend import array_module
-from .errors import InputError
+from .backend import array_module, to_numpy
+from .errors import InputError, RefnodeError
+from .params import tree_leaves
 
 
 class AutogradDynamics:
@@ -77,3 +79,51 @@ def value_and_vjp(f, t, z, theta, a):
     if hasattr(f, "value_and_vjp"):
         return f.value_and_vjp(t, z, theta, a)
     return (f(t, z, theta),) + tuple(f.vjp(t, z, theta, a))
+
+
+def check_vjp_output(f, t, z, theta, a, per_sample=False):
+    """Call ``f.vjp`` once and check what it returns, before a reverse pass starts.
+
+    A hand-written VJP that returns the wrong shapes, a list or a 2-tuple, ``None`` for a
+    θ-gradient that exists, or non-finite values would otherwise fail deep inside the
+    reverse pass or, worse, give a wrong gradient silently.
+
+    Raises
+    ------
+    InputError
+        Naming what is wrong with the VJP's output and what it should be.
+    """
+    name = getattr(f, "__name__", type(f).__name__)
+    try:
+        out = f.vjp(t, z, theta, a)
+    except RefnodeError:
+        raise
+    except Exception as err:
+        raise InputError(f"{name}.vjp(t, z, theta, a) raised {type(err).__name__}: {err}. Check "
+                         "that the VJP accepts the state, theta and a cotangent of the state's "
+                         "shape.") from err
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise InputError(f"{name}.vjp(t, z, theta, a) must return a 3-tuple (a_z, a_theta, a_t); "
+                         f"got {type(out).__name__}"
+                         f"{' of length ' + str(len(out)) if isinstance(out, (tuple, list)) else ''}.")
+    a_z, a_theta, a_t = out
+    if getattr(a_z, "shape", None) != getattr(z, "shape", None):
+        raise InputError(f"{name}.vjp returned a_z of shape {getattr(a_z, 'shape', None)}; it must "
+                         f"have the state's shape {getattr(z, 'shape', None)}.")
+    if theta is not None:
+        got = [getattr(g, "shape", None) for g in tree_leaves(a_theta)]
+        want = [tuple(getattr(p, "shape", ())) for p in tree_leaves(theta)]
+        if got != want:
+            raise InputError(f"{name}.vjp returned a_theta with leaf shapes {got}; it must match "
+                             f"theta's leaves {want} (one gradient per parameter, summed over "
+                             "the batch).")
+    t_shape = tuple(getattr(a_t, "shape", ()))
+    if t_shape not in ((), (z.shape[0],) if per_sample else ()):
+        raise InputError(f"{name}.vjp returned a_t of shape {t_shape}; it must be a scalar "
+                         f"(aᵀ∂f/∂t summed over the batch){' or (B,) per sample' if per_sample else ''}.")
+    leaves = [a_z, a_t] + ([] if theta is None else tree_leaves(a_theta))
+    xp = array_module(a_z)
+    finite = xp.stack([xp.all(xp.isfinite(xp.asarray(leaf))) for leaf in leaves])
+    if not bool(to_numpy(xp.all(finite))):                      # one host sync
+        raise InputError(f"{name}.vjp returned non-finite values (NaN or inf) at t = "
+                         f"{float(np.max(to_numpy(t)))!r}: check the hand-written VJP.")

@@ -2,9 +2,10 @@
 
 Three ways to the same gradient (the public API contract):
 
-* ``"adjoint"`` — the continuous adjoint, Algorithm 2 (:mod:`refnode.adjoint`): O(1)
-  memory in the number of steps; its error is controlled by the reverse solve's
-  tolerances, so it differs from the discrete gradient by about the solver tolerance;
+* ``"adjoint"`` (or ``Adjoint(...)`` with its settings) — the continuous adjoint,
+  Algorithm 2 (:mod:`refnode.adjoint`): O(1) memory in the number of steps; its error is
+  controlled by the reverse solve's tolerances, so it differs from the discrete gradient
+  by about the solver tolerance;
 * ``"discrete"`` — the hand-derived reverse of the recorded steps
   (:mod:`refnode.discrete_adjoint`): the exact gradient of the computed solution;
 * ``"autograd"`` — the same replayed steps traced by autograd: an independent oracle
@@ -12,6 +13,12 @@ Three ways to the same gradient (the public API contract):
 
 For ``"discrete"`` and ``"autograd"`` the step-size selection is not differentiated:
 the grid of step points is held fixed relative to the output times (:mod:`refnode.grid`).
+That makes them the exact gradient of the *computed* map z0 ↦ z(t), which is a gradient
+of the ODE's flow only as far as the steps resolve the perturbed solutions too. Error
+control watches the solution, not its sensitivities: where a direction that the loss
+sees is invisible to the error estimate (docs/design.md, "when the discrete gradient is
+a gradient of the ODE"), the discrete gradient can be off by far more than rtol while the
+adjoint, which controls the error of a(t) itself, is right.
 """
 
 import numpy as np
@@ -19,38 +26,41 @@ from autograd import make_vjp
 
 from .adjoint import adjoint_sweep
 from .backend import array_module, to_numpy
-from .checks import check_state, check_times, check_tolerances
+from .checks import check_theta_differentiable, check_tolerances
 from .discrete_adjoint import discrete_vjp, replay
-from .dynamics import as_dynamics
-from .errors import InputError
+from .drivers import fixed_grid
+from .dynamics import as_dynamics, check_vjp_output
+from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
-from .methods import get_method
-from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, fixed_grid, solve
+from .independent import SampleTimeDynamics, solve_interval
+from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_batch, check_problem, solve
+from .options import Adjoint, as_control, from_legacy_keywords
+from .params import tree_leaves
 
-#: The gradient methods of :func:`odeint_vjp`.
+#: The gradient methods of :func:`odeint_vjp` by name (``Adjoint(...)`` is the fourth form).
 GRADIENTS = ("adjoint", "discrete", "autograd")
 
 
 def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL,
-               gradient="adjoint", *, adjoint_method=None, adjoint_rtol=None, adjoint_atol=None,
-               seminorm=False, reset=True, step_size=None, n_steps=None, batch="shared",
-               **options):
+               gradient="adjoint", *, step_size=None, n_steps=None, control=None,
+               batch="shared", **legacy):
     """Solve dz/dt = f(t, z, theta) and return the states with their VJP.
 
     Parameters
     ----------
-    f, z0, t, theta, method, rtol, atol, step_size, n_steps, **options
+    f, z0, t, theta, method, rtol, atol, step_size, n_steps, control, batch
         As in :func:`refnode.solve`. ``f`` without a ``.vjp`` gets one from autograd.
-    gradient : {"adjoint", "discrete", "autograd"}
-    adjoint_method, adjoint_rtol, adjoint_atol
-        Method and tolerances of the adjoint's reverse solves (default: the forward's).
-    seminorm : bool
-        Adjoint only: error control on z and a alone (Kidger et al. 2021).
-    reset : bool
-        Adjoint only: restart z from the stored forward state at each output time.
-    batch : {"shared", "independent"}
-        As in :func:`refnode.solve`. "independent" supports "discrete" and "adjoint"
-        (see :mod:`refnode.independent_gradients`).
+        ``t`` needs at least two times.
+    gradient : {"adjoint", "discrete", "autograd"} or Adjoint
+        ``Adjoint(method=, rtol=, atol=, seminorm=, reset=, max_steps=, ...)`` sets the
+        reverse solve of the continuous adjoint; ``"adjoint"`` is ``Adjoint()``: the
+        forward's method, tolerances and step limit. ``batch="independent"`` supports
+        ``"discrete"`` and the adjoint.
+    **legacy
+        ``adjoint_method``, ``adjoint_rtol``, ``adjoint_atol``, ``seminorm``, ``reset``
+        (deprecated spellings of ``gradient=Adjoint(...)``) and ``first_step``,
+        ``max_steps``, ``min_step``, ``trace`` (of ``control=StepControl(...)``),
+        accepted with a DeprecationWarning for one release.
 
     Returns
     -------
@@ -60,31 +70,38 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
         dz0 like z0, dtheta like theta (None if theta is None), dt of shape (N,).
         ``vjp.forward_stats`` and, after a call, ``vjp.backward_stats`` hold the NFE
         and step counts.
+
+    Notes
+    -----
+    When is the discrete gradient a gradient of the ODE? It is always the exact
+    gradient of the computed solution. It approaches the ODE's gradient as the steps
+    resolve every perturbed trajectory the loss sees, which error control guarantees
+    only for directions that move the solution itself. A fixed grid refined at the
+    method's order, or a check against the adjoint at two tolerances, tells; the
+    worked example ``A = [[1, 0], [0, 0]]``, ``z0 = [0, 1]`` is in tutorial 05.
     """
-    if gradient not in GRADIENTS:
-        raise InputError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}.")
+    adjoint = as_gradient(gradient)
+    check_batch(batch)
+    control, adjoint = from_legacy_keywords(legacy, control, adjoint, where="odeint_vjp")
+    control = as_control(control)
     f = as_dynamics(f)
-    t_checked, _ = check_times(t)
+    tableau, t_checked, _, z0 = check_problem(f, z0, t, method, rtol, atol)
+    check_theta_differentiable(theta)
     if len(t_checked) < 2:
         raise InputError("odeint_vjp needs at least two times (an initial and a final one).")
-    z0 = check_state(z0)
     if batch == "independent" and gradient == "autograd":
         raise InputError("gradient='autograd' replays one shared step grid; with "
                          "batch='independent' use gradient='discrete' or 'adjoint'.")
-    tableau = get_method(method)
-    settings = dict(method=get_method(adjoint_method or method),         # the reverse solves
-                    rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                    atol=atol if adjoint_atol is None else adjoint_atol,
-                    seminorm=seminorm, reset=reset, step_size=step_size, n_steps=n_steps)
-    check_tolerances(settings["rtol"], settings["atol"], z0)
+    if adjoint is not None:
+        adjoint = check_adjoint(adjoint.resolved(tableau, rtol, atol, step_size, n_steps,
+                                                 control.max_steps), z0, batch)
     sol = solve(f, z0, t_checked, theta, method=method, rtol=rtol, atol=atol,
-                step_size=step_size, n_steps=n_steps, batch=batch,
-                keep_grid=gradient != "adjoint", **options)
-    if batch == "independent":
-        from .independent_gradients import independent_vjp
-        return independent_vjp(f, tableau, z0, t_checked, theta, sol, gradient, settings)
-    if gradient == "adjoint":
-        return sol.z, AdjointVJP(f, t_checked, sol, theta, settings)
+                step_size=step_size, n_steps=n_steps, control=control, batch=batch)
+    per_sample = batch == "independent"
+    if per_sample:
+        f = SampleTimeDynamics(f, z0.dtype)
+    if adjoint is not None:
+        return sol.z, AdjointVJP(f, t_checked, sol, theta, adjoint, per_sample)
     if step_size is not None or n_steps is not None:
         grid = fixed_step_grid(fixed_grid(t_checked, step_size, n_steps))
     else:
@@ -94,19 +111,72 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     return autograd_vjp(f, tableau, z0, t_checked, theta, grid, sol.stats)
 
 
+def as_gradient(gradient):
+    """An :class:`Adjoint` for the continuous adjoint, None for the other two methods."""
+    if isinstance(gradient, Adjoint):
+        return gradient
+    if not isinstance(gradient, str) or gradient not in GRADIENTS:
+        raise InputError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)} "
+                         "or pass refnode.Adjoint(...).")
+    return Adjoint() if gradient == "adjoint" else None
+
+
+def check_adjoint(adjoint, z0, batch):
+    """The resolved adjoint settings, checked before the forward solve does any work."""
+    check_tolerances(adjoint.rtol, adjoint.atol, z0)
+    fixed = adjoint.step_size is not None or adjoint.n_steps is not None
+    if not fixed and not adjoint.method.adaptive:
+        raise InputError(f"the adjoint's method {adjoint.method.name!r} has no error estimate: "
+                         "give the reverse solve a grid, Adjoint(step_size=...) or "
+                         "Adjoint(n_steps=...), or use an adaptive method.")
+    if fixed and batch == "independent":
+        raise InputError("batch='independent' chooses reverse steps per sample: the adjoint "
+                         "needs an adaptive method without step_size/n_steps.")
+    return adjoint
+
+
 class _VJP:
     """Shared checks of a VJP closure: the cotangent must match the states' shape."""
 
-    def __init__(self, z_shape, forward_stats):
-        self.z_shape = tuple(z_shape)
+    def __init__(self, z_shape, z_dtype, forward_stats):
+        self.z_shape, self.z_dtype = tuple(z_shape), z_dtype
         self.forward_stats = forward_stats
         self.backward_stats = None
+        self.vjp_checked = False
+
+    def check_dynamics(self, f, t, zs, theta, g, per_sample):
+        """Probe f.vjp once at the last output time (shapes, structure, finiteness)."""
+        if not self.vjp_checked:
+            t_last = array_module(zs).zeros(zs.shape[1]) + float(t[-1]) if per_sample else float(t[-1])
+            check_vjp_output(f, t_last, zs[-1], theta, g[-1], per_sample)
+            self.vjp_checked = True
+
+    @staticmethod
+    def finite(dz0, dtheta, dt):
+        """The gradients, after checking they are finite (a VJP may return NaN mid-way)."""
+        xp = array_module(dz0)
+        leaves = [dz0] + ([] if dtheta is None else tree_leaves(dtheta))
+        finite = xp.stack([xp.all(xp.isfinite(xp.asarray(leaf))) for leaf in leaves])
+        if not (bool(to_numpy(xp.all(finite))) and np.all(np.isfinite(dt))):   # one host sync
+            raise NonFiniteStateError("the gradient became non-finite (NaN or inf) in the "
+                                      "reverse pass: f.vjp returned non-finite values at "
+                                      "some step. Check the VJP (and the forward solve's "
+                                      "stats) for overflow.")
+        return dz0, dtheta, dt
 
     def check(self, dL_dz):
-        if tuple(getattr(dL_dz, "shape", ())) != self.z_shape:
-            raise InputError(f"dL_dz has shape {getattr(dL_dz, 'shape', None)}; it must match "
-                             f"the states' shape {self.z_shape} (one cotangent per output time).")
+        if not hasattr(dL_dz, "shape") or tuple(dL_dz.shape) != self.z_shape:
+            raise InputError(f"dL_dz has shape {getattr(dL_dz, 'shape', type(dL_dz).__name__)}; "
+                             f"it must match the states' shape {self.z_shape} (one cotangent per "
+                             "output time).")
+        kind = getattr(getattr(dL_dz, "dtype", None), "kind", None)
+        if kind not in ("f", "i", "u", "b"):
+            raise InputError(f"dL_dz must be a real array; got dtype {dL_dz.dtype}. Complex "
+                             "cotangents are not supported: pass the real and imaginary parts "
+                             "as two calls.")
         xp = array_module(dL_dz)
+        if kind != "f":
+            dL_dz = xp.asarray(dL_dz, dtype=self.z_dtype)
         if not bool(to_numpy(xp.all(xp.isfinite(dL_dz)))):
             raise InputError("dL_dz has non-finite entries.")
         return dL_dz
@@ -115,18 +185,20 @@ class _VJP:
 class AdjointVJP(_VJP):
     """vjp(dL_dz) by the continuous adjoint (Algorithm 2)."""
 
-    def __init__(self, f, t, sol, theta, settings):
-        super().__init__(sol.z.shape, sol.stats)
+    def __init__(self, f, t, sol, theta, settings, per_sample=False):
+        super().__init__(sol.z.shape, sol.z.dtype, sol.stats)
         self.f, self.t, self.zs, self.theta, self.settings = f, t, sol.z, theta, settings
+        self.per_sample = per_sample
 
     def __call__(self, dL_dz):
-        s = self.settings
-        dz0, dtheta, dt, stats = adjoint_sweep(
-            self.f, s["method"], self.t, self.zs, self.check(dL_dz), self.theta, rtol=s["rtol"],
-            atol=s["atol"], seminorm=s["seminorm"], reset=s["reset"], step_size=s["step_size"],
-            n_steps=s["n_steps"])
+        g = self.check(dL_dz)
+        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.per_sample)
+        interval = {"solve_interval": solve_interval(self.f)} if self.per_sample else {}
+        dz0, dtheta, dt, stats = adjoint_sweep(self.f, self.t, self.zs, g, self.theta,
+                                               self.settings, per_sample=self.per_sample,
+                                               **interval)
         self.backward_stats = stats
-        return dz0, dtheta, dt
+        return self.finite(dz0, dtheta, dt)
 
 
 class DiscreteVJP(_VJP):
@@ -134,35 +206,42 @@ class DiscreteVJP(_VJP):
 
     def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
         self.f, self.tableau, self.t, self.theta, self.grid = f, tableau, t, theta, grid
-        z, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
-        super().__init__(z.shape, forward_stats)
+        self.zs, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
+        super().__init__(self.zs.shape, self.zs.dtype, forward_stats)
 
     def __call__(self, dL_dz):
+        g = self.check(dL_dz)
+        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.grid.per_sample)
         dz0, dtheta, dt = discrete_vjp(self.f, self.tableau, self.theta, self.t, self.grid,
-                                       self.ys, self.check(dL_dz))
+                                       self.ys, g)
         self.backward_stats = dict(n_steps=self.grid.n_steps)
-        return dz0, dtheta, dt
+        return self.finite(dz0, dtheta, dt)
 
 
 def autograd_vjp(f, tableau, z0, t, theta, grid, forward_stats):
-    """The oracle: autograd traces :func:`refnode.discrete_adjoint.replay`."""
+    """The oracle: autograd traces :func:`refnode.discrete_adjoint.replay`.
+
+    The traced times are float64, so the states are cast back to z0's dtype (a float32
+    state stays float32, as in the other two gradients).
+    """
+    dtype = z0.dtype
     if theta is None:
-        fun = lambda args: replay(f, tableau, args[0], None, args[1], grid)[0]
+        fun = lambda args: replay(f, tableau, args[0], None, args[1], grid)[0].astype(dtype)
         vjp_fn, z = make_vjp(fun)((z0, t))
         pullback = lambda g: (lambda dz0, dt: (dz0, None, np.asarray(dt)))(*vjp_fn(g))
     else:
-        fun = lambda args: replay(f, tableau, args[0], args[1], args[2], grid)[0]
+        fun = lambda args: replay(f, tableau, args[0], args[1], args[2], grid)[0].astype(dtype)
         vjp_fn, z = make_vjp(fun)((z0, theta, t))
         pullback = lambda g: (lambda dz0, dth, dt: (dz0, dth, np.asarray(dt)))(*vjp_fn(g))
-    vjp = AutogradVJP(z.shape, forward_stats, pullback)
+    vjp = AutogradVJP(z.shape, z0.dtype, forward_stats, pullback)
     return z, vjp
 
 
 class AutogradVJP(_VJP):
     """vjp(dL_dz) by autograd through the replayed solver."""
 
-    def __init__(self, z_shape, forward_stats, pullback):
-        super().__init__(z_shape, forward_stats)
+    def __init__(self, z_shape, z_dtype, forward_stats, pullback):
+        super().__init__(z_shape, z_dtype, forward_stats)
         self.pullback = pullback
 
     def __call__(self, dL_dz):

@@ -4,22 +4,61 @@
     y_1 = y + h Σ_i b_i k_i
     e   = h Σ_i (b_i - b̂_i) k_i          (embedded error estimate, adaptive pairs)
 
-Nothing is written in place, so the same code runs on NumPy, CuPy and autograd.numpy
-arrays, and on parameter trees of them (the adjoint's augmented state).
+One arithmetic serves both batch modes. The step size h (and the time t) is a Python
+float, one for the whole state, or an array of shape (B,), one per sample of a batch
+whose leaves lead with the batch axis B; a per-sample h is broadcast along that axis
+(:func:`scale`). Nothing is written in place, so the same code runs on NumPy, CuPy and
+autograd.numpy arrays, and on parameter trees of them (the adjoint's augmented state).
 """
 
+from .backend import array_module
 from .params import tree_map
 
 
+def is_per_sample(c):
+    """True if ``c`` is a (B,) array of per-sample values rather than one number."""
+    return getattr(c, "ndim", 0) == 1
+
+
+def scale(c, x):
+    """c · x, where c is a number or a (B,) array broadcast along x's leading axis."""
+    if not is_per_sample(c):
+        return c * x
+    if c.dtype != x.dtype:
+        c = c.astype(x.dtype)
+    return array_module(c, x).reshape(c, (c.shape[0],) + (1,) * (x.ndim - 1)) * x
+
+
+def select(mask, y_true, y_false):
+    """y_true where ``mask`` holds, else y_false: per sample for a (B,) mask, or one bool."""
+    if not is_per_sample(mask):
+        return y_true if mask else y_false
+    def leafwise(a, b):
+        xp = array_module(a, b)
+        return xp.where(xp.reshape(mask, (mask.shape[0],) + (1,) * (a.ndim - 1)), a, b)
+    return tree_map(leafwise, y_true, y_false)
+
+
+def dot(x, y, per_sample=False):
+    """Σ x·y over all elements (a 0-d array), or over each sample's, shape (B,)."""
+    xp = array_module(x, y)
+    if per_sample:
+        return xp.sum(xp.reshape(x * y, (x.shape[0], -1)), axis=1)
+    return xp.sum(x * y)
+
+
 def weighted_sum(h, terms):
-    """h Σ_j w_j k_j for ``terms = [(w_j, k_j), ...]`` (k_j arrays or trees of arrays)."""
+    """h Σ_j w_j k_j for ``terms = [(w_j, k_j), ...]`` (k_j arrays or trees of arrays).
+
+    h and the weights w_j are numbers or (B,) arrays (:func:`scale`).
+    """
     if _is_tree(terms[0][1]):
         return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
                         *[k for _, k in terms])
     w0, k0 = terms[0]
-    acc = (h * w0) * k0                      # h folded into the scalar: one array op fewer
+    acc = scale(h * w0, k0)                  # h folded into the weight: one array op fewer
     for w, k in terms[1:]:
-        acc = acc + (h * w) * k
+        acc = acc + scale(h * w, k)
     return acc
 
 
@@ -44,11 +83,11 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     f : callable
         Dynamics ``f(t, y, theta)``.
     tableau : ButcherTableau
-    t : float
-        Time at the start of the step.
+    t : float or array, shape (B,)
+        Time at the start of the step (one per sample in ``batch="independent"``).
     y : array, any shape (or a tree of arrays)
         State at t.
-    h : float
+    h : float or array, shape (B,)
         Step size; negative to integrate backwards in time.
     theta : tree
         Parameters passed to f.
@@ -60,25 +99,31 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     y1 : array like y
         The propagated solution (order ``tableau.order``).
     error : array like y or None
-        h Σ (b_i - b̂_i) k_i for embedded pairs, else None.
+        h Σ (b_i - b̂_i) k_i for embedded pairs, else None. The step's error ratio,
+        which may combine further estimates, is ``tableau.error_ratio`` (the method's own).
     k : list of arrays, length s
         The stages. For an FSAL tableau k[-1] = f(t + h, y1, theta).
     """
     k = [k1]
     y1 = None
     for i in range(1, tableau.stages):
-        Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])
+        Y_i = stage_input(tableau, i, y, h, k)
         k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
         if tableau.fsal and i == tableau.stages - 1:
             y1 = Y_i  # last row of A equals b: the stage input is y1 itself
     if y1 is None:
-        y1 = combine(y, h, _weighted(tableau.b_float, k))
+        y1 = combine(y, h, nonzero(tableau.b_float, k))
     error = None
     if tableau.e_float is not None:
-        error = weighted_sum(h, _weighted(tableau.e_float, k))
+        error = weighted_sum(h, nonzero(tableau.e_float, k))
     return y1, error, k
 
 
-def _weighted(weights, k):
+def stage_input(tableau, i, y, h, k):
+    """Y_i = y + h Σ_{j<i} a_ij k_j, the state at which stage i evaluates f."""
+    return combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])
+
+
+def nonzero(weights, k):
     """[(w_i, k_i)] for the non-zero weights."""
     return [(w, k_i) for w, k_i in zip(weights, k) if w != 0.0]

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from .dense_output import NoDenseSolution
+
 
 @dataclass
 class StepRecord:
@@ -41,9 +43,14 @@ class Solution:
     grid : list of float or None
         The accepted step points t_0 < t_1 < ... (or decreasing): what the discrete
         adjoint and the autograd oracle replay (None when solved with keep_grid=False).
-    dense : callable or None
+    dense : callable
         With ``dense=True``: ``sol.dense(tau)`` evaluates the interpolant at any time
-        ``tau`` inside the solved interval.
+        ``tau`` inside the solved interval. Without it, calling ``sol.dense`` raises an
+        InputError that says so (and ``bool(sol.dense)`` is False).
+    next_step : float or None
+        Adaptive solves: the step the controller would try next (the step it wanted
+        before the last one was shortened to land on t[-1]); a solve that continues
+        from here can start with it instead of estimating a first step.
     """
 
     t: object
@@ -52,6 +59,11 @@ class Solution:
     trace: list = None
     grid: list = field(default_factory=list)
     dense: object = None
+    next_step: float = None
+
+    def __post_init__(self):
+        if self.dense is None:
+            self.dense = NoDenseSolution()
 
     @property
     def nfe(self):

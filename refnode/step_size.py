@@ -5,23 +5,28 @@ Hairer's codes (HNW I eq. (4.11)):
 
     ratio = sqrt( mean_i ( e_i / (atol_i + rtol_i · max(|y0_i|, |y1_i|)) )² )
 
-and the step is accepted when ratio <= 1.
+and the step is accepted when ratio <= 1. The mean runs over the whole state (one
+ratio, a Python float: ``batch="shared"``) or over each sample of a batch (a (B,) array
+of ratios: ``batch="independent"``); everything downstream of the ratio — controller,
+starting step — takes either, elementwise.
 
 Controller: the elementary "I" controller (HNW I eq. (4.13))
 
     h_new = h · min(MAX_FACTOR, max(MIN_FACTOR, SAFETY · ratio^(-1/q)))
 
-with q the power of h in the error estimate (p̂ + 1 for an embedded pair of orders
-p(p̂)). We use I rather than PI control because it is what SciPy's RK45/DOP853 and
-torchdiffeq's dopri5 use: users compare refnode's NFE and step sequences against them.
-After a rejected step the factor is capped at 1 (no growth right after a failure).
+with q the power of h in the error estimate (``tableau.error_power()``: p̂ + 1 for an
+embedded pair of orders p(p̂)). We use I rather than PI control because it is what
+SciPy's RK45/DOP853 and torchdiffeq's dopri5 use: users compare refnode's NFE and step
+sequences against them. After a rejected step the factor is capped at 1 (no growth right
+after a failure).
 """
 
 import numpy as np
 
-from .backend import array_module, to_float
+from .backend import array_module, to_float, to_numpy
+from .errors import InputError
 from .params import tree_leaves, tree_map
-from .rk_step import combine
+from .rk_step import combine, is_per_sample
 
 #: Safety factor on the optimal step (SciPy rk.py ``SAFETY``; HNW I p. 168 suggests 0.8–0.9).
 SAFETY = 0.9
@@ -29,8 +34,6 @@ SAFETY = 0.9
 MIN_FACTOR = 0.2
 #: Largest growth per step (SciPy ``MAX_FACTOR``; HNW I p. 168 ``facmax``, 1.5–5 there).
 MAX_FACTOR = 10.0
-#: Weight of the third-order estimate in dop853's combined error (Hairer's DOP853, ``bhh``).
-DOP853_ERR3_WEIGHT = 0.01
 
 
 def scaled_error(error, y0, y1, rtol, atol):
@@ -41,70 +44,125 @@ def scaled_error(error, y0, y1, rtol, atol):
     return error / (atol + rtol * xp.maximum(xp.abs(y0), xp.abs(y1)))
 
 
-def rms(x):
-    """Root mean square over all elements of an array or a tree of arrays."""
-    if not isinstance(x, (tuple, list, dict)):
-        xp = array_module(x)
-        flat = xp.reshape(x, (-1,))
-        return xp.sqrt((flat @ flat) / flat.shape[0])   # a dot product: cheaper than mean
+def rms(x, per_sample=False):
+    """Root mean square over all elements of an array or tree, or over each sample's.
+
+    Returns a 0-d array, or with ``per_sample=True`` an array of shape (B,) (the leaves
+    lead with the batch axis B).
+    """
     leaves = tree_leaves(x)
     xp = array_module(*leaves)
+    if per_sample:
+        rows = [xp.reshape(leaf, (leaf.shape[0], -1)) for leaf in leaves]
+        total = sum(xp.sum(r * r, axis=1) for r in rows)
+        return xp.sqrt(total / max(sum(r.shape[1] for r in rows), 1))
+    if len(leaves) == 1:
+        flat = xp.reshape(leaves[0], (-1,))
+        return xp.sqrt((flat @ flat) / max(flat.shape[0], 1))   # a dot product: cheaper than mean
     total = sum(xp.sum(leaf * leaf) for leaf in leaves)
-    count = sum(int(np.size(leaf)) for leaf in leaves)
-    return xp.sqrt(total / max(count, 1))
+    return xp.sqrt(total / max(sum(int(np.size(leaf)) for leaf in leaves), 1))
 
 
-def error_ratio(error, y0, y1, rtol, atol, error3=None):
-    """The scaled RMS error of a step as a Python float; accept the step if <= 1.
+def error_ratio(error, y0, y1, rtol, atol, per_sample=False):
+    """The scaled RMS error of a step; accept the step where it is <= 1.
 
     Parameters
     ----------
-    error : array, shape like y
+    error : array, shape like y (or a tree)
         Embedded error estimate h Σ (b_i - b̂_i) k_i.
     y0, y1 : arrays, shape like y
         The state before and after the step.
     rtol, atol : float or array broadcastable to y
-    error3 : array, optional
-        dop853's third-order estimate; when given, the combined estimate of Hairer's
-        DOP853 is used: err5 · |err5| / sqrt(|err5|² + 0.01 |err3|²).
+    per_sample : bool
+        One ratio per sample (shape (B,), device array) instead of one Python float.
     """
-    err5 = to_float(rms(scaled_error(error, y0, y1, rtol, atol)))
-    if error3 is None:
-        return err5
-    err3 = to_float(rms(scaled_error(error3, y0, y1, rtol, atol)))
-    denom = float(np.sqrt(err5 ** 2 + DOP853_ERR3_WEIGHT * err3 ** 2))
-    return 0.0 if denom == 0.0 else err5 * err5 / denom
+    ratio = rms(scaled_error(error, y0, y1, rtol, atol), per_sample)
+    return ratio if per_sample else to_float(ratio)
+
+
+class rms_norm:
+    """The default error norm ``norm(error, y0, y1) -> ratio`` of a solve.
+
+    Every norm, the user's included, has this one signature for every method; a method
+    with several estimates (dop853) calls it once per estimate. ``per_sample=True``
+    gives one ratio per sample, shape (B,).
+    """
+
+    def __init__(self, rtol, atol, per_sample=False):
+        self.rtol, self.atol, self.per_sample = rtol, atol, per_sample
+
+    def __call__(self, error, y0, y1):
+        return error_ratio(error, y0, y1, self.rtol, self.atol, self.per_sample)
+
+
+# -- elementwise helpers: a Python float, or a (B,) array, through one formula ---------------
+
+def where(condition, x, y):
+    """x where ``condition`` holds, else y: for one bool or elementwise for arrays."""
+    if is_per_sample(condition):
+        return array_module(condition).where(condition, x, y)
+    return x if condition else y
+
+
+def clip(x, low, high):
+    """min(high, max(low, x)) for a float or elementwise for an array."""
+    if is_per_sample(x):
+        return array_module(x).clip(x, low, high)
+    return min(high, max(low, x))
+
+
+def isfinite(x):
+    return array_module(x).isfinite(x) if is_per_sample(x) else bool(np.isfinite(x))
+
+
+def all_true(x):
+    """True if x (a bool, or a (B,) array of bools) holds everywhere (one host sync)."""
+    return bool(to_numpy(array_module(x).all(x))) if is_per_sample(x) else bool(x)
 
 
 def step_factor(ratio, q, after_rejection=False):
-    """The factor h_new / h of the I controller for a step with error ``ratio``."""
-    if not np.isfinite(ratio):
-        return MIN_FACTOR
-    if ratio == 0.0:
-        factor = MAX_FACTOR
-    else:
-        factor = min(MAX_FACTOR, max(MIN_FACTOR, SAFETY * ratio ** (-1.0 / q)))
-    if after_rejection:
-        factor = min(1.0, factor)
-    return factor
+    """The factor h_new / h of the I controller for a step with error ``ratio``.
+
+    ``ratio`` (and ``after_rejection``) is a number, or a (B,) array for per-sample steps.
+    A non-finite ratio shrinks by MIN_FACTOR, a zero ratio grows by MAX_FACTOR.
+    """
+    positive = isfinite(ratio) & (ratio > 0.0)
+    optimal = SAFETY * where(positive, ratio, 1.0) ** (-1.0 / q)
+    factor = where(positive, clip(optimal, MIN_FACTOR, MAX_FACTOR),
+                   where(isfinite(ratio), MAX_FACTOR, MIN_FACTOR))
+    return where(after_rejection, clip(factor, 0.0, 1.0), factor)
 
 
 def initial_step(f, t0, y0, f0, theta, direction, q, rtol, atol, norm=None):
     """Hairer's starting step (HNW I p. 169, algorithm "(a)–(f)"). Costs one f evaluation.
 
+    ``norm(x, y0, y1)`` is the solve's error norm (default: :func:`rms_norm`); a
+    per-sample norm gives one starting step per sample, with ``t0`` of shape (B,).
+
     Returns
     -------
-    h : float
+    h : float or array, shape (B,)
         Signed first step (its sign is ``direction``).
+
+    Raises
+    ------
+    InputError
+        When |f(t0, z0)| is too large for its scaled norm to be a float (no step
+        size can be chosen from it).
     """
-    norm = norm or (lambda x, y: to_float(rms(scaled_error(x, y, y, rtol, atol))))
-    d0, d1 = norm(y0, y0), norm(f0, y0)
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    y1 = combine(y0, direction * h0, [(1.0, f0)])
-    f1 = f(t0 + direction * h0, y1, theta)
-    d2 = norm(combine(f1, -1.0, [(1.0, f0)]), y0) / h0
-    if max(d1, d2) <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / q)
-    return direction * min(100 * h0, h1)
+    norm = norm or rms_norm(rtol, atol)
+    d0, d1 = norm(y0, y0, y0), norm(f0, y0, y0)
+    if not all_true(isfinite(d1)):
+        raise InputError(f"f(t0, z0) at t0 = {float(np.min(to_numpy(t0)))!r} is so large that its scaled "
+                         "norm overflows float64, so no starting step can be chosen: rescale "
+                         "the problem or pass a first_step.")
+    small = (d0 < 1e-5) | (d1 < 1e-5)
+    h0 = where(small, 1e-6, 0.01 * d0 / where(small, 1.0, d1))
+    h0 = where(h0 > 0.0, h0, 1e-6)          # d0/d1 underflowed: start from Hairer's floor
+    f1 = f(t0 + direction * h0, combine(y0, direction * h0, [(1.0, f0)]), theta)
+    d2 = norm(combine(f1, -1.0, [(1.0, f0)]), y0, y0) / h0
+    d_max = where(d1 > d2, d1, d2)
+    flat = d_max <= 1e-15
+    h1 = where(flat, clip(h0 * 1e-3, 1e-6, np.inf), (0.01 / where(flat, 1.0, d_max)) ** (1.0 / q))
+    h1 = where(isfinite(h1), h1, h0)         # f1 overflowed: the first trial step will shrink
+    return direction * where(100 * h0 < h1, 100 * h0, h1)

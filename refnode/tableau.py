@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from refnode.errors import InputError
+from refnode.order_conditions import check_declared_orders
 
 #: Tolerance for checking coefficients given as floats (some published tables, e.g.
 #: dop853, are only available as decimal expansions).
@@ -86,7 +87,8 @@ class ButcherTableau:
         The method's own interpolant; Hermite interpolation is used otherwise.
     b_hat3 : sequence, shape (s,), optional
         A second embedded solution of order 3 (dop853 only); its error weights are
-        ``e3_float``. The driver combines the two estimates (see ``refnode.methods.dop853``).
+        ``e3_float``. The method combines the two estimates in its own
+        :meth:`error_ratio` (see ``refnode.methods.dop853``); drivers only call that.
     """
 
     name: str
@@ -149,6 +151,7 @@ class ButcherTableau:
             fail("b_hat3 is a second embedded solution; give b_hat as well")
         if self.dense is not None:
             self._validate_dense(s, fail)
+        check_declared_orders(self)  # order conditions up to min(order, 5), b_hat != b
 
     def _validate_dense(self, s, fail):
         dense = self.dense
@@ -198,6 +201,28 @@ class ButcherTableau:
     def A_numpy(self):
         """A as a float64 array, shape (s, s)."""
         return np.array([[float(x) for x in row] for row in self.A])
+
+    # -- the method's error estimate (a method with its own overrides these two) ----------
+    def error_power(self):
+        """q, the power of h in the error estimate: p̂ + 1 (the controller's exponent is 1/q)."""
+        return min(self.order, self.error_order) + 1
+
+    def error_ratio(self, norm, h, error, k, y0, y1):
+        """The step's error ratio (accept where <= 1): ``norm(error, y0, y1)``.
+
+        Parameters
+        ----------
+        norm : callable
+            ``norm(error, y0, y1) -> ratio``, the solve's error norm (a float, or (B,)
+            per sample); see :func:`refnode.step_size.rms_norm`.
+        h : float or array, shape (B,)
+        error : array like y
+            h Σ (b_i - b̂_i) k_i from :func:`refnode.rk_step.rk_step`.
+        k : list of arrays
+            The step's stages (a method with a second estimate needs them).
+        y0, y1 : arrays like y
+        """
+        return norm(error, y0, y1)
 
 
 def _exact(*xs):

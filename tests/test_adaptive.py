@@ -36,7 +36,7 @@ def tolerance_exponent(tableau):
     Each step's local error is ~tol, so h ~ tol^(1/q) and the global error ~ h^p ~ tol^(p/q):
     1 for pairs that propagate the higher order (dopri5, ...), 4/5 for fehlberg45.
     """
-    q = 8 if tableau.e3_float is not None else min(tableau.order, tableau.error_order) + 1
+    q = tableau.error_power()          # the method's own: p̂ + 1, or 8 for dop853's combined estimate
     return tableau.order / q
 
 
@@ -133,7 +133,10 @@ def test_dense_evaluation_shapes_and_bounds():
         sol.dense(4.5)
     with pytest.raises(InputError, match="outside the solved interval"):
         sol.dense(-0.1)
-    assert rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0]).dense is None
+    no_dense = rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0]).dense
+    assert not no_dense
+    with pytest.raises(InputError, match="dense=True"):
+        no_dense(1.0)
 
 
 def test_dense_output_covers_the_exact_end_time():

@@ -179,5 +179,6 @@ def test_adjoint_one_host_sync_per_reverse_step():
     _, vjp = rn.odeint_vjp(f, strict.to_device(z0), np.array([0.0, 1.0]), strict.to_device(theta))
     before = strict.TRANSFERS[0]
     vjp(strict.to_device(np.ones((2,) + z0.shape)))
-    setup = 6         # the cotangent check, ∂L/∂t_i, the starting step's norms, dt[0]
+    setup = 8         # the cotangent check, the VJP probe, ∂L/∂t_i, the starting step's norms,
+                      # dt[0], the final finiteness check
     assert strict.TRANSFERS[0] - before <= vjp.backward_stats["n_steps"] + setup

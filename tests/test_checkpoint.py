@@ -54,7 +54,8 @@ def test_file_is_plain_npz_without_pickles(tmp_path):
     path = tmp_path / "ckpt.npz"
     save_checkpoint(path, {"W": np.eye(2)}, {"epoch": 1})
     with np.load(path, allow_pickle=False) as npz:
-        assert set(npz.files) == {"leaf_0", "__format__", "__structure__", "__metadata__"}
+        assert set(npz.files) == {"leaf_0", "__format__", "__structure__", "__metadata__",
+                                  "__checksum__"}
         np.testing.assert_array_equal(npz["leaf_0"], np.eye(2))
 
 

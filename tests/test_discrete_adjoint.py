@@ -27,8 +27,8 @@ from problems import mlp_f, mlp_theta
 
 pytestmark = [pytest.mark.adjoint, pytest.mark.vjp]
 
-#: Discrete adjoint vs autograd through the same steps (DESIGN.md §5): both are exact
-#: up to roundoff, summed over a few hundred operations.
+#: Discrete adjoint vs autograd through the same steps (docs/design.md, "Tolerances in
+#: the tests"): both are exact up to roundoff, summed over a few hundred operations.
 EXACT_RTOL = 1e-10
 #: Adaptive tolerances of the drawn problems: loose, so steps are few and outputs often
 #: fall inside steps (dense output); exactness does not depend on them.

@@ -151,7 +151,7 @@ def test_non_finite_dynamics_in_an_adaptive_solve():
     with np.errstate(invalid="ignore"), pytest.raises(NonFiniteStateError) as info:
         rn.solve(f, GAUSSIAN.z0, [0.0, 1.0], first_step=0.1)
     assert info.value.t == 0.0
-    assert "non-finite at every trial step from t = 0.0" in str(info.value)
+    assert "non-finite (NaN or inf) at every trial step from t = 0.0" in str(info.value)
 
 
 def test_non_finite_dynamics_after_a_time_are_not_stepped_over():

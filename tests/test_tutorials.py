@@ -7,8 +7,10 @@ to a temporary directory.
 """
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,56 @@ def test_format_check_rejects_code_before_the_first_cell():
     assert jupytext_problems("# %% [markdown]\n# text\nx = 1\n")
     assert jupytext_problems("# ---\n# jupyter: {}\n")
     assert not jupytext_problems("# ---\n# jupyter: {}\n# ---\n\n# %% [markdown]\n# hi\n\n# %%\nx = 1\n")
+
+
+#: TeX math that would need MathJax or KaTeX: $$…$$, \(…\), or $…$ holding a \command.
+#: The documentation site ships no math engine (it builds offline), so equations are Unicode.
+TEX_MATH = re.compile(r"\$\$|\\\(|\$[^$`\n]*\\[A-Za-z]+[^$`\n]*\$")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_forces_no_backend_and_never_defaults_to_committed_figures(path):
+    text = path.read_text(encoding="utf-8")
+    assert "matplotlib.use(" not in text, f"{path.name} forces a matplotlib backend"
+    assert not re.search(r"""REFNODE_FIGURES["']\s*,\s*["']figures""", text), \
+        f"{path.name} writes to figures/ when REFNODE_FIGURES is unset"
+    assert "figure_directory()" in text, f"{path.name} does not take its directory from " \
+        "refnode.figures.figure_directory"
+
+
+@pytest.mark.parametrize("path", TUTORIALS + sorted((ROOT / "docs").glob("*.md")),
+                         ids=lambda p: p.name)
+def test_equations_are_unicode_not_tex(path):
+    found = TEX_MATH.findall(path.read_text(encoding="utf-8"))
+    assert not found, f"{path.name} writes TeX math {found[:3]}; the site renders Unicode only"
+
+
+def test_tex_check_recognises_tex():
+    assert TEX_MATH.search(r"the flow $\partial L / \partial z$")
+    assert TEX_MATH.search("$$a = b$$")
+    assert not TEX_MATH.search("figures go to `$REFNODE_FIGURES`; ∂L/∂z = aᵀ")
+
+
+def test_figure_directory_is_the_environment_variable_or_a_new_temporary_directory(
+        tmp_path, monkeypatch):
+    from refnode.figures import figure_directory
+    chosen = tmp_path / "chosen"
+    monkeypatch.setenv("REFNODE_FIGURES", str(chosen))
+    assert figure_directory() == str(chosen) and chosen.is_dir()
+    monkeypatch.delenv("REFNODE_FIGURES")
+    default = Path(figure_directory())
+    assert default.is_dir() and not any(default.iterdir())
+    assert default.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert Path(figure_directory()) != default
+
+
+def test_show_saves_the_figure_and_prints_its_path_outside_jupyter(tmp_path, capsys):
+    import matplotlib.pyplot as plt
+    from refnode.figures import show
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = tmp_path / "line.png"
+    show(fig, str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert not plt.fignum_exists(fig.number)
+    assert f"wrote {path}" in capsys.readouterr().out

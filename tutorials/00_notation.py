@@ -16,24 +16,22 @@
 # connects them, and checks every mapping by running it.
 #
 # `REFNODE_QUICK=1` shrinks nothing here (it is fast); figures go to `$REFNODE_FIGURES`
-# (default `figures`).
+# (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
+# committed figures). In Jupyter each figure also appears under the cell that makes it.
 
 # %%
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 import refnode as rn
+from refnode.figures import figure_directory, show
 from refnode.reference.linear import expm
 from refnode.rk_step import rk_step
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 
 # %% [markdown]
 # ## 1. The symbol table
@@ -203,6 +201,4 @@ ax.legend(loc="center", fontsize=8)
 ax.set_title("The adjoint along a trajectory (L = ⟨g, z(t₁)⟩)")
 fig.tight_layout()
 path_png = os.path.join(FIGURES, "notation_adjoint.png")
-fig.savefig(path_png, dpi=100)
-plt.close(fig)
-print("wrote", path_png)
+show(fig, path_png)

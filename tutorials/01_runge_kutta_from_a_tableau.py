@@ -26,7 +26,8 @@
 #
 # Run as a script (`python tutorials/01_runge_kutta_from_a_tableau.py`) or open it as a
 # notebook with jupytext. `REFNODE_QUICK=1` shrinks the heavy cells; figures go to
-# `$REFNODE_FIGURES` (default `figures`).
+# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
+# committed figures). In Jupyter each figure also appears under the cell that makes it.
 
 # %%
 import os
@@ -35,11 +36,11 @@ from fractions import Fraction
 import numpy as np
 
 import refnode as rn
+from refnode.figures import figure_directory, show
 from refnode.rk_step import rk_step
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 np.set_printoptions(precision=4, suppress=True)
 
 # %% [markdown]
@@ -239,10 +240,7 @@ for name, errs in errors.items():
 # of time).
 
 # %%
-import matplotlib
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(7.5, 5.5))
 styles = ["-", "--", ":", "-."]
@@ -258,6 +256,4 @@ ax.grid(True, which="major", alpha=0.3)
 ax.legend(fontsize=7, ncol=2)
 fig.tight_layout()
 path = os.path.join(FIGURES, "convergence.png")
-fig.savefig(path, dpi=100)
-plt.close(fig)
-print(f"wrote {path}")
+show(fig, path)

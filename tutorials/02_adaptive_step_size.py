@@ -30,11 +30,11 @@ import numpy as np
 
 import refnode as rn
 from refnode import step_size
+from refnode.figures import figure_directory, show
 from refnode.rk_step import rk_step
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"  # every cell here is cheap; nothing to shrink
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 np.set_printoptions(precision=4)
 
 # %% [markdown]
@@ -251,10 +251,7 @@ assert len(rejected) > 0 and closure < 1e-3 and h_accepted.max() > 100 * h_accep
 # shrinks h, by at most MIN_FACTOR = 0.2, and no step grows right after one).
 
 # %%
-import matplotlib
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, (ax_orbit, ax_h) = plt.subplots(1, 2, figsize=(11, 4.5))
 ax_orbit.plot(orbit.z[:, 0], orbit.z[:, 1], color="0.6", lw=1)
@@ -275,6 +272,4 @@ ax_h.set(xlabel="t", ylabel="step size h", title="steps tried along the orbit")
 ax_h.legend(fontsize=8)
 fig.tight_layout()
 path = os.path.join(FIGURES, "adaptive_steps.png")
-fig.savefig(path, dpi=100)
-plt.close(fig)
-print(f"wrote {path}")
+show(fig, path)

@@ -35,12 +35,12 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import make_vjp
 
+from refnode.figures import figure_directory, show
 from refnode.nn import Linear, Tanh, mlp_dynamics
 from refnode.testing import central_difference, check_vjp, relative_error
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"  # every cell is cheap; nothing to shrink
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 rng = np.random.default_rng(0)
 
 # %% [markdown]
@@ -182,10 +182,7 @@ print(f"best ε = {epsilons[best]:.1e}, relative error {errors[best]:.1e}; "
       f"at ε = 1e-6: {errors[int(np.argmin(abs(np.log10(epsilons) + 6)))]:.1e}")
 
 # %%
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.loglog(epsilons, errors, "o-", label="measured")
@@ -198,9 +195,7 @@ ax.legend()
 ax.set_title("dot-product test: central differences")
 fig.tight_layout()
 path = os.path.join(FIGURES, "tutorial_03_dot_product_eps.png")
-fig.savefig(path, dpi=100)
-plt.close(fig)
-print("wrote", path)
+show(fig, path)
 
 # %% [markdown]
 # `refnode.testing.check_vjp` packages the test (ε = 1e-6, tolerance 1e-6), for any

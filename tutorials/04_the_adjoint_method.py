@@ -30,13 +30,13 @@ import numpy as np
 
 import refnode as rn
 from refnode.adjoint import AugmentedState, augmented_dynamics
+from refnode.figures import figure_directory, show
 from refnode.nn import mlp_dynamics
 from refnode.params import flatten
 from refnode.testing import relative_error
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 TIGHT = dict(rtol=1e-10, atol=1e-12)
 rng = np.random.default_rng(1)
 
@@ -238,10 +238,7 @@ print(f"  ∂L/∂t0: Algorithm 2 {relative_error(s.t_bar, ref_t[0]):.1e}, "
 # integrates a smooth quantity instead.
 
 # %%
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, (ax_z, ax_a) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
 for taus, zs, As in zip(path_t, path_z, path_a):
@@ -260,9 +257,7 @@ ax_z.legend(fontsize=8)
 ax_a.legend(fontsize=8)
 fig.tight_layout()
 path = os.path.join(FIGURES, "tutorial_04_adjoint_path.png")
-fig.savefig(path, dpi=100)
-plt.close(fig)
-print("wrote", path)
+show(fig, path)
 
 # %% [markdown]
 # ## 5. What it costs

@@ -26,8 +26,9 @@
 #    (`figures/table1_nfe.png`).
 #
 # `REFNODE_QUICK=1` shrinks every cell (narrower networks, synthetic data); figures go to
-# `$REFNODE_FIGURES` (default `figures`). The full experiment is
-# `refnode reproduce table1` (see docs/table1.md for a measured run).
+# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures`
+# replaces the committed figures). In Jupyter each figure also appears under the cell that
+# makes it. The full experiment is `refnode reproduce table1` (see docs/table1.md for a measured run).
 
 # %%
 import json
@@ -41,12 +42,12 @@ from refnode.cli import main
 from refnode.experiments.table1 import format_table, plot_nfe, write_synthetic_idx
 from refnode.experiments.table1_memory import memory_sweeps, plot_memory
 from refnode.data import load_mnist, normalize
+from refnode.figures import figure_directory, show_file
 from refnode.models import build_model, count_parameters, ode_function
 from refnode.models.classifier import TrainConfig, train
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 CHANNELS = 8 if QUICK else 64
 
 # %% [markdown]
@@ -116,7 +117,9 @@ labels_small = np.arange(len(x_small)) % 10
 sweeps = memory_sweeps(x_small, labels_small, channels=CHANNELS)
 for label, (steps, mb) in sweeps.items():
     print(f"{label:22s} steps {steps}  peak MB {np.round(mb, 2).tolist()}")
-plot_memory(sweeps, os.path.join(FIGURES, "table1_memory.png"), len(x_small))
+path = os.path.join(FIGURES, "table1_memory.png")
+plot_memory(sweeps, path, len(x_small))
+show_file(path)
 
 # %% [markdown]
 # ## 5. The ODE-Net's NFE rises during training
@@ -138,4 +141,6 @@ config = TrainConfig(batch_size=16 if QUICK else 32, epochs=1.0 if QUICK else 2.
 theta, history = train(model, theta, x_train, labels, config, name="odenet")
 print("forward NFE per step: ", history["nfe_forward"])
 print("backward NFE per step:", history["nfe_backward"])
-plot_nfe(history, os.path.join(FIGURES, "table1_nfe.png"))
+path = os.path.join(FIGURES, "table1_nfe.png")
+plot_nfe(history, path)
+show_file(path)

@@ -21,7 +21,9 @@
 #    CuPy code would go wrong, and on CuPy itself when a GPU is there;
 # 4. says how to measure the GPU numbers (they await a GPU run).
 #
-# Run as a script; `REFNODE_QUICK=1` shrinks the batch; figures go to `$REFNODE_FIGURES`.
+# Run as a script; `REFNODE_QUICK=1` shrinks the batch; figures go to `$REFNODE_FIGURES`
+# (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
+# committed figures). In Jupyter each figure also appears under the cell that makes it.
 
 # %%
 import os
@@ -31,10 +33,10 @@ import numpy as np
 import refnode as rn
 from refnode import strict
 from refnode.backend import array_module, to_numpy
+from refnode.figures import figure_directory, show
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 
 # %% [markdown]
 # ## 1. A batch with one fast sample
@@ -107,10 +109,7 @@ for b in (0, 1):
 # the end with the final time: the step sizes are its differences.
 
 # %%
-import matplotlib  # noqa: E402
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(7, 4))
 for b in range(min(B, 8)):
@@ -128,8 +127,7 @@ ax.set_title("Shared vs independent step sizes, dopri5, rtol = atol = 1e-6")
 ax.legend()
 fig.tight_layout()
 path = os.path.join(FIGURES, "batching_steps.png")
-fig.savefig(path, dpi=100)
-print("wrote", path)
+show(fig, path)
 
 # %% [markdown]
 # **When each mode wins.** Shared: samples alike (same stiffness, same time scale) — less

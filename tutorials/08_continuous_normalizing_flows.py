@@ -24,7 +24,8 @@
 # Symbols follow the paper: z the state, θ the parameters, f(t, z, θ) the dynamics (refnode
 # puts time first), ℓ(t) = log p(z(t)) − log p(z(t₀)) the accumulated change of
 # log-density. `REFNODE_QUICK=1` shrinks the training cells; figures go to
-# `$REFNODE_FIGURES` (default `figures`).
+# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
+# committed figures). In Jupyter each figure also appears under the cell that makes it.
 
 # %%
 import os
@@ -35,12 +36,12 @@ from autograd import elementwise_grad
 import refnode as rn
 from refnode.data import toy2d
 from refnode.experiments import cnf as experiment
+from refnode.figures import figure_directory, show_file
 from refnode.models.cnf import (CNFDynamics, ConcatSquashField, PlanarField, augment, cnf_kl,
                                 draw_noise)
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
-os.makedirs(FIGURES, exist_ok=True)
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 np.set_printoptions(precision=4, suppress=True)
 rng = np.random.default_rng(0)
 
@@ -154,7 +155,9 @@ density, samples = experiment.density_matching(cfg, rng, verbose=False)
 for r in density:
     print(f"{r['target']} {r['model']:>10} size {r['size']:>2}: loss {r['final_loss']:+.4f}"
           f" after {r['iterations']} iterations")
-experiment.plot_density_matching(cfg, samples, os.path.join(FIGURES, "cnf_density_matching.png"))
+path = os.path.join(FIGURES, "cnf_density_matching.png")
+experiment.plot_density_matching(cfg, samples, path)
+show_file(path)
 
 # %% [markdown]
 # ## 5. Maximum likelihood and sampling (Figure 5)
@@ -167,7 +170,9 @@ experiment.plot_density_matching(cfg, samples, os.path.join(FIGURES, "cnf_densit
 likelihood, trajectories = experiment.maximum_likelihood(cfg, rng, verbose=False)
 for r in likelihood:
     print(f"{r['data']:>12} {r['model']:>11}: held-out NLL {r['test_nll']:.4f}")
-experiment.plot_transformation(trajectories, os.path.join(FIGURES, "cnf_transformation.png"))
+path = os.path.join(FIGURES, "cnf_transformation.png")
+experiment.plot_transformation(trajectories, path)
+show_file(path)
 
 # %% [markdown]
 # ## What to take away

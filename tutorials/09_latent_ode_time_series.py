@@ -12,7 +12,8 @@
 # backpropagation through time for the encoder.
 #
 # Set `REFNODE_QUICK=1` for a run of well under a minute (the tests do); figures go to the
-# directory in `REFNODE_FIGURES` (default `figures`).
+# directory in `$REFNODE_FIGURES` (default: a new temporary directory;
+# `REFNODE_FIGURES=figures` replaces the committed figures). In Jupyter each figure also appears under the cell that makes it.
 
 # %%
 import os
@@ -22,12 +23,13 @@ import time
 import numpy as np
 
 from refnode.data import generate_spirals, irregular_subsample, split_windows
+from refnode.figures import figure_directory, show_file
 from refnode.models.latent_ode import (LatentODE, gaussian_log_likelihood, kl_standard_normal,
                                        make_batch, reparameterize)
 from refnode.optim import Adam
 
 QUICK = os.environ.get("REFNODE_QUICK") == "1"
-FIGURES = os.environ.get("REFNODE_FIGURES", "figures")
+FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 
 # %% [markdown]
 # ## 1. The generative story
@@ -147,9 +149,14 @@ experiment.print_table(results)
 # interpolation comes for free.
 
 # %%
-experiment.plot_spirals(fig_data, os.path.join(FIGURES, "09_latent_ode_spirals.png"))
-experiment.plot_interpolation(fig_data, os.path.join(FIGURES, "09_latent_ode_interpolation.png"))
-print("figures written to", FIGURES)
+path = os.path.join(FIGURES, "09_latent_ode_spirals.png")
+experiment.plot_spirals(fig_data, path)
+show_file(path)
+
+# %%
+path = os.path.join(FIGURES, "09_latent_ode_interpolation.png")
+experiment.plot_interpolation(fig_data, path)
+show_file(path)
 
 # %% [markdown]
 # ## What to take away

@@ -3,7 +3,8 @@
 Tutorials are jupytext percent-format scripts ``tutorials/NN_name.py``. Without flags the
 command lists them with the title of each (its first markdown heading). ``--notebooks
 DIR`` writes ``DIR/NN_name.ipynb`` for every one with jupytext (the optional extra
-``pip install refnode[notebooks]``).
+``pip install refnode[notebooks]``). Opened in Jupyter, each tutorial shows its figures under
+the cell that makes them (:mod:`refnode.figures`).
 """
 
 from pathlib import Path

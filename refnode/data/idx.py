@@ -18,6 +18,7 @@ Fashion-MNIST (Xiao et al. 2017) uses the same names and format; Debian's
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -51,22 +52,80 @@ MNIST_SHA256 = {
 
 _REDOWNLOAD = "download the file again (or check the path)"
 
+#: The largest IDX data section read (8 GiB), far above any data set refnode uses (MNIST's
+#: training images are 47 MB); a header declaring more is refused before anything is read.
+MAX_IDX_BYTES = 2**33
+#: Deflate expands at most about 1032:1 (zlib's technical details, "Maximum compression
+#: factor"), so a gzip file of C bytes cannot hold more than 1032 * C bytes of data.
+DEFLATE_MAX_RATIO = 1032
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
 
-def _read_bytes(path):
-    if not os.path.isfile(path):
-        raise InputError(f"IDX file {path!r} does not exist; check the path or pass --data DIR")
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"IDX file {path!r} could not be decompressed ({exc}); {_REDOWNLOAD}") from None
+
+def _open(path):
+    """(stream, raw file, gzipped): the file as a binary stream, gzip recognised by its
+    magic number whatever the file is called."""
+    raw = open(path, "rb")
+    gzipped = raw.read(2) == _GZIP_MAGIC
+    raw.seek(0)
+    return (gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw), raw, gzipped
+
+
+def _read_at_most(stream, n):
+    """Up to ``n`` bytes from ``stream`` (fewer only where the data ends), read in chunks so
+    that memory grows with the data actually present, not with what a header claims."""
+    data = bytearray()
+    while len(data) < n:
+        chunk = stream.read(min(_CHUNK, n - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _parse_header(head, path):
+    """(dtype, ndim) from the first four bytes of the header, each checked."""
+    if len(head) < 4:
+        raise InputError(f"IDX file {path!r} is truncated: {len(head)} bytes, no header; {_REDOWNLOAD}")
+    if head[0] != 0 or head[1] != 0:
+        raise InputError(f"{path!r} is not an IDX file: magic number starts {head[:2].hex()}, "
+                         f"expected 0000; {_REDOWNLOAD}")
+    type_code, ndim = head[2], head[3]
+    if type_code not in IDX_DTYPES:
+        raise InputError(f"IDX file {path!r} has unknown element type 0x{type_code:02x} "
+                         f"(known: {', '.join(f'0x{c:02x}' for c in IDX_DTYPES)}); {_REDOWNLOAD}")
+    if ndim == 0:
+        raise InputError(f"IDX file {path!r} declares 0 dimensions; {_REDOWNLOAD}")
+    return IDX_DTYPES[type_code], ndim
+
+
+def _data_size(path, dtype, shape, compressed_size, header_size, gzipped):
+    """Bytes of data the header promises, as a Python int; absurd sizes are refused."""
+    n_bytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    # With a zero dimension n_bytes is 0, but NumPy still refuses shapes whose other
+    # dimensions multiply beyond its index range: bound those too.
+    span = math.prod(max(d, 1) for d in shape) * dtype.itemsize
+    if span > MAX_IDX_BYTES:
+        raise InputError(f"IDX file {path!r} declares shape {shape} of {dtype.name}, "
+                         f"{n_bytes if span == n_bytes else f'no data, but its other dimensions span {span}'} "
+                         f"bytes, more than the limit of {MAX_IDX_BYTES} "
+                         f"(refnode.data.idx.MAX_IDX_BYTES); the header is corrupt, {_REDOWNLOAD}")
+    available = (DEFLATE_MAX_RATIO * compressed_size if gzipped
+                 else compressed_size - header_size)
+    if n_bytes > available:
+        holds = (f"a gzip file of {compressed_size} bytes cannot hold that many" if gzipped
+                 else f"the file has {available}")
+        raise InputError(f"IDX file {path!r} is truncated: shape {shape} needs {n_bytes} bytes "
+                         f"of data, {holds}; {_REDOWNLOAD}")
+    return n_bytes
 
 
 def read_idx(path):
     """Read one IDX file (plain or gzip-compressed).
+
+    The header is read and checked first; then exactly the number of bytes it promises is
+    read (a gzip file is decompressed as a stream), so a corrupt header or a compressed
+    file with more data than declared never makes the reader allocate more than that.
 
     Parameters
     ----------
@@ -80,36 +139,43 @@ def read_idx(path):
     Raises
     ------
     InputError
-        Missing file, bad magic number, unknown element type, truncated header or data,
-        or trailing bytes. The message names the file, the problem and what to do.
+        Missing file, bad magic number, unknown element type, a declared size above
+        :data:`MAX_IDX_BYTES`, truncated header or data, or trailing bytes. The message
+        names the file, the problem and what to do.
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise InputError(f"IDX file {path!r} is truncated: {len(data)} bytes, no header; {_REDOWNLOAD}")
-    if data[0] != 0 or data[1] != 0:
-        raise InputError(f"{path!r} is not an IDX file: magic number starts {data[:2].hex()}, "
-                         f"expected 0000; {_REDOWNLOAD}")
-    type_code, ndim = data[2], data[3]
-    if type_code not in IDX_DTYPES:
-        raise InputError(f"IDX file {path!r} has unknown element type 0x{type_code:02x} "
-                         f"(known: {', '.join(f'0x{c:02x}' for c in IDX_DTYPES)}); {_REDOWNLOAD}")
-    if ndim == 0:
-        raise InputError(f"IDX file {path!r} declares 0 dimensions; {_REDOWNLOAD}")
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise InputError(f"IDX file {path!r} is truncated inside its header "
-                         f"({len(data)} of {header_size} bytes); {_REDOWNLOAD}")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[type_code]
-    expected = int(np.prod(shape)) * dtype.itemsize
-    found = len(data) - header_size
-    if found != expected:
-        problem = "is truncated" if found < expected else "has trailing bytes (corrupt?)"
-        raise InputError(f"IDX file {path!r} {problem}: shape {shape} needs {expected} bytes of "
-                         f"data, found {found}; {_REDOWNLOAD}")
-    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    if not os.path.isfile(path):
+        raise InputError(f"IDX file {path!r} does not exist; check the path or pass --data DIR")
+    gzipped = False
+    try:
+        stream, raw, gzipped = _open(path)
+        with raw, stream:
+            dtype, shape, data = _read_contents(stream, path, os.fstat(raw.fileno()).st_size, gzipped)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"IDX file {path!r} could not be {'decompressed' if gzipped else 'read'} "
+                         f"({exc}); {_REDOWNLOAD}") from None
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="))  # a writable copy in native byte order
+
+
+def _read_contents(stream, path, file_size, gzipped):
+    """(dtype, shape, data) of an open IDX stream, each part checked before the next is read."""
+    dtype, ndim = _parse_header(_read_at_most(stream, 4), path)
+    header_size = 4 + 4 * ndim
+    dims = _read_at_most(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise InputError(f"IDX file {path!r} is truncated inside its header "
+                         f"({4 + len(dims)} of {header_size} bytes); {_REDOWNLOAD}")
+    shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+    expected = _data_size(path, dtype, shape, file_size, header_size, gzipped)
+    data = _read_at_most(stream, expected)
+    if len(data) < expected:
+        raise InputError(f"IDX file {path!r} is truncated: shape {shape} needs {expected} bytes "
+                         f"of data, found {len(data)}; {_REDOWNLOAD}")
+    if stream.read(1):
+        raise InputError(f"IDX file {path!r} has trailing bytes (corrupt?): shape {shape} needs "
+                         f"{expected} bytes of data, the file holds more; {_REDOWNLOAD}")
+    return dtype, shape, data
 
 
 def _find(directory, name):

@@ -31,7 +31,14 @@ Dense output: Hairer's 7th-order continuous extension, which needs three extra s
 P-matrix form over all 16 stages by :func:`refnode.tableau.hairer_dense_output`.
 """
 
+from dataclasses import dataclass
+
+from refnode.backend import array_module
+from refnode.rk_step import nonzero, weighted_sum
 from refnode.tableau import ButcherTableau, hairer_dense_output
+
+#: Weight of E3² in the combined estimate (dop853.f: ``DENO = ERR + 0.01*ERR2``).
+ERR3_WEIGHT = 0.01
 
 N_STAGES = 13          # 12 stages + the FSAL stage f(t + h, y_1)
 N_STAGES_DENSE = 16    # + three stages for the 7th-order interpolant
@@ -219,7 +226,29 @@ A_rows = [_dense_vector(A_SPARSE.get(i + 1, {}), i) for i in range(N_STAGES - 1)
 A_extra = [_dense_vector(A_SPARSE[i + 1], i) for i in range(N_STAGES, N_STAGES_DENSE)]
 D = [_dense_vector(row, N_STAGES_DENSE) for row in D_SPARSE]
 
-DOP853 = ButcherTableau(
+@dataclass(frozen=True)
+class CombinedEstimateTableau(ButcherTableau):
+    """A tableau whose error ratio combines the 5th- and 3rd-order estimates (dop853.f)."""
+
+    def error_power(self):
+        """8: the combined estimate behaves like O(h^8) (Hairer: ``EXPO1 = 1/8``)."""
+        return 8
+
+    def error_ratio(self, norm, h, error, k, y0, y1):
+        """E5² / sqrt(E5² + 0.01 E3²), each E the solve's ``norm`` of one estimate.
+
+        A zero denominator (both estimates vanish) gives ratio 0. Works elementwise
+        for per-sample ratios of shape (B,).
+        """
+        err5 = norm(error, y0, y1)
+        err3 = norm(weighted_sum(h, nonzero(self.e3_float, k)), y0, y1)
+        xp = array_module(err5)
+        denom = xp.sqrt(err5 * err5 + ERR3_WEIGHT * err3 * err3)
+        ratio = xp.where(denom == 0.0, 0.0, err5 * err5 / xp.where(denom == 0.0, 1.0, denom))
+        return ratio if getattr(err5, "ndim", 0) else float(ratio)
+
+
+DOP853 = CombinedEstimateTableau(
     name="dop853",
     A=A_rows,
     b=b,

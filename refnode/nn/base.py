@@ -3,11 +3,19 @@
 Every layer is an object with three methods::
 
     theta          = layer.init(rng, dtype=np.float64)      # dict of arrays ({} if none)
-    y, cache       = layer.forward(theta, t, x)              # t: scalar time (may be unused)
+    y, cache       = layer.forward(theta, t, x)              # t: time, scalar or (B,)
     g_x, g_theta, g_t = layer.vjp(theta, cache, g)          # g = ∂L/∂y, same shape as y
 
 ``g_theta`` has the keys of ``theta`` (summed over the batch); ``g_t`` is a scalar
-(``0.0`` for layers that ignore time). ``cache`` holds what the forward pass computed
+(``0.0`` for layers that ignore time).
+
+The time rule. In a shared-step solve (``batch="shared"``, the default) ``t`` is one
+number for the whole batch, and ``g_t`` is aᵀ∂f/∂t summed over the batch: a scalar. With
+a step size per sample (``batch="independent"``) every row of the batch x, shape (B, ...),
+sits at its own time: ``t`` has shape (B,), and a time-dependent layer broadcasts it
+along the batch axis and returns ``g_t`` of shape (B,), one entry per row, not summed
+(refnode's ConcatLinear, ConcatConv2d and ConcatSquashLinear do). A layer that ignores
+time may return the scalar 0.0 in both modes; the solver broadcasts it. ``cache`` holds what the forward pass computed
 that the VJP needs: nothing is recomputed, nothing is stored on the layer object, so a
 layer is stateless and safe to share.
 

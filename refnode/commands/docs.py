@@ -1,0 +1,140 @@
+"""``refnode docs build [--quick] [--out DIR]``: build the documentation site, offline.
+
+The site (mkdocs + material; see :mod:`refnode.commands.docs_site` for what it holds and
+why) is the README as landing page, the tutorials executed with their figures, the guides
+in ``docs/``, the benchmark tables and an API reference from the docstrings. It needs the
+optional extra ``pip install -e '.[docs]'`` and a source checkout.
+
+Without ``--out`` the site goes to a new temporary directory, never into the repository.
+``--quick`` runs the tutorials in their quick mode (``REFNODE_QUICK=1``): minutes instead of
+the full runs. Tutorial figures are written to a temporary directory, not over ``figures/``.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import docs_site
+
+HELP = "build the documentation site (tutorials executed, API from docstrings) offline"
+
+#: Python packages the build needs, with the extra that installs them.
+REQUIRED = ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "mkdocstrings_handlers.python",
+            "nbconvert", "ipykernel", "jupytext")
+
+
+def configure(parser):
+    actions = parser.add_subparsers(dest="docs_action", metavar="ACTION")
+    build = actions.add_parser("build", help="build the site into --out (default: a new "
+                               "temporary directory)")
+    build.add_argument("--quick", action="store_true",
+                       help="execute the tutorials in quick mode (REFNODE_QUICK=1)")
+    build.add_argument("--out", type=Path, default=None,
+                       help="directory for the site: new, empty, or a previous refnode site")
+    build.add_argument("--tutorials", nargs="+", metavar="NN", default=None,
+                       help="only the tutorials whose names start with these (e.g. 00 04)")
+
+
+def missing_packages():
+    """The packages of :data:`REQUIRED` that cannot be imported."""
+    import importlib.util
+    missing = []
+    for name in REQUIRED:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def output_problem(out):
+    """Why ``out`` cannot receive the site (None if it can). mkdocs empties its site
+    directory before writing, so only a new, empty, or earlier refnode site is accepted."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a directory"
+    if out.is_dir() and any(out.iterdir()) and not (out / docs_site.SITE_MARKER).exists():
+        return (f"--out {out} is a non-empty directory that is not a refnode docs site; "
+                "mkdocs would delete its contents. Pass a new or empty directory")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        return f"--out {out}: {parent} is not writable"
+    return None
+
+
+def kernel_environment(quick, figures):
+    """The environment for mkdocs and the notebook kernels it starts."""
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)     # the kernels take Jupyter's inline backend
+    env["REFNODE_FIGURES"] = str(figures)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(docs_site.REPO),
+                                                      env.get("PYTHONPATH")]))
+    if quick:
+        env["REFNODE_QUICK"] = "1"
+    else:
+        env.pop("REFNODE_QUICK", None)
+    return env
+
+
+def build(out, quick=False, tutorials=None):
+    """Build the site into ``out``; returns (exit status, seconds, mkdocs' output)."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    # Marked first, so that a failed build can be rebuilt into the same directory.
+    (out / docs_site.SITE_MARKER).write_text("built by refnode docs build\n")
+    with tempfile.TemporaryDirectory(prefix="refnode-docs-src-") as work:
+        work = Path(work)
+        staging, figures = work / "src", work / "figures"
+        staging.mkdir()
+        figures.mkdir()
+        config = docs_site.write_config(staging, out, tutorials=tutorials)
+        result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f",
+                                 str(config)], cwd=work, env=kernel_environment(quick, figures),
+                                capture_output=True, text=True)
+    if not (out / docs_site.SITE_MARKER).exists():    # mkdocs' --clean removed it
+        (out / docs_site.SITE_MARKER).write_text("built by refnode docs build\n")
+    return result.returncode, time.perf_counter() - start, result.stdout + result.stderr
+
+
+def run(args):
+    if args.docs_action != "build":
+        print("usage: refnode docs build [--quick] [--out DIR] [--tutorials NN ...]")
+        return 2
+    missing = missing_packages()
+    if missing:
+        print(f"refnode docs: missing {', '.join(missing)}. Install the optional extra:  "
+              "pip install -e '.[docs]'")
+        return 2
+    if not (docs_site.REPO / "tutorials").is_dir():
+        print(f"refnode docs: no tutorials/ next to the package ({docs_site.REPO}); the site "
+              "is built from a source checkout.")
+        return 2
+    if args.tutorials and not docs_site.tutorial_paths(names=args.tutorials):
+        print(f"refnode docs: no tutorial starts with {' or '.join(args.tutorials)}; "
+              "`refnode tutorials` lists them.")
+        return 2
+    out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="refnode-docs-"))
+    problem = output_problem(out.resolve())
+    if problem:
+        print(f"refnode docs: {problem}")
+        return 2
+    out = out.resolve()
+    print(f"building the site into {out}{' (quick mode)' if args.quick else ''} ...", flush=True)
+    status, seconds, log = build(out, quick=args.quick, tutorials=args.tutorials)
+    if status != 0:
+        print(log[-6000:])
+        print(f"refnode docs: mkdocs failed (exit {status}) after {seconds:.0f} s; its output "
+              "is above.")
+        return 1
+    warnings = [line for line in log.splitlines() if line.startswith("WARNING")]
+    for line in warnings:
+        print(line)
+    print(f"built in {seconds:.0f} s ({len(warnings)} mkdocs warnings): open "
+          f"{(out / 'index.html').as_uri()}")
+    return 0

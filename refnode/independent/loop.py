@@ -1,0 +1,332 @@
+"""The masked accept/reject loop of per-sample steps (see :mod:`refnode.independent`)."""
+
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..backend import array_module, to_numpy
+from ..checks import first_derivative
+from ..dense_output import extra_stages, interpolate_one
+from ..drivers import (MAX_NONFINITE_RETRIES, MIN_STEP_ULPS, clip_step, first_step_size,
+                      nonfinite_message, stack)
+from ..dynamics import value_and_vjp
+from ..errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
+                     StepSizeUnderflowError)
+from ..params import tree_leaves, tree_map
+from ..rk_step import rk_step, select
+from ..solution import Solution
+from ..step_size import step_factor
+
+#: Gather the running samples into a smaller batch once at most this fraction of the
+#: working batch still runs (halving bounds the gathers by log2 B).
+COMPACT_FRACTION = 0.5
+
+
+@dataclass
+class Progress:
+    """Where every sample stands; each field has shape (B,) (``y``, ``k1`` are states)."""
+
+    t: object            # time reached
+    h: object            # next step size to try (0 once finished)
+    y: object            # state at t
+    k1: object           # f(t, y)
+    i_out: object        # index of the next output time not yet reached
+    rejected_last: object
+    nonfinite: object    # consecutive non-finite trial steps
+    nfe: object
+    n_accepted: object
+    n_rejected: object
+    rows: object         # the sample's index in the caller's batch (rows move on compaction)
+    next_h: object       # the step to carry into a continuing solve (Solution.next_step)
+
+    def take(self, index):
+        """The samples ``index`` of every field."""
+        return Progress(*(take(getattr(self, name), index) for name in FIELDS))
+
+
+FIELDS = tuple(Progress.__dataclass_fields__)
+
+
+def check_independent(z0, fixed, trace, dense):
+    """The arguments ``batch="independent"`` needs, checked before any work."""
+    if fixed:
+        raise InputError("batch='independent' chooses a step size per sample, so it needs an "
+                         "adaptive method without step_size/n_steps; a fixed grid is the "
+                         "same for every sample: use batch='shared'.")
+    if len(getattr(z0, "shape", ())) < 1 or z0.shape[0] < 1:
+        raise InputError("batch='independent' needs z0 with a leading batch axis, shape "
+                         f"(B, ...) with B >= 1; got shape {getattr(z0, 'shape', None)}.")
+    if trace or dense:
+        raise InputError("batch='independent' does not record trace or dense (they are "
+                         "per-step records of one step size); use Solution.grid, the (B, L+1) "
+                         "per-sample step points, or solve single samples.")
+
+
+def may_compact(theta, batch):
+    """Whether rows may be dropped: no leaf of theta could be per-sample data (axis 0 = B)."""
+    return not any(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch
+                   for leaf in tree_leaves(theta) if leaf is not None)
+
+
+def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_step=None, k1=None,
+                      first_step=None):
+    """Adaptive solve with an independent step size per sample (see the module docstring).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t, y, theta)`` with t of shape (B,).
+    tableau : ButcherTableau (adaptive)
+    y0 : array, shape (B, ...), or a tree of such arrays
+    t : ndarray, shape (N,)
+        Output times shared by all samples (checked, host NumPy).
+    direction : float
+    theta : tree
+    norm : callable
+        ``norm(error, y0, y1) -> (B,)`` per-sample error ratios.
+    control : StepControl
+    on_step : callable, optional
+        ``on_step(accepted, t, h, y, k)`` after every iteration, with the (B,) mask of the
+        samples whose step was accepted and the step's stages (the adjoint's θ̄ integral).
+    k1 : state, optional
+        f(t[0], y0) if the caller has it already.
+    first_step : array, shape (B,), optional
+        Each sample's first |h| (a continuing solve's ``Solution.next_step``).
+
+    Returns
+    -------
+    Solution
+        ``z`` of shape (N, B, ...), per-sample ``stats`` and ``grid`` (module docstring).
+    """
+    leaf = tree_leaves(y0)[0]
+    xp, batch = array_module(leaf), leaf.shape[0]
+    f = SampleTimeDynamics(f, leaf.dtype)
+    t_n = xp.zeros(batch, dtype=np.float64) + float(t[0])
+    if k1 is None:
+        k1 = first_derivative(f, t_n, y0, theta)
+    if first_step is None:
+        h, nfe = first_step_size(f, tableau, t_n, y0, k1, theta, direction, norm, control)
+    else:
+        h, nfe = direction * xp.abs(first_step), 1
+    zero = xp.zeros(batch, dtype=xp.int64)
+    p = Progress(t_n, t_n * 0.0 + h, y0, k1, zero + 1, zero > 0, zero, zero + nfe, zero, zero,
+                 xp.arange(batch), t_n * 0.0)
+    outputs, steps, finished = [y0] * len(t), [], []
+    loop = Loop(f, tableau, theta, t, direction, norm, control, on_step)
+    batch_nfe, iterations = nfe, 0
+    n_running = batch if len(t) > 1 else 0
+    compactable = may_compact(theta, batch)
+    while n_running:
+        p, outputs, n_running, n_calls = loop.iterate(p, outputs, steps)
+        batch_nfe, iterations = batch_nfe + n_calls, iterations + 1
+        if compactable and 0 < n_running <= COMPACT_FRACTION * p.t.shape[0]:
+            p, outputs = compact(p, outputs, finished, len(t))
+            loop.compacted = True
+    p, outputs = assemble(p, outputs, finished)
+    stats = {name: to_numpy(getattr(p, name)) for name in ("nfe", "n_accepted", "n_rejected")}
+    stats.update(n_steps=stats["n_accepted"] + stats["n_rejected"], batch_nfe=batch_nfe,
+                 iterations=iterations)
+    return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch),
+                    next_step=p.next_h)
+
+
+def take(tree, index):
+    """The rows ``index`` of every leaf (axis 0) of an array or tree."""
+    return tree_map(lambda leaf: array_module(leaf).take(leaf, index, axis=0), tree)
+
+
+def compact(p, outputs, finished, n_out):
+    """Set the finished samples aside (appended to ``finished``); keep the running ones."""
+    xp = array_module(p.i_out)
+    running = p.i_out < n_out
+    keep, done = xp.nonzero(running)[0], xp.nonzero(~running)[0]
+    finished.append((p.take(done), [take(out, done) for out in outputs]))
+    return p.take(keep), [take(out, keep) for out in outputs]
+
+
+def assemble(p, outputs, finished):
+    """Put the set-aside samples back, in their original order."""
+    if not finished:
+        return p, outputs
+    parts = finished + [(p, outputs)]
+    xp = array_module(p.rows)
+    join = lambda blocks: tree_map(lambda *leaves: xp.concatenate(leaves), *blocks)  # noqa: E731
+    order = xp.argsort(join([q.rows for q, _ in parts]))
+    p = Progress(*(take(join([getattr(q, name) for q, _ in parts]), order) for name in FIELDS))
+    return p, [take(join([outs[i] for _, outs in parts]), order) for i in range(len(outputs))]
+
+
+class SampleTimeDynamics:
+    """f seen with per-sample times: t of shape (B,) in the state's dtype, a_t of shape (B,).
+
+    The driver keeps times in float64; a float64 time array would promote a float32
+    state (shared mode passes a Python float, which never does), so t is cast. A VJP
+    whose ``a_t`` is a scalar (time-independent dynamics return 0) is broadcast to (B,).
+    """
+
+    def __init__(self, f, dtype):
+        self.f, self.dtype = f, dtype
+
+    def _time(self, t):
+        return t if t.dtype == self.dtype else t.astype(self.dtype)
+
+    def __call__(self, t, z, theta):
+        return self.f(self._time(t), z, theta)
+
+    def vjp(self, t, z, theta, a):
+        return self.value_and_vjp(t, z, theta, a)[1:]
+
+    def value_and_vjp(self, t, z, theta, a):
+        dz, a_z, a_theta, a_t = value_and_vjp(self.f, self._time(t), z, theta, a)
+        return dz, a_z, a_theta, a_t + array_module(a_z).zeros(t.shape, dtype=a_z.dtype)
+
+
+class Loop:
+    """One turn of the masked loop: every running sample tries a step; accept/reject each."""
+
+    def __init__(self, f, tableau, theta, t, direction, norm, control, on_step):
+        self.f, self.tableau, self.theta, self.t = f, tableau, theta, t
+        self.direction, self.norm, self.control, self.on_step = direction, norm, control, on_step
+        self.q, self.compacted = tableau.error_power(), False
+        self.times = None
+
+    def step(self, t_n, y, h, k1):
+        """rk_step on the working batch; a failure of f on a gathered batch is explained."""
+        try:
+            y1, error, k = rk_step(self.f, self.tableau, t_n, y, h, self.theta, k1)
+        except (ValueError, IndexError) as err:
+            if not self.compacted:
+                raise
+            raise InputError(gathered_batch_advice(tree_leaves(y)[0].shape, err)) from err
+        if tree_leaves(k[-1])[0].shape != tree_leaves(y)[0].shape:
+            raise InputError(gathered_batch_advice(tree_leaves(y)[0].shape,
+                                                   f"f returned shape {tree_leaves(k[-1])[0].shape}"))
+        return y1, error, k
+
+    def iterate(self, p, outputs, steps):
+        """Returns the new Progress, the outputs, the number still running, and f calls made."""
+        tableau, xp, t = self.tableau, array_module(p.t), self.t
+        n_out, t_end, direction = len(t), float(t[-1]), self.direction
+        if self.times is None:
+            self.times = xp.asarray(np.asarray(t, dtype=np.float64))
+        active = p.i_out < n_out
+        h = xp.where(active, clip_step(p.t, p.h, t_end, direction), 0.0)
+        y1, error, k = self.step(p.t, p.y, h, p.k1)
+        ratio = tableau.error_ratio(self.norm, h, error, k, p.y, y1)
+        accepted = active & (ratio <= 1.0)
+        snap = (p.t + h == t_end) | (xp.abs(t_end - p.t - h) <= xp.abs(h) * 1e-14)
+        t_next = xp.where(snap, t_end, p.t + h)
+        i_new = xp.where(accepted, xp.searchsorted(direction * self.times, direction * t_next,
+                                                   side="right"), p.i_out)
+        inside = accepted & (p.i_out < n_out) & (
+            (xp.take(self.times, xp.minimum(p.i_out, n_out - 1)) - t_next) * direction < 0)
+        nonfinite = xp.where(active & ~xp.isfinite(ratio), p.nonfinite + 1, 0)
+        flags = decide(xp, active, h, p, t_end, self.control, nonfinite, accepted, i_new,
+                       inside, n_out)
+        raise_failures(flags, p, h, self.control.max_steps)
+        n_calls, f1 = tableau.stages - 1, k[-1]
+        if not tableau.fsal and flags["any_accepted"]:
+            f1, n_calls = self.f(t_next, y1, self.theta), n_calls + 1
+        extra = len(tableau.dense.A_extra) if tableau.dense is not None else 0
+        if extra and flags["any_inside"]:
+            k = extra_stages(self.f, tableau, p.t, p.y, h, self.theta, k)
+            n_calls += extra
+        outputs = self.record_outputs(outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next)
+        if self.on_step is not None:
+            self.on_step(accepted, p.t, h, p.y, k)
+        steps.append((accepted, t_next, p.rows))
+        rejected = active & ~accepted
+        nfe = (p.nfe + xp.where(active, tableau.stages - 1, 0)
+               + xp.where(accepted & (not tableau.fsal), 1, 0) + xp.where(inside, extra, 0))
+        factor = step_factor(ratio, self.q, p.rejected_last | rejected)
+        h_new = h * factor               # as solve_adaptive: carry the step wanted before the
+        wanted = (h != p.h) & (xp.abs(p.h) > xp.abs(h_new))     # last clip, if larger
+        p = replace(p, t=xp.where(accepted, t_next, p.t), y=select(accepted, y1, p.y),
+                    k1=select(accepted, f1, p.k1), i_out=i_new,
+                    next_h=xp.where(accepted, xp.where(wanted, p.h, h_new), p.next_h),
+                    h=xp.where(active, h_new, 0.0), rejected_last=rejected,
+                    nonfinite=nonfinite, nfe=nfe, n_accepted=p.n_accepted + accepted,
+                    n_rejected=p.n_rejected + rejected)
+        return p, outputs, flags["n_running"], n_calls
+
+    def record_outputs(self, outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next):
+        """Each output time reached in a sample's accepted step, by its own dense output."""
+        xp, outputs = array_module(p.t), list(outputs)
+        for i in range(flags["lo"], flags["hi"]):
+            hit = accepted & (p.i_out <= i) & (i_new > i)
+            value = y1
+            if flags["any_inside"]:
+                fraction = (float(self.t[i]) - p.t) / xp.where(h == 0.0, 1.0, h)
+                value = select(t_next == float(self.t[i]), y1,
+                               interpolate_one(self.tableau, fraction, h, p.y, y1, k, f1))
+            outputs[i] = select(hit, value, outputs[i])
+        return outputs
+
+
+def gathered_batch_advice(shape, cause):
+    return (f"f failed on a working batch of shape {shape} ({cause}). In batch='independent' "
+            "mode finished samples are dropped from the batch, so f must treat rows "
+            "independently and accept any batch size: pass per-sample constants in theta "
+            "(leaves with leading axis B keep the batch whole, aligned with the rows) or in "
+            "the state, not in a closure of fixed size B.")
+
+
+def decide(xp, active, h, p, t_end, control, nonfinite, accepted, i_new, inside, n_out):
+    """The iteration's one host synchronisation: failure flags and the outputs reached."""
+    ulps = MIN_STEP_ULPS * xp.abs(xp.nextafter(p.t, p.t + xp.where(h >= 0, 1.0, -1.0)) - p.t)
+    underflow = active & (xp.abs(h) < xp.maximum(control.min_step, ulps)) & (p.t + h != t_end)
+    too_many = active & (p.n_accepted + p.n_rejected >= control.max_steps)
+    summary = xp.stack([
+        xp.any(underflow), xp.any(too_many), xp.any(nonfinite > MAX_NONFINITE_RETRIES),
+        xp.any(accepted), xp.any(inside), xp.sum(i_new < n_out),
+        xp.min(xp.where(accepted, p.i_out, n_out)), xp.max(xp.where(accepted, i_new, 0))])
+    s = [int(v) for v in to_numpy(summary)]
+    return dict(underflow=bool(s[0]), too_many=bool(s[1]), nonfinite=bool(s[2]),
+                any_accepted=bool(s[3]), any_inside=bool(s[4]), n_running=s[5],
+                lo=s[6], hi=s[7], masks=(underflow, too_many, nonfinite))
+
+
+def raise_failures(flags, p, h, max_steps):
+    """Raise the solver error a flagged sample hit, naming the sample (host copies only here)."""
+    if not (flags["underflow"] or flags["too_many"] or flags["nonfinite"]):
+        return
+    underflow, too_many, nonfinite = (to_numpy(m) for m in flags["masks"])
+    t_host, h_host, rows = to_numpy(p.t), to_numpy(h), to_numpy(p.rows)
+    if too_many.any():
+        b = int(np.flatnonzero(too_many)[0])
+        raise MaxStepsExceededError(
+            f"sample {rows[b]} reached max_steps = {max_steps} attempted steps at t = {t_host[b]!r} "
+            f"(h = {h_host[b]!r}). Raise max_steps, loosen rtol/atol, or check that sample "
+            "for stiffness.", t=float(t_host[b]))
+    if underflow.any():
+        b = int(np.flatnonzero(underflow)[0])
+        raise StepSizeUnderflowError(
+            f"the step size of sample {rows[b]} underflowed at t = {t_host[b]!r} (h = {h_host[b]!r}). "
+            "Its solution may blow up near this time, or the tolerances are too tight for "
+            "the precision: loosen rtol/atol or check the dynamics.", t=float(t_host[b]))
+    b = int(np.flatnonzero(nonfinite > MAX_NONFINITE_RETRIES)[0])
+    raise NonFiniteStateError(f"sample {rows[b]}: " + nonfinite_message(float(t_host[b]),
+                                                                       float(h_host[b])),
+                              t=float(t_host[b]))
+
+
+def step_grid(t, steps, batch):
+    """Each sample's accepted step points, shape (B, L+1), padded with t[-1] (host NumPy)."""
+    grid = np.full((batch, 1), float(t[0]))
+    if not steps:
+        return grid
+    xp = array_module(steps[0][1])
+    sizes = [a.shape[0] for a, _, _ in steps]                     # the working batch shrinks
+    iteration = np.repeat(np.arange(len(steps)), sizes)
+    rows = to_numpy(xp.concatenate([r for _, _, r in steps]))
+    accepted = np.zeros((len(steps), batch), dtype=bool)          # (iterations, B)
+    accepted[iteration, rows] = to_numpy(xp.concatenate([a for a, _, _ in steps]))
+    t_next = np.zeros((len(steps), batch))
+    t_next[iteration, rows] = to_numpy(xp.concatenate([tn for _, tn, _ in steps]))
+    position = np.cumsum(accepted, axis=0)                        # 1-based step index
+    grid = np.full((batch, int(position[-1].max()) + 1), float(t[-1]))
+    grid[:, 0] = float(t[0])
+    it, b = np.nonzero(accepted)
+    grid[b, position[it, b]] = t_next[it, b]
+    return grid

@@ -1,0 +1,224 @@
+"""One solver core: both batch modes on one step arithmetic, options as objects.
+
+Claims checked here:
+
+* per-sample data in theta (a rate per row) works in ``batch="independent"``: each row
+  equals its own single solve to 1e-12 with the same NFE, also after the running batch
+  would have shrunk, for states, discrete and adjoint gradients;
+* a closure of fixed batch size that cannot follow the rows gets an InputError saying
+  what to do;
+* a user error norm has one signature for every method, dop853 included;
+* ``Adjoint(max_steps=...)`` reaches the reverse solve; flat adjoint keywords still work
+  with a DeprecationWarning; ``solve`` and ``odeint_vjp`` take at most 12 parameters;
+* the package has no import cycles, and the drivers no per-method branches.
+"""
+
+import ast
+import inspect
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+import refnode as rn
+from refnode.errors import InputError, MaxStepsExceededError
+
+pytestmark = pytest.mark.batch
+
+#: Agreement of a batched sample with its single solve: rounding of batched reductions.
+SAME_SOLVE = 1e-12
+PACKAGE = pathlib.Path(rn.__file__).parent
+
+
+def decay(t, z, theta):
+    """dz/dt = -k_b (1 + 0.1 sin t) z with a per-row rate k = theta[0], shape (B,)."""
+    k, = theta
+    return -(k * (1.0 + 0.1 * np.sin(t)))[:, None] * z
+
+
+def decay_single(t, z, theta):
+    k, = theta
+    return -(k * (1.0 + 0.1 * np.sin(t))) * z
+
+
+RATES = np.array([1.0, 1.3, 0.7, 60.0])      # one stiff row: the others finish first
+
+
+@pytest.mark.parametrize("method", ["dopri5", "dop853", "bosh3"])
+def test_per_sample_theta_matches_single_solves(method):
+    """The issue's example: rows with their own rate, one much faster; the batch shrinks."""
+    z0, t = np.ones((4, 2)), np.array([0.0, 0.5, 2.0])
+    sol = rn.solve(decay, z0, t, (RATES,), method=method, rtol=1e-8, atol=1e-10,
+                   batch="independent")
+    for b in range(4):
+        single = rn.solve(decay_single, z0[b], t, (RATES[b],), method=method, rtol=1e-8,
+                          atol=1e-10)
+        np.testing.assert_allclose(sol.z[:, b], single.z, rtol=0, atol=SAME_SOLVE)
+        assert sol.stats["nfe"][b] == single.stats["nfe"]
+        assert sol.stats["n_accepted"][b] == single.stats["n_accepted"]
+
+
+@pytest.mark.parametrize("gradient", ["discrete", rn.Adjoint(seminorm=True)])
+def test_per_sample_theta_gradients_match_single_solves(gradient):
+    """dθ of a per-row rate is per row: each entry is that row's own single gradient.
+
+    The adjoint runs with the seminorm: per sample, θ̄ is a quadrature outside the state
+    (refnode.independent.adjoint), so only with z and a controlling the step do the
+    reverse steps, and hence the numbers, equal the single solves'.
+    """
+    z0, t = np.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.3]]), np.array([0.0, 0.7, 1.5])
+    rates = np.array([0.8, 1.5, 25.0])
+    g = np.random.default_rng(0).normal(size=(3, 3, 2))
+    z, vjp = rn.odeint_vjp(decay, z0, t, (rates,), rtol=1e-9, atol=1e-11, gradient=gradient,
+                           batch="independent")
+    dz0, (dk,), dt = vjp(g)
+    dt_total = np.zeros(3)
+    for b in range(3):
+        zb, vjp_b = rn.odeint_vjp(decay_single, z0[b], t, (rates[b],), rtol=1e-9, atol=1e-11,
+                                  gradient=gradient)
+        dz0_b, (dk_b,), dt_b = vjp_b(g[:, b])
+        np.testing.assert_allclose(dz0[b], dz0_b, rtol=0, atol=SAME_SOLVE)
+        np.testing.assert_allclose(dk[b], dk_b, rtol=0, atol=SAME_SOLVE)
+        dt_total += dt_b
+    np.testing.assert_allclose(dt, dt_total, rtol=0, atol=SAME_SOLVE)
+
+
+def test_closure_of_fixed_batch_size_is_explained():
+    """Per-row data captured in a closure cannot follow the rows: a clear InputError."""
+    k = RATES
+    f = lambda t, z, theta: -k[:, None] * z        # noqa: E731 (k is not in theta)
+    with pytest.raises(InputError, match="per-sample constants in theta"):
+        rn.solve(f, np.ones((4, 1)), np.array([0.0, 0.5, 2.0]), batch="independent")
+
+
+def test_user_norm_has_one_signature_for_every_method():
+    """norm(error, y0, y1), as documented, with dop853's two estimates too."""
+    calls = []
+
+    def max_norm(error, y0, y1):
+        calls.append(error.shape)
+        return float(np.max(np.abs(error) / (1e-9 + 1e-7 * np.maximum(np.abs(y0), np.abs(y1)))))
+
+    f = lambda t, z, theta: -z                      # noqa: E731
+    for method in rn.methods.ADAPTIVE_METHODS:
+        sol = rn.solve(f, np.ones(3), [0.0, 1.0], method=method,
+                       control=rn.StepControl(norm=max_norm))
+        np.testing.assert_allclose(sol.z[-1], np.exp(-1.0), rtol=1e-5)
+    assert calls and all(shape == (3,) for shape in calls)
+
+
+def test_adjoint_max_steps_reaches_the_reverse_solve():
+    f = lambda t, z, theta: -theta * z              # noqa: E731
+    z, vjp = rn.odeint_vjp(f, np.ones(2), [0.0, 5.0], 1.0, gradient=rn.Adjoint(max_steps=3))
+    with pytest.raises(MaxStepsExceededError, match="max_steps = 3"):
+        vjp(np.ones_like(z))
+
+
+def test_adjoint_object_is_validated_when_built():
+    with pytest.raises(InputError, match="rtol"):
+        rn.Adjoint(rtol=-1.0)
+    with pytest.raises(InputError, match="method"):
+        rn.Adjoint(method="no-such-method")
+    with pytest.raises(InputError, match="seminorm"):
+        rn.Adjoint(seminorm="yes")
+
+
+def test_fixed_step_adjoint_without_a_grid_is_refused_before_the_forward_solve():
+    calls = []
+
+    def f(t, z, theta):
+        calls.append(t)
+        return -z
+
+    with pytest.raises(InputError, match="no error estimate"):
+        rn.odeint_vjp(f, np.ones(2), [0.0, 1.0], gradient=rn.Adjoint(method="euler"))
+    assert not calls
+
+
+@pytest.mark.parametrize("legacy, object_form", [
+    (dict(adjoint_rtol=1e-9, adjoint_atol=1e-11), rn.Adjoint(rtol=1e-9, atol=1e-11)),
+    (dict(seminorm=True), rn.Adjoint(seminorm=True)),
+    (dict(reset=False), rn.Adjoint(reset=False)),
+    (dict(adjoint_method="tsit5"), rn.Adjoint(method="tsit5")),
+])
+def test_flat_adjoint_keywords_still_work_with_a_warning(legacy, object_form):
+    f = lambda t, z, theta: -theta * z              # noqa: E731
+    args = (f, np.array([1.0, 2.0]), [0.0, 0.5, 1.0], 0.7)
+    with pytest.warns(DeprecationWarning, match="Adjoint"):
+        z, vjp = rn.odeint_vjp(*args, **legacy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z2, vjp2 = rn.odeint_vjp(*args, gradient=object_form)
+    for a, b in zip(vjp(np.ones_like(z)), vjp2(np.ones_like(z2))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flat_control_keywords_still_work_with_a_warning():
+    f = lambda t, z, theta: -z                      # noqa: E731
+    with pytest.warns(DeprecationWarning, match="StepControl"):
+        sol = rn.solve(f, np.ones(2), [0.0, 1.0], first_step=1e-3, trace=True)
+    assert sol.trace[0].h == 1e-3
+
+
+def test_unknown_keyword_is_an_input_error():
+    with pytest.raises(InputError, match="unexpected keyword"):
+        rn.solve(lambda t, z, th: -z, np.ones(2), [0.0, 1.0], max_step=5)
+
+
+def test_entry_points_take_at_most_twelve_named_parameters():
+    """The deprecated flat spellings arrive through **legacy, which names nothing."""
+    for fn in (rn.solve, rn.odeint_vjp):
+        named = [p for p in inspect.signature(fn).parameters.values()
+                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        assert len(named) <= 12, fn.__name__
+
+
+def import_graph():
+    """{module: set of refnode modules it imports at module level}."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if parts[-1] == "__init__" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.parse(path.read_text()).body:            # module level only
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                deps |= {f"{target}.{a.name}" for a in node.names} | {target}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d.startswith("refnode")}
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_the_package_has_no_import_cycles():
+    graph, state, cycles = import_graph(), {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in graph[m]:
+            if state.get(d) == "open":
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    # A package importing its own submodules is not a cycle (refnode -> refnode.x -> ...).
+    real = [c for c in cycles if not all(c[0].startswith(x) or x.startswith(c[0]) for x in c)]
+    assert not real, real
+
+
+@pytest.mark.parametrize("module", ["drivers.py", "independent/loop.py", "adjoint.py",
+                                    "discrete_adjoint.py", "odeint.py", "gradients.py"])
+def test_drivers_have_no_per_method_branches(module):
+    source = (PACKAGE / module).read_text()
+    for marker in ("dop853", "e3_float", "error3", "q == 8"):
+        assert marker not in source, f"{module} mentions {marker}"
