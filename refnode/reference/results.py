@@ -39,7 +39,9 @@ def check_tolerances(rtol, factor, atol=None):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
             raise InputError(f"{name} must be a number, got {value!r}.")
         if not (math.isfinite(value) and value > 0.0):
-            raise InputError(f"{name} must be a finite number > 0, got {value!r}.")
+            raise InputError(f"{name} must be a finite number > 0, got {value!r}; a verdict "
+                             f"needs rtol <= {MAX_RTOL:g} and factor * rtol <= {MAX_TOLERANCE:g} "
+                             "(docs/verify.md, the tolerance rule).")
     if rtol > MAX_RTOL:
         raise InputError(
             f"rtol = {rtol:g} is above {MAX_RTOL:g}: the tolerance rule (C * rtol) assumes the "
