@@ -50,7 +50,7 @@ LEARNING_RATE = 0.01
 #: The learning rate is divided by 10 after this fraction of the iterations.
 DECAY_AT = 0.7
 
-# -- agreement required of each gradient with the discrete adjoint (DESIGN.md §5) -----
+# -- agreement required of each gradient with the discrete adjoint (docs/design.md §3) --
 #: autograd traces the very same steps: only rounding differs.
 AUTOGRAD_RTOL = 1e-10
 #: central differences, step FD_EPS: truncation O(eps²) plus rounding O(u/eps).

@@ -222,3 +222,22 @@ def test_drivers_have_no_per_method_branches(module):
     source = (PACKAGE / module).read_text()
     for marker in ("dop853", "e3_float", "error3", "q == 8"):
         assert marker not in source, f"{module} mentions {marker}"
+
+
+@pytest.mark.parametrize("layer", ["ConcatLinear", "ConcatConv2d"])
+def test_time_dependent_layers_take_one_time_per_row(layer):
+    """The layer contract's time rule: t of shape (B,) gives a_t of shape (B,), row by row."""
+    rng = np.random.default_rng(3)
+    if layer == "ConcatLinear":
+        net, x = rn.nn.ConcatLinear(3, 2), rng.normal(size=(4, 3))
+    else:
+        net, x = rn.nn.ConcatConv2d(2, 3), rng.normal(size=(4, 2, 5, 5))
+    theta, t = net.init(rng), np.array([0.1, 0.2, 0.3, 0.4])
+    y, cache = net.forward(theta, t, x)
+    g = rng.normal(size=y.shape)
+    g_t = net.vjp(theta, cache, g)[2]
+    assert np.shape(g_t) == (4,)
+    for b in range(4):                    # row b alone, at its own scalar time
+        y_b, cache_b = net.forward(theta, float(t[b]), x[b:b + 1])
+        np.testing.assert_allclose(y[b:b + 1], y_b, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(g_t[b], net.vjp(theta, cache_b, g[b:b + 1])[2], rtol=1e-12)

@@ -6,24 +6,31 @@ of spirals: half are clockwise while the other half counter-clockwise. To make t
 more realistic, we add gaussian noise to the observations." Models then see an irregular
 random subset of each spiral's times (Table 2: 30, 50 or 100 of 100 observations).
 
-The paper does not give the noise level. The authors' reference code
-(torchdiffeq, ``examples/latent_ode.py``) defaults its generator to ``noise_std=0.1`` and
-runs its demo with ``0.3``; we default to 0.1.
+Two constructions live here.
 
-Our spirals are Archimedean, ``r = b * phi``, traversed at one radian per unit time and
-centred at the origin::
+**Reference windows** (:func:`reference_curves`, :func:`spiral_windows`; the Table 2 task).
+The authors' reference code (torchdiffeq, ``examples/latent_ode.py``) defines two fixed
+curves on 1000 equally spaced parameter values τ ∈ [0, 6π] and cuts every series out of
+one of them as a window of 100 consecutive points starting at a random index::
 
-    phi(t) = phi_0 + t,       phi_0 ~ Uniform(start)        (each spiral its own start)
-    counter-clockwise:  z(t) = r(t) * ( cos phi(t),  sin phi(t))
+    counter-clockwise:  angle  τ,               radius b τ,              centre (+5, 0)
+    clockwise:          angle  6π + 1 − τ,      radius 50 b / (6π + 1 − τ),  centre (−5, 0)
+
+with b = 0.3. Both wind outwards as τ grows, one each way round. Time is window-relative:
+a window starting at curve index s is observed at t_k = k Δτ, k = 0..99, and its
+continuation (the next 100 curve points) at t_k, k = 100..199. The start index is uniform
+on a range of indices (the reference draws it from [100, 800)); the noise is Gaussian
+(the reference runs with standard deviation 0.3; the paper gives none).
+
+**One-turn spirals** (:func:`generate_spirals`; the ``--task one-turn`` variant).
+Archimedean spirals ``r = b * phi`` centred at the origin, each with its own start angle
+phi_0 ~ Uniform(start), traversed at one radian per unit time::
+
+    counter-clockwise:  z(t) = r(t) * ( cos phi(t),  sin phi(t)),   phi(t) = phi_0 + t
     clockwise:          z(t) = r(t) * ( cos phi(t), -sin phi(t))   (the mirror image)
 
-so both kinds wind outwards and differ only in the sense of rotation: the latent model has
-to infer which of two dynamics it is looking at. (The reference code instead moves a window
-along one fixed curve of each kind, centred at x = -5 and x = +5; we do not copy that.)
-
-Train/extrapolation split (our choice, see :func:`split_windows`): the first
-``train_fraction`` of the time grid is the observation window the model is fitted on; the
-rest is held out, and predicting it is extrapolation in time.
+:func:`split_windows` splits their common time grid into an observation window and the
+held-out rest (extrapolation in time, into radii no training window reaches).
 """
 
 from dataclasses import dataclass
@@ -37,6 +44,15 @@ DEFAULT_DT = 2 * np.pi / 100  # grid spacing: 100 points make one full turn
 DEFAULT_START = (np.pi, 3 * np.pi)  # range of start angles phi_0 (radians), our choice
 DEFAULT_NOISE_STD = 0.1  # the reference generator's default; the paper gives none
 DEFAULT_TRAIN_FRACTION = 0.5
+
+# The reference code's curves (torchdiffeq examples/latent_ode.py, its __main__ settings).
+REFERENCE_N_POINTS = 1000  # points per curve
+REFERENCE_T_MAX = 6 * np.pi  # curve parameter τ ∈ [0, 6π]
+REFERENCE_B = 0.3  # radius scale b
+REFERENCE_CENTRE = 5.0  # counter-clockwise curve centred at (+5, 0), clockwise at (−5, 0)
+REFERENCE_NOISE_STD = 0.3  # the reference's run setting
+REFERENCE_WINDOW = 100  # observed points per series ("100 equally-spaced timesteps")
+REFERENCE_START = (100, 800)  # start index range of the reference, [low, high)
 
 
 @dataclass(frozen=True)
@@ -185,3 +201,88 @@ def irregular_subsample(data, n_obs, rng, window=None):
     mask = np.zeros((n_spirals, n_total), dtype=bool)
     mask[rows, index] = True
     return Subsample(index=index, t=data.t[index], z=data.z_obs[rows, index], mask=mask)
+
+
+# --- reference windows (the Table 2 task) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Series cut from the two reference curves, each with its continuation.
+
+    Attributes
+    ----------
+    t : ndarray, shape (W,)
+        Window-relative observation times ``Δτ * arange(W)``.
+    z_obs : ndarray, shape (n, W, 2)
+        Noisy observations in the window.
+    z_true : ndarray, shape (n, W, 2)
+        The noise-free window.
+    t_future : ndarray, shape (H,)
+        Times of the continuation, ``Δτ * arange(W, W + H)``.
+    z_future : ndarray, shape (n, H, 2)
+        The noise-free continuation (what extrapolation is scored against).
+    clockwise : ndarray of bool, shape (n,)
+    start : ndarray of int64, shape (n,)
+        Curve index of each window's first point.
+    noise_std : float
+    """
+
+    t: np.ndarray
+    z_obs: np.ndarray
+    z_true: np.ndarray
+    t_future: np.ndarray
+    z_future: np.ndarray
+    clockwise: np.ndarray
+    start: np.ndarray
+    noise_std: float
+
+
+def reference_curves(n_points=REFERENCE_N_POINTS, t_max=REFERENCE_T_MAX, b=REFERENCE_B):
+    """The two reference curves on ``n_points`` equally spaced τ in [0, t_max].
+
+    Returns
+    -------
+    tau : ndarray, shape (n_points,)
+    counter_clockwise, clockwise : ndarray, shape (n_points, 2)
+    """
+    tau = np.linspace(0.0, t_max, n_points)
+    angle = t_max + 1.0 - tau  # clockwise: the angle falls as τ grows; +1 keeps it > 0
+    radius = 50.0 * b / angle
+    clockwise = np.stack([radius * np.cos(angle) - REFERENCE_CENTRE, radius * np.sin(angle)], -1)
+    counter = np.stack([b * tau * np.cos(tau) + REFERENCE_CENTRE, b * tau * np.sin(tau)], -1)
+    return tau, counter, clockwise
+
+
+def spiral_windows(n, start=REFERENCE_START, window=REFERENCE_WINDOW, horizon=REFERENCE_WINDOW,
+                   noise_std=REFERENCE_NOISE_STD, seed=0):
+    """``n`` windows of ``window`` points plus a noise-free continuation of ``horizon``.
+
+    Each series picks a curve (clockwise with probability 1/2) and a start index
+    uniform on ``[start[0], start[1])``; it is observed with Gaussian noise on curve
+    indices ``s .. s + window − 1`` and scored on ``s + window .. s + window + horizon − 1``.
+
+    Returns
+    -------
+    Windows
+    """
+    low, high = start
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise InputError(f"n must be an int >= 1, got {n!r}")
+    if not 0 <= low < high or high - 1 + window + horizon > REFERENCE_N_POINTS:
+        raise InputError(f"start range {start!r} with window {window} and horizon {horizon} "
+                         f"must lie inside the {REFERENCE_N_POINTS} curve points; lower it")
+    if not noise_std >= 0:
+        raise InputError(f"noise_std must be >= 0, got {noise_std!r}")
+    rng = np.random.default_rng(seed)
+    tau, counter, clockwise_curve = reference_curves()
+    clockwise = rng.random(n) < 0.5
+    starts = rng.integers(low, high, size=n)
+    index = starts[:, None] + np.arange(window + horizon)[None, :]  # (n, W + H)
+    z = np.where(clockwise[:, None, None], clockwise_curve[index], counter[index])
+    z_true, z_future = z[:, :window], z[:, window:]
+    z_obs = z_true + noise_std * rng.standard_normal(z_true.shape)
+    t_all = tau[:window + horizon]  # window-relative: τ of the window's offset from its start
+    return Windows(t=t_all[:window], z_obs=z_obs, z_true=z_true, t_future=t_all[window:],
+                   z_future=z_future, clockwise=clockwise, start=starts,
+                   noise_std=float(noise_std))

@@ -33,11 +33,11 @@ from ..nn import Linear, mlp, mlp_dynamics
 from ..odeint import odeint
 from .rnn import RNNCell, rnn_forward, rnn_vjp
 
-LATENT_DIM = 4  # Table 2 setup (DESIGN.md §6)
+LATENT_DIM = 4  # Table 2 setup (paper §5.1)
 RNN_HIDDEN = 25  # encoder RNN hidden units
 ODE_HIDDEN = 20  # ODE function hidden units
 DECODER_HIDDEN = 20
-NOISE_STD = 0.1  # likelihood std σ: the spiral generator's noise (refnode.data.spirals)
+NOISE_STD = 0.1  # default likelihood std σ; the experiment passes its data's noise std
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 

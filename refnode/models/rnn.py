@@ -12,7 +12,15 @@ and the shared parameters, which are summed over the steps.
 
 The baseline (:class:`RNNBaseline`) reads ``(x_j, t_{j+1} - t_j)``: the observation and
 the time gap to the next one, and predicts ``x_{j+1}`` from its hidden state with a
-linear read-out. To extrapolate it is rolled forward, feeding back its own predictions.
+linear read-out. To extrapolate it is rolled forward, feeding back its own predictions,
+each step with the gap to the next time it is asked for.
+
+Trained by teacher forcing alone it only ever reads true observations, yet extrapolation
+feeds it its own predictions. *Scheduled sampling* (Bengio et al. 2015) closes that gap:
+during training each input x_j (j >= 1) is replaced, with some probability, by the
+model's own prediction of it, x̂_j = readout(h_{j-1}). The fed-back prediction is treated
+as a constant (no gradient flows through the choice or the value), so backpropagation
+through time is unchanged: it runs over the inputs the forward pass actually used.
 """
 
 import numpy as np
@@ -139,10 +147,16 @@ class RNNBaseline:
         xp = array_module(pred)
         return xp.mean((pred - xp.transpose(x[:, 1:], (1, 0, 2))) ** 2)
 
-    def loss_and_grad(self, theta, x, t):
-        """The loss and its hand-derived gradient (read-out VJP, then BPTT)."""
+    def loss_and_grad(self, theta, x, t, feed_back=None):
+        """The loss and its hand-derived gradient (read-out VJP, then BPTT).
+
+        feed_back : (n − 1, B) bool, optional
+            Scheduled sampling: where ``feed_back[j, b]`` (j >= 1) is True, step j reads
+            the model's own prediction of ``x_j`` instead of ``x_j`` (a constant for the
+            gradient). None or all False is teacher forcing, the plain :meth:`loss`.
+        """
         xp = array_module(x)
-        hs, caches = rnn_forward(self.cell, theta["cell"], gap_inputs(x, t))
+        hs, caches = self.run_inputs(theta, gap_inputs(x, t), feed_back)
         pred, readout_cache = self.readout.forward(theta["readout"], 0.0, hs)
         residual = pred - xp.transpose(x[:, 1:], (1, 0, 2))
         loss = xp.mean(residual ** 2)
@@ -150,6 +164,29 @@ class RNNBaseline:
                                               2.0 * residual / residual.size)
         _, _, g_cell = rnn_vjp(self.cell, theta["cell"], caches, g_hs)
         return loss, {"cell": g_cell, "readout": g_readout}
+
+    def run_inputs(self, theta, inputs, feed_back=None):
+        """The cell over inputs (T, B, d + 1), optionally feeding back predictions.
+
+        Returns the hidden states (T, B, H) and the caches of :func:`rnn_forward`; each
+        cache holds the input the step really read.
+        """
+        if feed_back is None:
+            return rnn_forward(self.cell, theta["cell"], inputs)
+        if feed_back.shape != inputs.shape[:2]:
+            raise InputError(f"feed_back must have shape {inputs.shape[:2]}, got {feed_back.shape}.")
+        xp = array_module(inputs)
+        h = xp.zeros((inputs.shape[1], self.cell.n_hidden))
+        hs, caches, d = [], [], self.obs_dim
+        for j, u in enumerate(inputs):
+            if j > 0 and feed_back[j].any():
+                own = self.readout.forward(theta["readout"], 0.0, h)[0]  # x̂_j from h_{j-1}
+                u = u.copy()
+                u[feed_back[j], :d] = own[feed_back[j]]
+            h, cache = self.cell.forward(theta["cell"], u, h)
+            hs.append(h)
+            caches.append(cache)
+        return xp.stack(hs), caches
 
     def extrapolate(self, theta, x, t, t_future):
         """Read the observations, then roll forward feeding back predictions.

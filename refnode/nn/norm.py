@@ -57,16 +57,29 @@ class GroupNorm:
         """Shape (1, C, 1, ..., 1) that broadcasts a per-channel vector against x."""
         return (1, self.num_channels) + (1,) * (x.ndim - 2)
 
+    def _group_mean(self, v):
+        """The mean of v over each (sample, group), one value per channel: (N, C, 1, ..., 1).
+
+        Averaged per channel over the spatial axes first, then over the C/G channels of
+        the group (equal counts, so this is the mean over all m entries). Both reductions
+        run fast whatever v's memory order; a convolution returns channels-last arrays.
+        """
+        xp = array_module(v)
+        n, c, g = v.shape[0], self.num_channels, self.num_groups
+        per_channel = xp.mean(v, axis=tuple(range(2, v.ndim)))                 # (N, C)
+        per_group = xp.mean(xp.reshape(per_channel, (n, g, c // g)), axis=-1, keepdims=True)
+        per_group = xp.broadcast_to(per_group, (n, g, c // g))
+        return xp.reshape(per_group, (n, c) + (1,) * (v.ndim - 2))
+
     def forward(self, theta, t, x):
         """x: (N, C, *spatial) -> y: same shape; normalised per (sample, group)."""
         if np.ndim(x) < 2 or np.shape(x)[1] != self.num_channels:
             raise InputError(f"{self!r} expects x of shape (N, {self.num_channels}, ...); "
                              f"got {np.shape(x)}")
         xp = array_module(x, theta)
-        x_g = xp.reshape(x, (x.shape[0], self.num_groups, -1))        # (N, G, m)
-        mu = xp.mean(x_g, axis=-1, keepdims=True)
-        sigma = xp.sqrt(xp.mean((x_g - mu) ** 2, axis=-1, keepdims=True) + self.eps)
-        x_hat = xp.reshape((x_g - mu) / sigma, x.shape)
+        x_c = x - self._group_mean(x)                                   # x − μ
+        sigma = xp.sqrt(self._group_mean(x_c * x_c) + self.eps)         # (N, C, 1, ...)
+        x_hat = x_c / sigma
         shape = self._channel_shape(x)
         y = x_hat * xp.reshape(theta["weight"], shape) + xp.reshape(theta["bias"], shape)
         return y, {"x_hat": x_hat, "sigma": sigma}
@@ -78,12 +91,9 @@ class GroupNorm:
         not_channel = (0,) + tuple(range(2, g.ndim))
         g_theta = {"weight": xp.sum(g * x_hat, axis=not_channel),
                    "bias": xp.sum(g, axis=not_channel)}
-        grouped = (g.shape[0], self.num_groups, -1)
-        g_hat = xp.reshape(g * xp.reshape(theta["weight"], self._channel_shape(g)), grouped)
-        x_hat_g = xp.reshape(x_hat, grouped)
-        g_x = (g_hat - xp.mean(g_hat, axis=-1, keepdims=True)
-               - x_hat_g * xp.mean(g_hat * x_hat_g, axis=-1, keepdims=True)) / sigma
-        return xp.reshape(g_x, g.shape), g_theta, 0.0
+        g_hat = g * xp.reshape(theta["weight"], self._channel_shape(g))
+        g_x = (g_hat - self._group_mean(g_hat) - x_hat * self._group_mean(g_hat * x_hat)) / sigma
+        return g_x, g_theta, 0.0
 
     def __repr__(self):
         return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps})"

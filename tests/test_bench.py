@@ -1,0 +1,105 @@
+"""The benchmark commands: ``refnode bench workprecision`` and benchmarks/bench_training.py.
+
+These check what the runs compute (answers, step counts, that the two libraries run the
+same network), never how long they take: timings are benchmark output, not test claims.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refnode import cli
+from refnode.methods import ADAPTIVE_METHODS
+
+pytestmark = pytest.mark.cli
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One `refnode bench workprecision --quick` run, from an empty working directory."""
+    tmp = tmp_path_factory.mktemp("workprecision")
+    out, json_path = tmp / "figures", tmp / "records.json"
+    status = cli.main(["bench", "workprecision", "--quick", "--json", str(json_path),
+                       "--out", str(out)])
+    return status, out, json.loads(json_path.read_text())
+
+
+def test_workprecision_quick_writes_records_and_figures(quick_run):
+    status, out, result = quick_run
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["workprecision_forward.png",
+                                                     "workprecision_gradients.png"]
+    assert result["settings"]["quick"] is True
+    forward = [r for r in result["records"] if r["part"] == "forward"]
+    drawn = {(r["library"], r["method"]) for r in forward}
+    assert drawn == ({("refnode", m) for m in ADAPTIVE_METHODS}
+                     | {("scipy", "RK45"), ("scipy", "DOP853")})
+
+
+def test_workprecision_dopri5_takes_scipys_steps_and_converges(quick_run):
+    """refnode's dopri5 and SciPy's RK45 share Hairer's controller: same NFE, same answer."""
+    _, _, result = quick_run
+    ok = [r for r in result["records"] if r["part"] == "forward" and "error" in r]
+    ours = {r["tol"]: r for r in ok if r["method"] == "dopri5"}
+    scipy = {r["tol"]: r for r in ok if r["method"] == "RK45"}
+    assert set(ours) == set(scipy) and len(ours) >= 2
+    for tol in ours:
+        assert ours[tol]["nfe"] == scipy[tol]["nfe"]
+        assert ours[tol]["error"] == pytest.approx(scipy[tol]["error"], rel=1e-6, abs=1e-13)
+    loose, tight = max(ours), min(ours)
+    assert ours[tight]["error"] < ours[loose]["error"] / 100
+    assert ours[tight]["error"] < 100 * tight
+
+
+def test_workprecision_failed_sweeps_are_recorded_not_dropped(quick_run):
+    """heun_euler cannot reach tol 1e-6 within the quick step cap: the record says so."""
+    _, _, result = quick_run
+    heun = [r for r in result["records"] if r.get("method") == "heun_euler"]
+    assert any("failed" in r and "max_steps" in r["failed"] for r in heun)
+
+
+def test_workprecision_gradients_are_close_to_the_reference(quick_run):
+    _, _, result = quick_run
+    grads = [r for r in result["records"] if r["part"] == "gradient"]
+    assert {r["gradient"] for r in grads} == {"adjoint", "adjoint seminorm", "discrete"}
+    for r in grads:
+        assert 0.0 <= r["error"] < 10 * r["tol"], r
+
+
+def test_bench_json_and_out_need_workprecision(capsys, tmp_path):
+    assert cli.main(["bench", "--json", str(tmp_path / "x.json")]) == 2
+    assert "workprecision" in capsys.readouterr().out
+
+
+def _load_bench_training():
+    spec = importlib.util.spec_from_file_location("bench_training", BENCHMARKS / "bench_training.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet", "rknet"])
+def test_bench_training_runs_the_same_network_in_torch(name):
+    """Same weights, same batch: PyTorch's loss and gradients equal refnode's (float64)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    from refnode.params import tree_map
+    bench = _load_bench_training()
+    model, theta, x, labels = bench.problem(name, batch=4)
+    theta, x = tree_map(lambda a: a.astype(np.float64), theta), x.astype(np.float64)
+    loss, grads, _ = bench.refnode_step_fn(model, theta, x, labels)()
+    loss_t, grads_t, _ = bench.torch_step_fn(bench.to_torch(model, theta), x, labels)()
+    assert loss == pytest.approx(loss_t, rel=1e-12)
+    assert len(grads) == len(grads_t)
+    for g, g_t in zip(grads, grads_t):
+        np.testing.assert_allclose(g, g_t, rtol=1e-9, atol=1e-12)
