@@ -27,6 +27,7 @@ from collections import namedtuple
 import numpy as np
 
 from .errors import InputError
+from .testing import relative_error  # noqa: F401 (the one definition; re-exported)
 from .reference.golden_files import as_arrays, load_golden, read_json
 from .reference.problems import PROBLEM_NAMES, get_problem
 from .reference.results import (MAX_RTOL, MAX_TOLERANCE, call_for_problem,  # noqa: F401
@@ -42,18 +43,6 @@ VerifyRow.__doc__ = "One compared quantity: status is 'ok', 'FAIL' or 'skipped'.
 def tolerance(rtol, accuracy, factor=TOLERANCE_FACTOR):
     """The tolerance a quantity must meet: factor · rtol + accuracy."""
     return factor * rtol + accuracy
-
-
-def relative_error(x, ref, scale=None):
-    """max|x − ref| / scale, scale = max|ref| by default (inf for NaN, or for scale 0 and x ≠ ref)."""
-    diff = np.abs(np.asarray(x, dtype=np.float64) - ref)
-    if diff.size and not np.all(np.isfinite(diff)):
-        return float("inf")
-    top = float(np.max(diff, initial=0.0))
-    scale = float(np.max(np.abs(ref), initial=0.0)) if scale is None else scale
-    if top == 0.0:
-        return 0.0
-    return top / scale if scale > 0.0 else float("inf")
 
 
 def golden_quantities(golden):
