@@ -29,21 +29,31 @@ from .params import tree_axpy, tree_leaves, tree_map, tree_vdot
 ENTRYWISE_MAX_SIZE = 64
 
 
-def relative_error(x, y):
-    """max|x − y| / max|y| over all leaves of two pytrees (0 when both are zero).
+def relative_error(x, y, scale=None):
+    """max|x − y| / scale over all leaves of two pytrees, scale = max|y| by default.
+
+    0 when x equals y; inf when any difference is not finite (a NaN never passes as a
+    small error) or when the scale is 0 and x differs from y.
 
     Parameters
     ----------
     x, y : pytree of arrays
         Same structure and shapes; ``y`` is the reference.
+    scale : float, optional
+        The size to measure the difference against (``refnode verify`` scales each ∂L/∂t_i
+        by the whole time gradient's max).
     """
-    diff = max((float(np.max(np.abs(to_numpy(a) - to_numpy(b)), initial=0.0))
-                for a, b in zip(tree_leaves(x), tree_leaves(y))), default=0.0)
-    scale = max((float(np.max(np.abs(to_numpy(b)), initial=0.0)) for b in tree_leaves(y)),
-                default=0.0)
-    if diff == 0.0:
+    diffs = [np.abs(np.asarray(to_numpy(a), dtype=np.float64) - np.asarray(to_numpy(b), dtype=np.float64))
+             for a, b in zip(tree_leaves(x), tree_leaves(y))]
+    if any(d.size and not np.all(np.isfinite(d)) for d in diffs):
+        return float("inf")
+    top = max((float(np.max(d, initial=0.0)) for d in diffs), default=0.0)
+    if scale is None:
+        scale = max((float(np.max(np.abs(to_numpy(b)), initial=0.0)) for b in tree_leaves(y)),
+                    default=0.0)
+    if top == 0.0:
         return 0.0
-    return diff / scale if scale > 0.0 else float("inf")
+    return top / scale if scale > 0.0 else float("inf")
 
 
 def central_difference(fun, args, direction, eps=1e-6):

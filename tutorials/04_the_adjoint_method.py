@@ -267,9 +267,9 @@ show(fig, path)
 # It costs one forward pass and one VJP of f per evaluation, and its own step-size
 # control. Two refinements that `odeint_vjp` offers:
 #
-# * `reset=True` (default) restarts z from the stored forward z(t_i) at each observation
+# * `Adjoint(reset=True)` (default) restarts z from the stored forward z(t_i) at each observation
 #   time, instead of trusting the backward reconstruction (tutorial 05 shows why);
-# * `seminorm=True` lets only z and a control the reverse step (Kidger et al. 2021): θ̄
+# * `Adjoint(seminorm=True)` lets only z and a control the reverse step (Kidger et al. 2021): θ̄
 #   and t̄ only accumulate integrals, nothing feeds back from them.
 
 # %%
@@ -278,7 +278,7 @@ theta_wide = wide.init(np.random.default_rng(4))
 z_batch = np.random.default_rng(5).standard_normal((16, 4))
 for seminorm in (False, True):
     z, adj = rn.odeint_vjp(wide, z_batch, np.array([0.0, 2.0]), theta_wide, rtol=1e-6,
-                           atol=1e-8, seminorm=seminorm)
+                           atol=1e-8, gradient=rn.Adjoint(seminorm=seminorm))
     adj(np.ones_like(z))
     print(f"seminorm={seminorm!s:5}: reverse NFE {adj.backward_stats['nfe']:3d} "
           f"(forward NFE {adj.forward_stats['nfe']}), {flatten(theta_wide)[0].size} "

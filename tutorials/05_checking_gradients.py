@@ -198,7 +198,8 @@ _, reference = rn.odeint_vjp(lorenz, lorenz_z0, t_obs, lorenz_theta, method="dop
                              gradient="discrete", rtol=1e-12, atol=1e-14)
 ref = reference(g_obs)
 for reset in (True, False):
-    _, vjp = rn.odeint_vjp(lorenz, lorenz_z0, t_obs, lorenz_theta, reset=reset, **LORENZ)
+    _, vjp = rn.odeint_vjp(lorenz, lorenz_z0, t_obs, lorenz_theta,
+                           gradient=rn.Adjoint(reset=reset), **LORENZ)
     print(f"reset={reset!s:5}: relative error of the gradient {relative_error(vjp(g_obs), ref):.1e}")
 
 # %% [markdown]

@@ -2,16 +2,22 @@
 
     refnode verify --results FILE --rtol 1e-6          # a results file in the golden layout
     refnode verify --callable mypkg.mod:fn --rtol 1e-6  # fn(problem: dict) -> dict
+    refnode verify --library torchdiffeq [--gradient backprop] --rtol 1e-7 --atol 1e-10
     refnode verify --list                               # the reference problems
 
 The logic is in :mod:`refnode.verify`; docs/verify.md documents the formats and the rule
-tol = 100 · rtol + golden accuracy. Exit status 0 when every quantity passes, 1 otherwise.
+tol = 100 · rtol + golden accuracy; docs/conformance.md the built-in adapters
+(:mod:`refnode.reference.adapters`). Exit status 0 when every quantity passes, 1 when one
+fails, 2 on bad input (tolerances too loose to mean anything, a malformed results file,
+an unknown or missing library, an exception inside the callable).
 """
 
 import argparse
 
 from .. import verify
 from ..errors import InputError
+from ..reference import adapters
+from ..reference.results import check_tolerances
 from ..reference.golden_files import load_golden
 from ..reference.problems import PROBLEM_NAMES
 
@@ -28,7 +34,14 @@ def configure(parser):
     source.add_argument("--callable", metavar="MODULE:FUNCTION", dest="function",
                         help="a function fn(problem: dict) -> dict, e.g. mypkg.check:solve; "
                              "refnode.verify:refnode_adjoint verifies refnode itself")
+    source.add_argument("--library", metavar="NAME",
+                        help="a built-in adapter: " + ", ".join(adapters.LIBRARIES) +
+                             " (pip install 'refnode[verify]')")
     source.add_argument("--list", action="store_true", help="list the reference problems and exit")
+    parser.add_argument("--gradient", metavar="MODE",
+                        help="with --library: the gradient mode, e.g. torchdiffeq: "
+                             "adjoint|backprop; diffrax: recursive-checkpoint|backsolve|direct "
+                             "(default: the library's first)")
     parser.add_argument("--rtol", type=positive_float, default=DEFAULT_RTOL,
                         help=f"the relative tolerance your solver used (default {DEFAULT_RTOL:g}); "
                              "with --callable, the problem dict asks for it")
@@ -67,11 +80,19 @@ def run(args):
             doc = load_golden(name)
             print(f"{name:<11} {doc['dynamics']['equation'][:70]}\n{'':<11} {doc['description']}")
         return 0
-    if args.results is None and args.function is None:
-        print("refnode verify: give --results FILE or --callable MODULE:FUNCTION (or --list).")
+    if args.results is None and args.function is None and args.library is None:
+        print("refnode verify: give --results FILE, --callable MODULE:FUNCTION or --library NAME "
+              "(or --list).")
         return 2
     try:
-        if args.results is not None:
+        if args.gradient is not None and args.library is None:
+            raise InputError("--gradient goes with --library.")
+        check_tolerances(args.rtol, args.factor, args.atol)
+        if args.library is not None:
+            fn, source = adapters.adapter_callable(args.library, args.gradient)
+            report = verify.verify_callable(fn, args.rtol, args.atol, names=args.problems,
+                                            factor=args.factor)
+        elif args.results is not None:
             report = verify.verify_results(verify.results_from_file(args.results), args.rtol,
                                            names=args.problems, factor=args.factor)
             source = args.results

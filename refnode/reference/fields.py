@@ -90,6 +90,27 @@ class MLPField:
         return u_bar @ theta["W1"], a_theta, np.zeros(())
 
 
+class ReLUField:
+    """dz/dt = relu(z W1ᵀ + b1) W2ᵀ + b2: Lipschitz, not differentiable where a unit switches.
+
+    theta = {"W1": (H, D), "b1": (H,), "W2": (D, H), "b2": (D,)}. The VJP uses the
+    derivative almost everywhere (1 where the pre-activation is positive, else 0); f is
+    continuous across a switch, so the flow's sensitivity does not jump there.
+    """
+
+    def __call__(self, t, z, theta):
+        return np.maximum(z @ theta["W1"].T + theta["b1"], 0.0) @ theta["W2"].T + theta["b2"]
+
+    def vjp(self, t, z, theta, a):
+        """With h = relu(u): ū = (a W2) ⊙ [u > 0]; a_z = ū W1; Σ_b of ūᵀz, ū, aᵀh, a."""
+        u = z @ theta["W1"].T + theta["b1"]
+        h = np.maximum(u, 0.0)
+        u_bar = (a @ theta["W2"]) * (u > 0.0)
+        a_theta = {"W1": _rows(u_bar).T @ _rows(z), "b1": _rows(u_bar).sum(axis=0),
+                   "W2": _rows(a).T @ _rows(h), "b2": _rows(a).sum(axis=0)}
+        return u_bar @ theta["W1"], a_theta, np.zeros(())
+
+
 class NamedParameters:
     """Dynamics whose theta is a pytree, seen through a flat dict of named leaves.
 

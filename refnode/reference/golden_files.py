@@ -12,6 +12,7 @@ and docs/verify.md explains every field)::
      "states": [...],                                             # z(t_i), shape (N, *z0.shape)
      "gradients": {"z0": [...], "theta": {"A": [[...]]}, "t": [...]},
      "extras": {"log_density": [...]},                            # may be {}
+     "expected_spread": {...},        # only for a non-smooth field (docs/verify.md)
      "accuracy": {"states": 1e-13, "gradients": {"z0": ..., "theta": {"A": ...}, "t": [...]},
                   "extras": {...}},
      "provenance": {"states": "...", "gradients": "..."}}
@@ -37,6 +38,10 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 CONVENTION = ("f(t, z, theta), time first (refnode, SciPy, torchdiffeq, diffrax); states are "
               "row vectors, a batch is (B, D); parameter gradients are summed over the batch; "
               "L = sum_i <g_i, z(t_i)> and every gradient is of L.")
+SPREAD_NOTE = ("The field is not differentiable everywhere, so no pass/fail rule C * rtol "
+               "applies: refnode verify reports each quantity against this spread instead. "
+               "Each entry is the largest relative error, over the quantities of that kind, of "
+               "refnode's own solve (method, atol = rtol) at the listed rtol.")
 LOSS = "L = sum_i <g_i, z(t_i)>, g = cotangents, g.flat[k] = sin(k + 1)"
 
 
@@ -53,7 +58,7 @@ def _lists(tree):
 
 def golden_record(problem, values, refnode_version):
     """The JSON document (a dict of plain Python values) of one problem's golden values."""
-    return {
+    record = {
         "schema_version": SCHEMA_VERSION, "refnode_version": refnode_version,
         "name": problem.name, "description": problem.description,
         "dynamics": {"equation": problem.equation, "convention": CONVENTION,
@@ -64,6 +69,9 @@ def golden_record(problem, values, refnode_version):
         "extras": _lists(values["extras"]), "accuracy": _lists(values["accuracy"]),
         "provenance": dict(values["provenance"]),
     }
+    if "spread" in values:
+        record["expected_spread"] = dict(values["spread"], note=SPREAD_NOTE)
+    return record
 
 
 def write_json(path, document):
@@ -90,8 +98,17 @@ def read_json(path):
             return json.load(handle)
     except FileNotFoundError as err:
         raise InputError(f"no such file: {path}") from err
+    except IsADirectoryError as err:
+        raise InputError(f"{path} is a directory; give a JSON file.") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not a UTF-8 text file (binary?); give a JSON file.") from err
     except json.JSONDecodeError as err:
         raise InputError(f"{path} is not valid JSON ({err}).") from err
+    except RecursionError as err:
+        raise InputError(f"{path} nests its JSON too deeply to read; the results layout is "
+                         "at most a few levels deep (docs/verify.md).") from err
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}.") from err
 
 
 def load_golden(name, directory=None):

@@ -18,7 +18,19 @@ oscillator         x'' + 2ζω x' + ω² x = 0, z = (x, x')        closed form
 spiral             dz/dt = z³ A                                computed twice
 mlp                dz/dt = tanh(z W1ᵀ + b1) W2ᵀ + b2, batch 3  computed twice
 cnf                planar CNF on [z, ℓ], dℓ/dt = −tr ∂f/∂z      computed twice
+sensitive          dz/dt = A z, error control blind to ∂/∂z0   closed form (expm)
+backward           dz/dt = A z, 25 output times, t decreasing  closed form (expm)
+relu               dz/dt = relu(z W1ᵀ + b1) W2ᵀ + b2, batch 3  adjoint, twice; spread
+stiff              dz/dt = A z, eigenvalues −0.5 ± 2i, −300     closed form (expm)
 =================  ==========================================  ===================
+
+The last four separate correct gradients from plausible ones: ``sensitive`` is solved
+exactly in the direction error control sees, so discretise-then-optimise gradients
+(the discrete adjoint, backprop through the solver) miss ∂L/∂z0 at any rtol;
+``backward`` checks the bookkeeping of many output times in decreasing order;
+``relu`` has a field that is not differentiable, where discrete and continuous
+gradients differ by far more than rtol (its golden file states the expected spread
+instead of a pass/fail rule); ``stiff`` makes an explicit solver reject steps often.
 
 ``get_problem(name)`` returns a :class:`Problem`; ``PROBLEM_NAMES`` lists them in order.
 """
@@ -31,11 +43,12 @@ from ..errors import InputError
 from ..models.cnf import CNFDynamics, PlanarField
 from ..models.planar_flow import standard_normal_logpdf
 from . import closed_form
-from .fields import DecayField, LinearField, MLPField, NamedParameters, OscillatorField, SpiralField
+from .fields import (DecayField, LinearField, MLPField, NamedParameters, OscillatorField,
+                     ReLUField, SpiralField)
 
 #: Seeds of the random parameters and initial states (mlp, cnf); the values are in the
 #: golden files, so nobody needs NumPy's generator to reproduce them.
-MLP_SEED, CNF_SEED = 20180619, 1806_07366
+MLP_SEED, CNF_SEED, RELU_SEED = 20180619, 1806_07366, 20180620
 #: Sizes of the planar CNF: D = 2, M = 4 units, hypernetwork width 8, batch 3.
 CNF_DIM, CNF_WIDTH, CNF_HIDDEN, CNF_BATCH = 2, 4, 8, 3
 
@@ -73,6 +86,7 @@ class Problem:
     closed_form: object = None
     parameter_notes: dict = field(default_factory=dict)
     extras: object = None
+    nonsmooth: bool = False
 
     @property
     def cotangents(self):
@@ -158,9 +172,62 @@ def cnf_problem():
         CNF_EQUATION, f, theta, z0, np.array([0.0, 0.5, 1.0]), None, notes, extras)
 
 
+def sensitive_problem():
+    A = np.array([[1.0, 0.0], [0.0, 0.0]])
+    return Problem(
+        "sensitive", "The first component is exactly zero along the solution, so a solver's "
+        "error control never sees it and its steps grow without bound; yet ∂z(3)/∂z0[0] = e³. "
+        "The discrete adjoint (backprop through the solver) misses ∂L/∂z0[0] and ∂L/∂A at any "
+        "rtol; the continuous adjoint, which controls the error of a, does not.",
+        "dz/dt = A z  (rows: z Aᵀ), A = [[1, 0], [0, 0]]", LinearField(), {"A": A},
+        np.array([0.0, 1.0]), np.array([0.0, 3.0]), closed_form.linear_closed_form,
+        {"A": "the system matrix, (2, 2)"})
+
+
+def backward_problem():
+    A = np.array([[-0.1, 1.5], [-1.5, -0.1]])
+    k = np.arange(25)
+    return Problem(
+        "backward", "A damped rotation solved backward in time (t decreasing from 5 to 0) "
+        "to 25 unevenly spaced output times, on a batch of two states.",
+        "dz/dt = A z  (rows: z Aᵀ), t_k = 5 (1 − (k/24)^1.5), k = 0..24", LinearField(),
+        {"A": A}, np.array([[1.0, 0.0], [0.3, -0.8]]), 5.0 * (1.0 - (k / 24.0) ** 1.5),
+        closed_form.linear_closed_form, {"A": "the system matrix, (2, 2)"})
+
+
+def relu_problem():
+    rng = np.random.default_rng(RELU_SEED)
+    D, H = 2, 8
+    theta = {"W1": rng.standard_normal((H, D)) / np.sqrt(D), "b1": 0.1 * rng.standard_normal(H),
+             "W2": rng.standard_normal((D, H)) / np.sqrt(H), "b2": 0.1 * rng.standard_normal(D)}
+    return Problem(
+        "relu", "A ReLU MLP vector field (2 -> 8 -> 2) on a batch of three states; the "
+        "trajectories cross a unit's switching surface 9 times. The field is Lipschitz but not "
+        "differentiable there, so discrete and continuous gradients converge at different "
+        "rates: the golden file states the expected spread instead of a pass/fail rule.",
+        "dz/dt = relu(z W1ᵀ + b1) W2ᵀ + b2", ReLUField(), theta,
+        rng.standard_normal((3, D)), np.array([0.0, 0.5, 1.0, 1.5, 2.0]), None,
+        {"W1": "(8, 2)", "b1": "(8,)", "W2": "(2, 8)", "b2": "(2,)"}, nonsmooth=True)
+
+
+def stiff_problem():
+    A = np.array([[-0.5, 2.0, 0.0], [-2.0, -0.5, 1.0], [0.0, 0.0, -300.0]])
+    return Problem(
+        "stiff", "A moderately stiff linear system: a slow damped rotation driven by a mode "
+        "that decays 600 times faster. An explicit solver's steps sit at its stability limit "
+        "and about one in ten is rejected. The 81 output times are 0.025 apart: an adjoint "
+        "that rebuilds z backwards amplifies an error in the fast mode by e^(300 Δt) ≈ 1.8e3 "
+        "between output times (with t = [0, 0.5, 1, 2] that would be e^300).",
+        "dz/dt = A z  (rows: z Aᵀ), eigenvalues −0.5 ± 2i and −300, t_k = k/40, k = 0..80",
+        LinearField(), {"A": A}, np.array([1.0, 0.0, 1.0]), np.linspace(0.0, 2.0, 81),
+        closed_form.linear_closed_form, {"A": "the system matrix, (3, 3)"})
+
+
 #: The problems, in the order reports list them.
 BUILDERS = {"linear": linear_problem, "decay": decay_problem, "oscillator": oscillator_problem,
-            "spiral": spiral_problem, "mlp": mlp_problem, "cnf": cnf_problem}
+            "spiral": spiral_problem, "mlp": mlp_problem, "cnf": cnf_problem,
+            "sensitive": sensitive_problem, "backward": backward_problem, "relu": relu_problem,
+            "stiff": stiff_problem}
 PROBLEM_NAMES = tuple(BUILDERS)
 
 

@@ -22,6 +22,7 @@ from .. import Adjoint, odeint_vjp
 from ..models.cnf import CNFDynamics, PlanarField, cnf_nll
 from ..nn import mlp_dynamics
 from ..params import tree_leaves
+from ..testing import relative_error
 from .forward import best_of
 
 #: Tolerance of the reference gradient (dop853, discrete adjoint).
@@ -112,10 +113,6 @@ def torchdiffeq_gradient_fn(problem, tol):
 
     run()                               # torch's one-time start-up stays out of the timing
     return run
-
-
-def relative_error(g, g_ref):
-    return float(np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)))
 
 
 def run_gradients(tolerances, repeats=3, quick=False):
