@@ -177,12 +177,16 @@ def from_legacy_keywords(legacy, control, adjoint=None, where="solve"):
 
 
 def as_control(control):
-    """``control`` checked: None means the defaults."""
+    """``control`` checked: None means the defaults (one shared immutable instance)."""
     if control is None:
-        return StepControl()
+        return DEFAULT_CONTROL
     if not isinstance(control, StepControl):
         raise InputError(f"control must be a refnode.StepControl; got {type(control).__name__}.")
     return control
 
 
 
+
+
+#: The defaults, built (and checked) once.
+DEFAULT_CONTROL = StepControl()

@@ -17,7 +17,7 @@ from .params import tree_map
 
 def is_per_sample(c):
     """True if ``c`` is a (B,) array of per-sample values rather than one number."""
-    return getattr(c, "ndim", 0) == 1
+    return type(c) is not float and getattr(c, "ndim", 0) == 1   # floats: the common case
 
 
 def scale(c, x):
@@ -50,13 +50,19 @@ def dot(x, y, per_sample=False):
 def weighted_sum(h, terms):
     """h Σ_j w_j k_j for ``terms = [(w_j, k_j), ...]`` (k_j arrays or trees of arrays).
 
-    h and the weights w_j are numbers or (B,) arrays (:func:`scale`).
+    h is a number or a (B,) array; the weights w_j are all numbers or all (B,) arrays
+    (:func:`scale`).
     """
     if _is_tree(terms[0][1]):
         return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
                         *[k for _, k in terms])
     w0, k0 = terms[0]
-    acc = scale(h * w0, k0)                  # h folded into the weight: one array op fewer
+    if not (is_per_sample(h) or is_per_sample(w0)):
+        acc = (h * w0) * k0                  # h folded into the weight: one array op fewer
+        for w, k in terms[1:]:
+            acc = acc + (h * w) * k
+        return acc
+    acc = scale(h * w0, k0)                  # per-sample h or weights: broadcast per row
     for w, k in terms[1:]:
         acc = acc + scale(h * w, k)
     return acc
@@ -107,7 +113,7 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     k = [k1]
     y1 = None
     for i in range(1, tableau.stages):
-        Y_i = stage_input(tableau, i, y, h, k)
+        Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])   # stage_input
         k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
         if tableau.fsal and i == tableau.stages - 1:
             y1 = Y_i  # last row of A equals b: the stage input is y1 itself

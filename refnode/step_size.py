@@ -50,15 +50,16 @@ def rms(x, per_sample=False):
     Returns a 0-d array, or with ``per_sample=True`` an array of shape (B,) (the leaves
     lead with the batch axis B).
     """
+    if not per_sample and not isinstance(x, (tuple, list, dict)):
+        xp = array_module(x)
+        flat = xp.reshape(x, (-1,))
+        return xp.sqrt((flat @ flat) / max(flat.shape[0], 1))   # a dot product: cheaper than mean
     leaves = tree_leaves(x)
     xp = array_module(*leaves)
     if per_sample:
         rows = [xp.reshape(leaf, (leaf.shape[0], -1)) for leaf in leaves]
         total = sum(xp.sum(r * r, axis=1) for r in rows)
         return xp.sqrt(total / max(sum(r.shape[1] for r in rows), 1))
-    if len(leaves) == 1:
-        flat = xp.reshape(leaves[0], (-1,))
-        return xp.sqrt((flat @ flat) / max(flat.shape[0], 1))   # a dot product: cheaper than mean
     total = sum(xp.sum(leaf * leaf) for leaf in leaves)
     return xp.sqrt(total / max(sum(int(np.size(leaf)) for leaf in leaves), 1))
 
