@@ -92,14 +92,7 @@ def numerical_values(problem, rtol=REFERENCE_RTOL, adjoint_rtol=ADJOINT_RTOL,
     _, adjoint_vjp = odeint_vjp(*args, method=ADJOINT_METHOD, rtol=adjoint_rtol, atol=adjoint_rtol,
                                 gradient="adjoint")
     a_z0, a_theta, a_t = adjoint_vjp(g)
-    where = problem.name
-    accuracy = dict(
-        states=_accuracy(states, check, f"{where}: states"),
-        gradients=dict(z0=_accuracy(dz0, a_z0, f"{where}: dL/dz0"),
-                       theta={k: _accuracy(dtheta[k], a_theta[k], f"{where}: dL/dtheta[{k}]")
-                              for k in dtheta},
-                       t=[_accuracy(dt[i], a_t[i], f"{where}: dL/dt[{i}]", np.max(np.abs(dt)))
-                          for i in range(len(dt))]))
+    accuracy = _accuracies(problem.name, states, check, (dz0, dtheta, dt), (a_z0, a_theta, a_t))
     provenance = dict(
         states=f"{REFERENCE_METHOD} at rtol = atol = {rtol:g}; checked against "
                f"{STATE_CHECK_METHOD} at rtol = atol = {state_check_rtol:g}",
@@ -135,14 +128,7 @@ def nonsmooth_values(problem, rtol=REFERENCE_RTOL, adjoint_rtol=ADJOINT_RTOL,
     _, check_vjp = odeint_vjp(*args, method=STATE_CHECK_METHOD, rtol=adjoint_rtol,
                               atol=adjoint_rtol, gradient="adjoint")
     c_z0, c_theta, c_t = check_vjp(g)
-    where = problem.name
-    accuracy = dict(
-        states=_accuracy(states, check, f"{where}: states"),
-        gradients=dict(z0=_accuracy(dz0, c_z0, f"{where}: dL/dz0"),
-                       theta={k: _accuracy(dtheta[k], c_theta[k], f"{where}: dL/dtheta[{k}]")
-                              for k in dtheta},
-                       t=[_accuracy(dt[i], c_t[i], f"{where}: dL/dt[{i}]", np.max(np.abs(dt)))
-                          for i in range(len(dt))]))
+    accuracy = _accuracies(problem.name, states, check, (dz0, dtheta, dt), (c_z0, c_theta, c_t))
     provenance = dict(
         states=f"{REFERENCE_METHOD} at rtol = atol = {rtol:g}; checked against "
                f"{STATE_CHECK_METHOD} at rtol = atol = {state_check_rtol:g}",
@@ -179,6 +165,19 @@ def expected_spread(problem, values, rtols=SPREAD_RTOLS):
             spread[f"gradients_{gradient}"].append(max(errs))
         spread["states"].append(relative_error(z, values["states"]))
     return spread
+
+
+def _accuracies(where, states, check, gradients, reference):
+    """The accuracy entry of a golden file: states against ``check``, each gradient
+    (dL/dz0, dL/dtheta[k], dL/dt[i]) against the same quantity from ``reference``."""
+    (dz0, dtheta, dt), (r_z0, r_theta, r_t) = gradients, reference
+    return dict(
+        states=_accuracy(states, check, f"{where}: states"),
+        gradients=dict(z0=_accuracy(dz0, r_z0, f"{where}: dL/dz0"),
+                       theta={k: _accuracy(dtheta[k], r_theta[k], f"{where}: dL/dtheta[{k}]")
+                              for k in dtheta},
+                       t=[_accuracy(dt[i], r_t[i], f"{where}: dL/dt[{i}]", np.max(np.abs(dt)))
+                          for i in range(len(dt))]))
 
 
 def _accuracy(value, other, what, scale=None):
