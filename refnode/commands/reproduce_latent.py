@@ -31,6 +31,13 @@ def configure(parser):
                         help="seeds S, S+1, ..., S+N-1 (default 0)")
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="training iterations per model")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help=f"training windows per iteration (default "
+                             f"{latent.Config.batch_size}; at least the number of training "
+                             "windows means the full batch, every window every iteration)")
+    parser.add_argument("--models", nargs="+", choices=latent.MODELS, default=None,
+                        metavar="MODEL", help="train only these models (default all: "
+                        + ", ".join(latent.MODELS) + ")")
     parser.add_argument("--gradient", choices=("discrete", "adjoint"), default=None,
                         help="latent ODE: backpropagate through dopri5 (default, ~10x cheaper "
                              "here) or the adjoint (the paper's); docs/latent.md measures both")
@@ -48,6 +55,8 @@ def config_from_args(args):
         config = replace(config, gradient=args.gradient)
     if args.iterations is not None:
         config = replace(config, iterations=args.iterations)
+    if args.batch_size is not None:
+        config = replace(config, batch_size=args.batch_size)
     return config
 
 
@@ -67,9 +76,11 @@ def run(args):
     n_seeds = args.seeds or (latent.QUICK_SEEDS if args.quick else latent.FULL_SEEDS)
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     run_dir, out = check_outputs(args, config)
+    models = tuple(m for m in latent.MODELS if m in (args.models or latent.MODELS))
     start, records, first = time.perf_counter(), [], None
     for seed in seeds:
-        seed_records, fig_data = latent.experiment(replace(config, seed=seed), run_dir)
+        seed_records, fig_data = latent.experiment(replace(config, seed=seed), run_dir,
+                                                   models=models)
         records += seed_records
         first = first or fig_data
     wall_s = time.perf_counter() - start
@@ -77,7 +88,7 @@ def run(args):
     print_table(summary)
     print_failures(records)
     print(f"wall time {wall_s:.0f} s; run directory {run_dir}")
-    result = {"config": asdict(config), "seeds": seeds, "wall_s": wall_s,
+    result = {"config": asdict(config), "models": list(models), "seeds": seeds, "wall_s": wall_s,
               "records": records, "summary": summary}
     for path in [os.path.join(run_dir, "results.json")] + ([args.json] if args.json else []):
         write_json(path, result)
