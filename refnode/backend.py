@@ -31,7 +31,7 @@ def array_module(*arrays):
     module
         ``numpy``, ``cupy``, ``autograd.numpy`` or an array-API namespace.
     """
-    if all(type(x) is np.ndarray for x in arrays):  # the common case, kept fast
+    if _all_host(arrays):  # the common case, kept fast: NumPy arrays and Python numbers
         return np
     found = np
     for x in _leaves(arrays):
@@ -47,6 +47,26 @@ def array_module(*arrays):
         elif mod not in ("numpy", "builtins") and hasattr(x, "__array_namespace__"):
             found = x.__array_namespace__()
     return found
+
+
+#: Leaf types that mean NumPy: host arrays, NumPy scalars, Python numbers, None.
+_HOST_TYPES = (np.ndarray, np.generic, float, int, bool, type(None))
+
+
+def _all_host(tree):
+    """True if every leaf of ``tree`` is one of :data:`_HOST_TYPES` (a plain loop: this
+    runs on every evaluation of f, with θ a nested list of dicts)."""
+    if isinstance(tree, (list, tuple)):
+        for item in tree:
+            if not _all_host(item):
+                return False
+        return True
+    if isinstance(tree, dict):
+        for item in tree.values():
+            if not _all_host(item):
+                return False
+        return True
+    return isinstance(tree, _HOST_TYPES)
 
 
 def _leaves(tree):
