@@ -5,12 +5,13 @@ Each experiment's command is a module with the same three names as a command (``
 :mod:`refnode.experiments` (see :mod:`refnode.experiments.common` for the pattern).
 """
 
-HELP = "reproduce an experiment of the paper (table1, cnf, latent)"
+HELP = "reproduce an experiment of the paper (table1, cnf, cnf-curves, latent)"
 
 #: Experiments in the order they are listed: name -> the module of its command.
 EXPERIMENTS = {
     "table1": "refnode.commands.reproduce_table1",
     "cnf": "refnode.commands.reproduce_cnf",
+    "cnf-curves": "refnode.commands.reproduce_cnf_curves",
     "latent": "refnode.commands.reproduce_latent",
 }
 

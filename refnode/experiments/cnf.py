@@ -178,36 +178,59 @@ def density_matching(cfg, rng, show_progress=False, plot_rng=None, report=None):
 
 # --- (b) maximum likelihood, Figure 5 -----------------------------------------------------------
 
+#: The maximum-likelihood models, in the order they are trained and reported.
+LIKELIHOOD_MODELS = ("planar_nf", "planar_cnf", "ffjord_cnf")
+
+
+def likelihood_model(model, name, cfg, rng, solver=SOLVER):
+    """One maximum-likelihood model of data set ``name``: (params, step, log_p).
+
+    ``params`` are drawn from ``rng``; ``step(params, rng) -> (loss, grad)`` is one
+    minibatch of ``cfg["mle_batch"]`` samples; ``log_p(params)(x)`` is log p(x) (N,) with
+    the exact trace (the FFJORD CNF trains with Hutchinson's estimator, its noise drawn
+    from the step's ``rng``).
+    """
+    batch = lambda r: toy2d.sample(name, cfg["mle_batch"], r)
+    evaluate = {k: solver[k] for k in ("method", "rtol", "atol")}
+    if model == "planar_nf":
+        step = lambda theta, r: nf_nll(theta, batch(r))
+        return (init_planar_flow(rng, 2, MLE_WIDTH), step,
+                lambda theta: lambda x: nf_log_likelihood(theta, x)[0])
+    if model == "planar_cnf":
+        f = CNFDynamics(PlanarField(2, MLE_WIDTH))
+        exact = f
+        step = cnf_step(lambda: f, cnf_nll, batch, solver=solver)
+    elif model == "ffjord_cnf":
+        hutchinson = ConcatSquashField(2, cfg["ffjord_hidden"], estimator="hutchinson")
+        exact = CNFDynamics(ConcatSquashField(2, cfg["ffjord_hidden"], estimator="exact"))
+        f = CNFDynamics(hutchinson)
+
+        def step(params, r):
+            noisy = CNFDynamics(hutchinson.with_noise(draw_noise(r, (cfg["mle_batch"], 2))))
+            return cnf_step(lambda: noisy, cnf_nll, batch, solver=solver)(params, r)
+    else:
+        raise ValueError(f"unknown likelihood model {model!r}; one of {LIKELIHOOD_MODELS}")
+    params = {"theta": f.init(rng), "tau": np.sqrt(T_INIT)}
+    log_p = lambda params: lambda x: cnf_log_likelihood(
+        exact, params["theta"], end_time(params), x, evaluate)[0]
+    return params, step, log_p
+
+
 def train_likelihood_models(name, cfg, rng, show_progress=False):
-    """NF, planar CNF and FFJORD CNF fitted to samples of ``name``.
+    """NF, planar CNF and FFJORD CNF fitted to samples of ``name`` (the NF for ten times
+    the CNFs' iterations).
 
     Returns ``{model: log p(x)}`` (functions of x, shape (N, 2)) and (planar CNF, its params).
     """
-    batch = lambda r: toy2d.sample(name, cfg["mle_batch"], r)
-    nf_theta, _ = adam_loop(lambda th, r: nf_nll(th, batch(r)),
-                            init_planar_flow(rng, 2, MLE_WIDTH), 10 * cfg["mle_iters"],
-                            cfg["lr_nf"], rng, f"NF {name}", show_progress)
-    planar = CNFDynamics(PlanarField(2, MLE_WIDTH))
-    planar_params, _ = adam_loop(
-        cnf_step(lambda: planar, cnf_nll, batch, solver=SOLVER),
-        {"theta": planar.init(rng), "tau": np.sqrt(T_INIT)}, cfg["mle_iters"], cfg["lr_cnf"],
-        rng, f"planar CNF {name}", show_progress)
-    hutchinson = ConcatSquashField(2, cfg["ffjord_hidden"], estimator="hutchinson")
-    noisy = lambda: CNFDynamics(hutchinson.with_noise(draw_noise(rng, (cfg["mle_batch"], 2))))
-    ffjord_params, _ = adam_loop(
-        cnf_step(noisy, cnf_nll, batch, solver=SOLVER),
-        {"theta": hutchinson.init(rng), "tau": np.sqrt(T_INIT)}, cfg["mle_iters"],
-        cfg["lr_cnf"], rng, f"FFJORD {name}", show_progress)
-    exact = CNFDynamics(ConcatSquashField(2, cfg["ffjord_hidden"], estimator="exact"))
-    solver = {k: SOLVER[k] for k in ("method", "rtol", "atol")}
-    log_p = {
-        "planar_nf": lambda x: nf_log_likelihood(nf_theta, x)[0],
-        "planar_cnf": lambda x: cnf_log_likelihood(planar, planar_params["theta"],
-                                                   end_time(planar_params), x, solver)[0],
-        "ffjord_cnf": lambda x: cnf_log_likelihood(exact, ffjord_params["theta"],
-                                                   end_time(ffjord_params), x, solver)[0],
-    }
-    return log_p, (planar, planar_params)
+    log_p, trained = {}, {}
+    for model in LIKELIHOOD_MODELS:
+        params, step, log_p_of = likelihood_model(model, name, cfg, rng)
+        n_iters = cfg["mle_iters"] * (10 if model == "planar_nf" else 1)
+        lr = cfg["lr_nf"] if model == "planar_nf" else cfg["lr_cnf"]
+        trained[model], _ = adam_loop(step, params, n_iters, lr, rng, f"{model} {name}",
+                                      show_progress)
+        log_p[model] = log_p_of(trained[model])
+    return log_p, (CNFDynamics(PlanarField(2, MLE_WIDTH)), trained["planar_cnf"])
 
 
 def maximum_likelihood(cfg, rng, show_progress=False, plot_rng=None):

@@ -72,3 +72,32 @@ def plot_transformation(trajectories, path):
         for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
     return save_figure(fig, path)
+
+
+def plot_nll_curves(records, path):
+    """Held-out NLL against iterations (left) and training seconds (right), one row per
+    data set, one colour per model, one line per seed."""
+    plt = _pyplot()
+    data_sets = list(dict.fromkeys(r["data"] for r in records))
+    models = list(dict.fromkeys(r["model"] for r in records))
+    colours = dict(zip(models, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    fig, axes = plt.subplots(len(data_sets), 2, figsize=(10, 3.6 * len(data_sets)),
+                             squeeze=False)
+    for row, name in enumerate(data_sets):
+        for r in (r for r in records if r["data"] == name):
+            curve = np.asarray(r["curve"])
+            first = r["seed"] == min(q["seed"] for q in records if q["model"] == r["model"])
+            for col, x in enumerate((curve[:, 0], curve[:, 1])):
+                axes[row, col].plot(x, curve[:, 2], color=colours[r["model"]], lw=1.2,
+                                    label=r["model"] if first else None)
+        for col, xlabel in enumerate(("iteration", "training time (s)")):
+            ax = axes[row, col]
+            ax.set_xscale("symlog", linthresh=10 if col == 0 else 1)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("held-out NLL (nats)")
+            ax.set_title(name)
+            ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+    return path

@@ -33,12 +33,13 @@ def draw_noise(rng, shape, distribution="rademacher"):
     return rng.choice(np.array([-1.0, 1.0]), size=shape)
 
 
-def _activation_derivatives(layer, x):
-    """(h'(x), h''(x)) of an elementwise layer; the trace's VJP needs both."""
-    xp = array_module(x)
+def _activation_derivatives(layer, x, y):
+    """(h'(x), h''(x)) of an elementwise layer with output y = h(x); the trace's VJP needs
+    both. tanh: h' = 1 − y², h'' = −2 y h' (from y, no second tanh); softplus: h' = σ(x),
+    h'' = σ(x)(1 − σ(x))."""
     if isinstance(layer, Tanh):
-        y = xp.tanh(x)
-        return 1.0 - y * y, -2.0 * y * (1.0 - y * y)
+        d1 = 1.0 - y * y
+        return d1, -2.0 * y * d1
     if isinstance(layer, Softplus):
         s = sigmoid(x)
         return s, s * (1.0 - s)
@@ -123,7 +124,8 @@ class ConcatSquashField:
                 v_out, v_cache = layer.forward(_tangent_params(th), t, v)
             else:
                 y, cache = layer.forward(th, t, x)
-                v_out, v_cache = _activation_derivatives(layer, x)[0] * v, None
+                v_cache = _activation_derivatives(layer, x, y)   # (h', h''), kept for the VJP
+                v_out = v_cache[0] * v
             records.append((x, v, cache, v_cache))
             x, v = y, v_out
         trace = xp.sum(xp.sum(eps * v, axis=2), axis=0)
@@ -145,7 +147,7 @@ class ConcatSquashField:
                               for key in g_th}
                 g_t = g_t + g_t_x + g_t_v
             else:
-                d1, d2 = _activation_derivatives(layer, x)
+                d1, d2 = v_cache
                 g_x = d1 * g_x + xp.sum(d2 * v * g_v, axis=0)
                 g_v = d1 * g_v
                 g_theta[k] = {}
