@@ -3,7 +3,7 @@
 Two interpolants (HNW I §II.6):
 
 * the method's own continuous extension, linear in the stages
-      y(t_n + θh) = y_n + h Σ_i k_i P_i(θ),   P_i(θ) = Σ_m P[i][m-1] θ^m
+      y(t_n + θh) = y_n + h Σ_i k_i P_i(θ),   P_i(θ) = Σ_m ``P[i][m-1]`` θ^m
   (dopri5 and tsit5 of order 4, dop853 of order 7 with three extra stages);
 * cubic Hermite interpolation from the end points and slopes (order 3), for every
   other method:

@@ -265,7 +265,7 @@ def hairer_dense_output(b, D, order, A_extra=(), c_extra=()):
 
     and evaluate y(t + θh) = y + h θ (F_0 + (1-θ)(F_1 + θ(F_2 + (1-θ)(F_3 + θ(F_4 + ...))))),
     the factors alternating θ and 1-θ (HNW I §II.6, and ``CONTD5``/``CONTD8`` in dopri5.f,
-    dop853.f). Expanding the nest gives P_i(θ) = Σ_m P[i][m-1] θ^m.
+    dop853.f). Expanding the nest gives P_i(θ) = Σ_m ``P[i][m-1]`` θ^m.
 
     Parameters
     ----------

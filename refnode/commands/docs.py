@@ -8,6 +8,8 @@ optional extra ``pip install -e '.[docs]'`` and a source checkout.
 Without ``--out`` the site goes to a new temporary directory, never into the repository.
 ``--quick`` runs the tutorials in their quick mode (``REFNODE_QUICK=1``): minutes instead of
 the full runs. Tutorial figures are written to a temporary directory, not over ``figures/``.
+``--strict`` fails the build on any mkdocs warning (a broken link, a missing image, a
+docstring griffe cannot parse), as the tests build it.
 """
 
 import os
@@ -35,7 +37,10 @@ def configure(parser):
     build.add_argument("--out", type=Path, default=None,
                        help="directory for the site: new, empty, or a previous refnode site")
     build.add_argument("--tutorials", nargs="+", metavar="NN", default=None,
-                       help="only the tutorials whose names start with these (e.g. 00 04)")
+                       help="execute only the tutorials whose names start with these (e.g. 00 "
+                       "04); the others are shown without outputs")
+    build.add_argument("--strict", action="store_true",
+                       help="fail on any mkdocs warning (broken link, unparsable docstring)")
 
 
 def missing_packages():
@@ -72,6 +77,7 @@ def kernel_environment(quick, figures):
     """The environment for mkdocs and the notebook kernels it starts."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)     # the kernels take Jupyter's inline backend
+    env["NO_MKDOCS_2_WARNING"] = "1"    # material's banner about its successor
     env["REFNODE_FIGURES"] = str(figures)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(docs_site.REPO),
                                                       env.get("PYTHONPATH")]))
@@ -82,7 +88,7 @@ def kernel_environment(quick, figures):
     return env
 
 
-def build(out, quick=False, tutorials=None):
+def build(out, quick=False, tutorials=None, strict=False):
     """Build the site into ``out``; returns (exit status, seconds, mkdocs' output)."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -94,9 +100,10 @@ def build(out, quick=False, tutorials=None):
         staging.mkdir()
         figures.mkdir()
         config = docs_site.write_config(staging, out, tutorials=tutorials)
-        result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f",
-                                 str(config)], cwd=work, env=kernel_environment(quick, figures),
-                                capture_output=True, text=True)
+        command = [sys.executable, "-m", "mkdocs", "build", "--clean", "-f", str(config)]
+        result = subprocess.run(command + (["--strict"] if strict else []), cwd=work,
+                                env=kernel_environment(quick, figures), capture_output=True,
+                                text=True)
     if not (out / docs_site.SITE_MARKER).exists():    # mkdocs' --clean removed it
         (out / docs_site.SITE_MARKER).write_text("built by refnode docs build\n")
     return result.returncode, time.perf_counter() - start, result.stdout + result.stderr
@@ -104,7 +111,7 @@ def build(out, quick=False, tutorials=None):
 
 def run(args):
     if args.docs_action != "build":
-        print("usage: refnode docs build [--quick] [--out DIR] [--tutorials NN ...]")
+        print("usage: refnode docs build [--quick] [--strict] [--out DIR] [--tutorials NN ...]")
         return 2
     missing = missing_packages()
     if missing:
@@ -126,7 +133,8 @@ def run(args):
         return 2
     out = out.resolve()
     print(f"building the site into {out}{' (quick mode)' if args.quick else ''} ...", flush=True)
-    status, seconds, log = build(out, quick=args.quick, tutorials=args.tutorials)
+    status, seconds, log = build(out, quick=args.quick, tutorials=args.tutorials,
+                                 strict=args.strict)
     if status != 0:
         print(log[-6000:])
         print(f"refnode docs: mkdocs failed (exit {status}) after {seconds:.0f} s; its output "

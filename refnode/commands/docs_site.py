@@ -31,19 +31,36 @@ REPO = Path(__file__).resolve().parents[2]
 #: follows them alphabetically, and a listed one that does not exist is left out.
 GUIDE_ORDER = ("design", "verify", "conformance", "table1", "cnf", "latent", "course")
 
-#: API pages: (file stem, title, the objects it documents by their public import path).
-#: Every public function or class of these modules must have an entry (the tests check).
+#: The package itself: its own page lists every public name of ``refnode`` (see
+#: :func:`package_names`), except those of the exported modules that have a page below.
+PACKAGE = "refnode"
+
+#: API pages: (file stem, title, the modules or objects it documents by import path).
+#: Every public name of these modules gets an entry; ``tests/test_docs_site.py`` derives the
+#: names from the code and checks the built pages.
 API_PAGES = (
-    ("solve", "odeint, solve", ("refnode.odeint", "refnode.solve", "refnode.Solution",
-                                "refnode.get_method")),
-    ("odeint_vjp", "odeint_vjp", ("refnode.odeint_vjp",)),
-    ("adjoint", "refnode.adjoint", ("refnode.adjoint",)),
+    ("refnode", "The refnode package", (PACKAGE,)),
+    ("methods", "refnode.methods", ("refnode.methods",)),
+    ("tableau", "Butcher tableaux, order conditions", ("refnode.tableau",
+                                                      "refnode.order_conditions")),
+    ("steps", "One step: rk_step, error norm, dense output",
+     ("refnode.rk_step", "refnode.step_size", "refnode.dense_output")),
+    ("drivers", "Solve loops: drivers, independent steps", ("refnode.drivers",
+                                                          "refnode.independent")),
+    ("adjoint", "Gradients: adjoint, discrete adjoint",
+     ("refnode.adjoint", "refnode.discrete_adjoint", "refnode.grid", "refnode.dynamics")),
     ("nn", "refnode.nn (layers and their VJPs)",
      ("refnode.nn.base", "refnode.nn.dense", "refnode.nn.activations", "refnode.nn.mlp",
       "refnode.nn.conv", "refnode.nn.norm", "refnode.nn.pool", "refnode.nn.losses")),
+    ("models", "Models: ODE-Net, CNF, latent ODE",
+     ("refnode.models.odenet", "refnode.models.classifier", "refnode.models.cnf",
+      "refnode.models.planar_flow", "refnode.models.ffjord", "refnode.models.latent_ode",
+      "refnode.models.rnn")),
     ("testing", "refnode.testing", ("refnode.testing",)),
-    ("verify", "refnode.verify", ("refnode.verify",)),
+    ("verify", "refnode.verify, refnode.reference", ("refnode.verify", "refnode.reference")),
     ("errors", "refnode.errors", ("refnode.errors",)),
+    ("arrays", "Arrays and parameter trees", ("refnode.backend", "refnode.strict",
+                                              "refnode.params")),
     ("figures", "refnode.figures", ("refnode.figures",)),
 )
 
@@ -53,6 +70,8 @@ CDN_MATHJAX = re.compile(r'<script src="https?://[^"]*mathjax[^"]*">\s*</script>
 SPHINX_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|exc|obj):(?=<code>)")
 #: reStructuredText's "::" that introduces a literal block, once rendered ("methods::").
 RST_LITERAL_MARK = re.compile(r"::</p>")
+#: A markdown link's or image's target that is a local path (no scheme, no anchor-only link).
+LOCAL_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s#]+)")
 #: Marks a directory as a refnode docs site, so a rebuild may replace its contents.
 SITE_MARKER = ".refnode-docs-site"
 
@@ -82,11 +101,53 @@ def first_heading(path):
     return path.stem
 
 
+def documented_modules():
+    """Every module path that :data:`API_PAGES` documents."""
+    return {identifier for _, _, identifiers in API_PAGES for identifier in identifiers}
+
+
+def package_names():
+    """``{name: import path}`` for the package's own page: every public name of ``refnode``
+    that is not a module, less those defined in a module with its own API page (the
+    exceptions are documented in ``refnode.errors``, ``get_method`` in ``refnode.methods``).
+    The path is ``refnode.name``, or where a submodule has the same name (``refnode.odeint``
+    the function, ``refnode/odeint.py`` the module) the object's own path."""
+    import importlib.util
+    import inspect
+    package = importlib.import_module(PACKAGE)
+    names = {}
+    for name, value in vars(package).items():
+        if name.startswith("_") or inspect.ismodule(value):
+            continue
+        home = getattr(value, "__module__", None)
+        if home != PACKAGE and home in documented_modules():
+            continue
+        shadowed = importlib.util.find_spec(f"{PACKAGE}.{name}") is not None
+        names[name] = f"{home}.{value.__qualname__}" if shadowed else f"{PACKAGE}.{name}"
+    return names
+
+
+def api_block(identifier, **options):
+    """One mkdocstrings block: ``::: identifier`` with per-block options."""
+    lines = [f"::: {identifier}\n"]
+    if options:
+        lines.append("    options:\n")
+        lines.extend(f"      {key}: {str(value).lower() if isinstance(value, bool) else value}\n"
+                     for key, value in options.items())
+    return "".join(lines)
+
+
 def api_page(title, identifiers):
-    """The markdown of one API page: a heading and a mkdocstrings block per object."""
+    """The markdown of one API page: a heading and a mkdocstrings block per object; the
+    package's page is its docstring and then each of :func:`package_names`."""
     blocks = [f"# {title}\n"]
     for identifier in identifiers:
-        blocks.append(f"::: {identifier}\n")
+        if identifier != PACKAGE:
+            blocks.append(api_block(identifier))
+            continue
+        blocks.append(api_block(PACKAGE, members=False, show_source=False))
+        blocks.extend(api_block(path, heading_level=3, toc_label=name)
+                      for name, path in package_names().items())
     return "\n".join(blocks)
 
 
@@ -98,8 +159,24 @@ def copy(source, repo, staging):
     return target.relative_to(staging).as_posix()
 
 
+def copy_linked_files(page, repo, staging):
+    """Copy the local files (images, data) that the markdown file ``repo/page`` links to,
+    so that the site holds whatever the page shows (``benchmarks/README.md`` shows the
+    work-precision plots next to it, the README ``figures/``). Pages and tutorials are staged
+    on their own; a link to a file that does not exist is left for mkdocs to report."""
+    source = repo / page
+    for target in LOCAL_LINK.findall(source.read_text(encoding="utf-8")):
+        path = (source.parent / target).resolve()
+        if path.suffix in (".md", ".py") or not path.is_file() or not path.is_relative_to(repo):
+            continue
+        copy(path, repo, staging)
+
+
 def stage(staging, repo=REPO, tutorials=None):
     """Lay out the site's sources under ``staging``; returns the navigation.
+
+    Every tutorial is on the site (the README links each one); those selected by
+    ``tutorials`` are executed, see :func:`unexecuted_tutorials`.
 
     Parameters
     ----------
@@ -108,25 +185,27 @@ def stage(staging, repo=REPO, tutorials=None):
     repo : Path
         The source checkout.
     tutorials : list of str or None
-        Name prefixes of the tutorials to include (None: all).
+        Name prefixes of the tutorials to execute (None: all).
 
     Returns
     -------
     list
         The mkdocs ``nav`` entries.
     """
-    home = copy(repo / "README.md", repo, staging)
-    for png in sorted((repo / "figures").glob("*.png")):
-        copy(png, repo, staging)
-    nav = [{"Home": home}]
+    pages = [copy(repo / "README.md", repo, staging)]
+    nav = [{"Home": pages[0]}]
     nav.append({"Tutorials": [{first_heading(p): copy(p, repo, staging)}
-                              for p in tutorial_paths(repo, tutorials)]})
-    nav.append({"Guides": [{first_heading(p): copy(p, repo, staging)}
-                           for p in guide_paths(repo)]})
+                              for p in tutorial_paths(repo)]})
+    guides = [{first_heading(p): copy(p, repo, staging)} for p in guide_paths(repo)]
+    nav.append({"Guides": guides})
+    pages += [page for entry in guides for page in entry.values()]
     for name, source in (("Benchmarks", repo / "benchmarks" / "README.md"),
                          ("Course kit", repo / "course" / "README.md")):
         if source.exists():
-            nav.append({name: copy(source, repo, staging)})
+            pages.append(copy(source, repo, staging))
+            nav.append({name: pages[-1]})
+    for page in pages:
+        copy_linked_files(page, repo, staging)
     api = []
     for stem, title, identifiers in API_PAGES:
         target = staging / "api" / f"{stem}.md"
@@ -137,8 +216,16 @@ def stage(staging, repo=REPO, tutorials=None):
     return nav
 
 
-def mkdocs_config(staging, site_dir, nav, repo=REPO):
-    """The mkdocs configuration (a dict, written as ``mkdocs.yml``)."""
+def unexecuted_tutorials(repo=REPO, tutorials=None):
+    """The staged paths of the tutorials that ``tutorials`` (name prefixes) leaves out:
+    they are rendered without running (mkdocs-jupyter's ``execute_ignore``)."""
+    chosen = set(tutorial_paths(repo, tutorials))
+    return [f"tutorials/{p.name}" for p in tutorial_paths(repo) if p not in chosen]
+
+
+def mkdocs_config(staging, site_dir, nav, repo=REPO, tutorials=None):
+    """The mkdocs configuration (a dict, written as ``mkdocs.yml``); ``tutorials`` as in
+    :func:`stage`."""
     return {
         "site_name": "refnode",
         "site_description": "A readable NumPy reference implementation of Neural ODEs",
@@ -159,12 +246,13 @@ def mkdocs_config(staging, site_dir, nav, repo=REPO):
             "search",
             {"mkdocs-jupyter": {"include": ["tutorials/*.py"], "execute": True,
                                 "allow_errors": False, "include_source": True,
+                                "execute_ignore": unexecuted_tutorials(repo, tutorials),
                                 "kernel_name": "python3", "cache": False,
                                 "ignore_h1_titles": False}},
             {"mkdocstrings": {"default_handler": "python", "handlers": {"python": {
                 "paths": [str(repo)],
                 "options": {"extensions": [str(Path(__file__).with_name("docs_griffe.py"))
-                                           + ":JoinSharedParameters"],
+                                           + ":DocstringTables"],
                             "docstring_style": "numpy", "show_source": True,
                             "show_root_heading": True, "show_root_full_path": True,
                             "heading_level": 2, "members_order": "source",
@@ -194,8 +282,9 @@ def write_config(staging, site_dir, repo=REPO, tutorials=None):
     nav = stage(staging, repo, tutorials)
     (staging / "refnode.css").write_text(SITE_CSS, encoding="utf-8")
     path = staging.parent / "mkdocs.yml"
-    path.write_text(yaml.safe_dump(mkdocs_config(staging, site_dir, nav, repo),
-                                   sort_keys=False, allow_unicode=True), encoding="utf-8")
+    config = mkdocs_config(staging, site_dir, nav, repo, tutorials)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
     return path
 
 

@@ -129,6 +129,9 @@ def ode_function(channels):
 class ODEBlock:
     """z(0) = x  ->  z(t1) = x + ∫₀^{t1} f(t, z, θ) dt, a layer whose VJP is odeint_vjp.
 
+    The cache holds the pullback; ``cache["pullback"].forward_stats`` (and, after the VJP,
+    ``.backward_stats``) hold the function-evaluation counts reported in Table 1.
+
     Parameters
     ----------
     dynamics : NetworkDynamics
@@ -141,9 +144,6 @@ class ODEBlock:
     n_steps : int, optional
         Fixed-step methods: steps on [0, t1].
     t1 : float
-
-    The cache holds the pullback; ``cache["pullback"].forward_stats`` (and, after the VJP,
-    ``.backward_stats``) hold the function-evaluation counts reported in Table 1.
     """
 
     def __init__(self, dynamics, method=ODENET_METHOD, rtol=ODENET_TOL, atol=ODENET_TOL,

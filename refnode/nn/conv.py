@@ -113,6 +113,8 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
 class Conv2d:
     """2-D convolution, NCHW: y = W ⋆ x + b (cross-correlation, PyTorch's convention).
 
+    ``theta = {"W": (c_out, c_in, k, k), "b": (c_out,)}`` (no ``"b"`` if ``bias=False``).
+
     Parameters
     ----------
     c_in, c_out : int
@@ -123,8 +125,6 @@ class Conv2d:
     padding : int
         Zeros added on every side of H and W.
     bias : bool
-
-    ``theta = {"W": (c_out, c_in, k, k), "b": (c_out,)}`` (no ``"b"`` if ``bias=False``).
     """
 
     def __init__(self, c_in, c_out, kernel_size, stride=1, padding=0, bias=True):

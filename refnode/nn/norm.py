@@ -23,6 +23,8 @@ from ..errors import InputError
 class GroupNorm:
     """GroupNorm over inputs of shape (N, C, *spatial), e.g. (N, C, H, W).
 
+    ``theta = {"weight": (C,), "bias": (C,)}`` (γ and β), initialised to ones and zeros.
+
     Parameters
     ----------
     num_groups : int
@@ -31,8 +33,6 @@ class GroupNorm:
         C.
     eps : float
         Added to the variance; 1e-5 is PyTorch's default.
-
-    ``theta = {"weight": (C,), "bias": (C,)}`` (γ and β), initialised to ones and zeros.
     """
 
     def __init__(self, num_groups, num_channels, eps=1e-5):
