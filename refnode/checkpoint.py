@@ -21,8 +21,10 @@ the partial runs of earlier versions, and each of their arrays is still covered 
 archive's CRC-32.
 
 Writing goes to a temporary file ``.tmp-<pid>-*.npz`` in the same directory, which then
-replaces the target in one ``os.replace``, and the directory is synced: a crash mid-write
-leaves the previous checkpoint intact. Temporaries of writers that no longer run (killed
+replaces the target in one ``os.replace``, and the directory is synced
+(:func:`refnode.files.atomic_write`): a crash, a full disk or Ctrl-C mid-write leaves the
+previous checkpoint intact, and a failure of the file system is a one-line
+:class:`~refnode.files.WriteError`. Temporaries of writers that no longer run (killed
 mid-write) are removed by the next save or load in that directory.
 """
 
@@ -30,13 +32,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from .backend import to_numpy
-from .checkpoint_file import MalformedFile, read_npz, remove_stale_temporaries, sync_directory
+from .checkpoint_file import MalformedFile, read_npz, remove_stale_temporaries
 from .errors import InputError
+from .files import atomic_write
 
 FORMAT = "refnode-checkpoint-2"
 #: Formats still read: version 1 had no checksum.
@@ -53,7 +55,7 @@ _LEAF = re.compile(r"leaf_(0|[1-9][0-9]*)\Z")
 #: checkpoint whenever one exists at its path, so there is no flag to turn resuming off.
 WHAT_TO_DO = ("delete it to train that model from the beginning, or put back an earlier "
               "copy (refnode reproduce resumes from the checkpoints that exist in --runs DIR "
-              "for table1 and --checkpoint-dir DIR for latent; another directory starts afresh)")
+              "for table1 and --run-dir DIR for latent; another directory starts afresh)")
 
 
 # --- tree <-> (JSON structure, named arrays) --------------------------------------------
@@ -209,6 +211,14 @@ def save_checkpoint(path, tree, metadata=None):
         Device arrays are copied to the host.
     metadata : dict, optional
         JSON-serialisable information (epoch, command line, versions, ...).
+
+    Raises
+    ------
+    InputError
+        A tree or metadata that cannot be stored, or a directory that does not exist.
+    refnode.files.WriteError
+        The file system refused the write (full, read-only, ...); the previous
+        checkpoint at ``path``, if any, is intact.
     """
     path = os.fspath(path)
     metadata = {} if metadata is None else metadata
@@ -231,21 +241,7 @@ def save_checkpoint(path, tree, metadata=None):
     if not os.path.isdir(directory):
         raise InputError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
     remove_stale_temporaries(directory)
-    try:
-        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=".npz")
-    except OSError as exc:
-        raise InputError(f"cannot save checkpoint {path!r}: cannot create a file in {directory!r} "
-                         f"({exc.strerror}); choose a writable directory") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_arrays(file, named)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
-    sync_directory(directory)
+    atomic_write(path, lambda file: _write_arrays(file, named), "wb")
 
 
 def load_checkpoint(path):

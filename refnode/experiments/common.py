@@ -23,21 +23,23 @@ Usage::
                                         "summary": summarize(records, ("model",), "rmse")})
     save_figure(fig, "runs/x/figure.png")
 
-Everything written here is written atomically: a temporary file in the target's own
-directory, flushed to disk, then ``os.replace`` onto the target, so an interrupted run
-leaves the previous file (or none), never half a file.
+Everything written here is written atomically (:func:`refnode.files.atomic_write`): a
+temporary file in the target's own directory, flushed to disk, then ``os.replace`` onto the
+target, so an interrupted run leaves the previous file (or none), never half a file; the
+file gets the umask's usual mode (0644 under umask 022), and a failure of the file system
+is a one-line :class:`~refnode.files.WriteError`.
 """
 
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import InputError
+from ..files import atomic_write
 from ..progress import progress
 
 #: Resolution of saved figures (small PNGs, fit to keep in the repository).
@@ -49,26 +51,6 @@ CHECKPOINT_EVERY = 100
 # --- files ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path, write, mode):
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it onto ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    try:
-        with os.fdopen(fd, mode) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_figure(fig, path, dpi=DPI):
     """Lay out ``fig``, write it to ``path`` (PNG) atomically, and close it.
 
@@ -77,7 +59,7 @@ def save_figure(fig, path, dpi=DPI):
     import matplotlib.pyplot as plt
     try:
         fig.tight_layout()
-        return _atomic_write(path, lambda file: fig.savefig(file, dpi=dpi, format="png"), "wb")
+        return atomic_write(path, lambda file: fig.savefig(file, dpi=dpi, format="png"), "wb")
     finally:
         plt.close(fig)
 
@@ -89,7 +71,7 @@ def write_json(path, data):
     are not JSON): store None for a value that does not exist.
     """
     text = json.dumps(data, indent=2, default=_to_builtin, allow_nan=False)
-    return _atomic_write(path, lambda file: file.write(text + "\n"), "w")
+    return atomic_write(path, lambda file: file.write(text + "\n"), "w")
 
 
 def _to_builtin(value):

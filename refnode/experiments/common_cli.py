@@ -97,7 +97,7 @@ def check_output_dir(path, flag):
     Parameters
     ----------
     path : str
-        e.g. the value of ``--out`` or ``--checkpoint-dir``.
+        e.g. the value of ``--out`` or ``--run-dir``.
     flag : str
         The option's name, for the message (``"--out"``).
 
