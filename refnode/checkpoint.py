@@ -58,6 +58,72 @@ WHAT_TO_DO = ("delete it to train that model from the beginning, or put back an 
               "for table1 and --run-dir DIR for latent; another directory starts afresh)")
 
 
+# --- whose checkpoint is it --------------------------------------------------------------
+
+
+def _flatten(tree, prefix=""):
+    """{"a.b": value} for the leaves of nested dicts (JSON metadata)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _short(value):
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 24 else text[:20] + "..." + text[-3:]
+
+
+_ABSENT = object()
+
+
+def differences(saved, expected):
+    """The settings in which checkpoint metadata ``saved`` differs from ``expected``.
+
+    Returns
+    -------
+    list of str
+        ``"key: A in the checkpoint, B here"`` per differing leaf (dotted keys for nested
+        dicts), in the order of ``expected``, then keys only the checkpoint has.
+    """
+    saved = _flatten(json.loads(json.dumps(saved)))
+    expected = _flatten(json.loads(json.dumps(expected)))
+    found = []
+    for key in list(expected) + [k for k in saved if k not in expected]:
+        if saved.get(key, _ABSENT) != expected.get(key, _ABSENT):
+            there = _short(saved[key]) if key in saved else "absent (an earlier version's)"
+            here = _short(expected[key]) if key in expected else "absent"
+            found.append(f"{key}: {there} in the checkpoint, {here} here")
+    return found
+
+
+
+def check_same_run(path, saved, expected, what_to_do):
+    """Refuse to resume from the checkpoint at ``path`` unless its metadata is ``expected``.
+
+    Parameters
+    ----------
+    path : str
+    saved, expected : dict
+        The checkpoint's metadata and this run's (the identity of the data, model and every
+        setting that changes the result).
+    what_to_do : str
+        The end of the message, e.g. "use another --runs DIR or delete it".
+
+    Raises
+    ------
+    InputError
+        One line naming what differs (at most three settings) and what to do.
+    """
+    found = differences(saved, expected)
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise InputError(f"checkpoint {path!r} belongs to another run, not resumed: "
+                         f"{'; '.join(found[:3])}{more}; {what_to_do}")
+
+
 # --- tree <-> (JSON structure, named arrays) --------------------------------------------
 
 

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import check_same_run, load_checkpoint, save_checkpoint
 from ..errors import InputError
 from ..files import atomic_write
 from ..progress import progress
@@ -109,10 +109,12 @@ def train(step, params, optimizer, iterations, *, schedule=None, rng=None, check
     checkpoint : str, optional
         ``.npz`` path, written atomically every ``checkpoint_every`` steps and after the
         last; resumed from when it exists. Its metadata must equal ``metadata``, else an
-        :class:`~refnode.errors.InputError` names the file (nothing is overwritten).
+        :class:`~refnode.errors.InputError` names the file and the settings that differ
+        (nothing is overwritten).
     metadata : dict, optional
-        JSON-serialisable description of the run (settings, seed), stored with the
-        checkpoint. Default ``{"desc": desc}``. Leave the iteration count out of it, and a
+        JSON-serialisable description of the run, stored with the checkpoint: the identity
+        of the data, the model and every setting that changes the result (a resume with
+        any of them different is refused). Default ``{"desc": desc}``. Leave the iteration count out of it, and a
         finished run can be continued by calling again with more ``iterations``.
     checkpoint_every : int
         Steps between checkpoints and between validations.
@@ -182,10 +184,8 @@ def _resume(path, metadata, fresh):
     if not os.path.exists(path):
         return fresh
     saved, saved_metadata = load_checkpoint(path)
-    if saved_metadata != json.loads(json.dumps(metadata)):
-        raise InputError(f"checkpoint {path!r} was written by a different run "
-                         f"({saved_metadata}, this run: {metadata}); delete it or choose "
-                         "another checkpoint directory")
+    check_same_run(path, saved_metadata, metadata, "delete it to start that model afresh, or "
+                   "choose another run directory")
     if fresh["rng"] is not None:
         fresh["rng"].bit_generator.state = saved["rng"].bit_generator.state
         saved["rng"] = fresh["rng"]
