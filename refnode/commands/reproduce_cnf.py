@@ -62,7 +62,7 @@ def check_outputs(args, size):
     """The figure directory (``--out``, else the run directory); every output path is
     checked before any work (a bad one is an InputError, exit 2)."""
     out = args.out or run_directory("cnf", quick=size != "full")
-    if args.figures:
+    if args.figures or args.out:
         check_output_dir(out, "--out")
     if args.json:
         check_output_file(args.json, "--json")
