@@ -94,7 +94,8 @@ def run(args):
         write_json(path, result)
     plot_seeds(records, latent.PAPER_RMSE, os.path.join(out, "latent_rmse_seeds.png"))
     plot_spirals(first, os.path.join(out, "latent_ode_spirals.png"))
-    plot_interpolation(first, os.path.join(out, "latent_ode_interpolation.png"))
+    if "latent_ode" in models:                   # the latent trajectory needs a latent ODE
+        plot_interpolation(first, os.path.join(out, "latent_ode_interpolation.png"))
     return 0
 
 
