@@ -32,9 +32,11 @@ class WriteError(RefnodeError):
     def __init__(self, path, cause):
         code = errno.errorcode.get(cause.errno, "") if cause.errno else ""
         reason = (cause.strerror or str(cause)) + (f" [{code}]" if code else "")
+        advice = ("free space or choose another path"
+                  if cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", None))
+                  else "choose another path")
         super().__init__(f"cannot write {os.fspath(path)!r}: {reason}; nothing was written under "
-                         "that name (an earlier file there is intact): free space or choose "
-                         "another path")
+                         f"that name (an earlier file there is intact): {advice}")
         self.path, self.cause = os.fspath(path), cause
 
 
