@@ -21,8 +21,10 @@ the partial runs of earlier versions, and each of their arrays is still covered 
 archive's CRC-32.
 
 Writing goes to a temporary file ``.tmp-<pid>-*.npz`` in the same directory, which then
-replaces the target in one ``os.replace``, and the directory is synced: a crash mid-write
-leaves the previous checkpoint intact. Temporaries of writers that no longer run (killed
+replaces the target in one ``os.replace``, and the directory is synced
+(:func:`refnode.files.atomic_write`): a crash, a full disk or Ctrl-C mid-write leaves the
+previous checkpoint intact, and a failure of the file system is a one-line
+:class:`~refnode.files.WriteError`. Temporaries of writers that no longer run (killed
 mid-write) are removed by the next save or load in that directory.
 """
 
@@ -30,13 +32,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from .backend import to_numpy
-from .checkpoint_file import MalformedFile, read_npz, remove_stale_temporaries, sync_directory
+from .checkpoint_file import MalformedFile, read_npz, remove_stale_temporaries
 from .errors import InputError
+from .files import atomic_write
 
 FORMAT = "refnode-checkpoint-2"
 #: Formats still read: version 1 had no checksum.
@@ -53,7 +55,73 @@ _LEAF = re.compile(r"leaf_(0|[1-9][0-9]*)\Z")
 #: checkpoint whenever one exists at its path, so there is no flag to turn resuming off.
 WHAT_TO_DO = ("delete it to train that model from the beginning, or put back an earlier "
               "copy (refnode reproduce resumes from the checkpoints that exist in --runs DIR "
-              "for table1 and --checkpoint-dir DIR for latent; another directory starts afresh)")
+              "for table1 and --run-dir DIR for latent; another directory starts afresh)")
+
+
+# --- whose checkpoint is it --------------------------------------------------------------
+
+
+def _flatten(tree, prefix=""):
+    """{"a.b": value} for the leaves of nested dicts (JSON metadata)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _short(value):
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 24 else text[:20] + "..." + text[-3:]
+
+
+_ABSENT = object()
+
+
+def differences(saved, expected):
+    """The settings in which checkpoint metadata ``saved`` differs from ``expected``.
+
+    Returns
+    -------
+    list of str
+        ``"key: A in the checkpoint, B here"`` per differing leaf (dotted keys for nested
+        dicts), in the order of ``expected``, then keys only the checkpoint has.
+    """
+    saved = _flatten(json.loads(json.dumps(saved)))
+    expected = _flatten(json.loads(json.dumps(expected)))
+    found = []
+    for key in list(expected) + [k for k in saved if k not in expected]:
+        if saved.get(key, _ABSENT) != expected.get(key, _ABSENT):
+            there = _short(saved[key]) if key in saved else "absent (an earlier version's)"
+            here = _short(expected[key]) if key in expected else "absent"
+            found.append(f"{key}: {there} in the checkpoint, {here} here")
+    return found
+
+
+
+def check_same_run(path, saved, expected, what_to_do):
+    """Refuse to resume from the checkpoint at ``path`` unless its metadata is ``expected``.
+
+    Parameters
+    ----------
+    path : str
+    saved, expected : dict
+        The checkpoint's metadata and this run's (the identity of the data, model and every
+        setting that changes the result).
+    what_to_do : str
+        The end of the message, e.g. "use another --runs DIR or delete it".
+
+    Raises
+    ------
+    InputError
+        One line naming what differs (at most three settings) and what to do.
+    """
+    found = differences(saved, expected)
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise InputError(f"checkpoint {path!r} belongs to another run, not resumed: "
+                         f"{'; '.join(found[:3])}{more}; {what_to_do}")
 
 
 # --- tree <-> (JSON structure, named arrays) --------------------------------------------
@@ -209,6 +277,14 @@ def save_checkpoint(path, tree, metadata=None):
         Device arrays are copied to the host.
     metadata : dict, optional
         JSON-serialisable information (epoch, command line, versions, ...).
+
+    Raises
+    ------
+    InputError
+        A tree or metadata that cannot be stored, or a directory that does not exist.
+    refnode.files.WriteError
+        The file system refused the write (full, read-only, ...); the previous
+        checkpoint at ``path``, if any, is intact.
     """
     path = os.fspath(path)
     metadata = {} if metadata is None else metadata
@@ -231,21 +307,7 @@ def save_checkpoint(path, tree, metadata=None):
     if not os.path.isdir(directory):
         raise InputError(f"cannot save checkpoint {path!r}: directory {directory!r} does not exist")
     remove_stale_temporaries(directory)
-    try:
-        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=".npz")
-    except OSError as exc:
-        raise InputError(f"cannot save checkpoint {path!r}: cannot create a file in {directory!r} "
-                         f"({exc.strerror}); choose a writable directory") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_arrays(file, named)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
-    sync_directory(directory)
+    atomic_write(path, lambda file: _write_arrays(file, named), "wb")
 
 
 def load_checkpoint(path):

@@ -29,6 +29,8 @@ import zipfile
 
 import numpy as np
 
+from .files import sync_directory  # noqa: F401  (re-exported: checkpoints sync their directory)
+
 #: A single array file (``numpy.save``) starts with these bytes (NEP 1, "Format Version 1.0").
 NPY_MAGIC = b"\x93NUMPY"
 _CHUNK = 1 << 20
@@ -184,14 +186,3 @@ def remove_stale_temporaries(directory):
         except OSError:
             pass  # cleaned by another process first, or a directory we may not write
     return removed
-
-
-def sync_directory(directory):
-    """fsync ``directory`` so that a completed rename survives a power cut (POSIX only)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

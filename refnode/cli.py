@@ -7,16 +7,25 @@ Each subcommand is a module in :mod:`refnode.commands` with three names:
     run(args) -> int      does the work; the return value is the exit status
 
 A listed module that fails to import is an error naming it (never a silently missing
-command). A :class:`~refnode.errors.RefnodeError` raised by ``run`` is the user's to fix
-(a missing data set, a bad path, a corrupt checkpoint): it is printed as one line and the
-command exits with status 2. Any other exception is a bug and keeps its traceback.
+command). Exit statuses, each failure one line on stderr without a traceback:
+
+    0     done (``bench`` and ``verify`` return their own counts and verdicts)
+    2     bad input, found before any work: an argument, a path, a data set, a checkpoint
+          of another run (a :class:`~refnode.errors.RefnodeError`)
+    74    a file could not be written: disk full, read-only, ... (EX_IOERR of sysexits.h;
+          :class:`refnode.files.WriteError`); no half-written file is left under its name
+    130   interrupted by Ctrl-C (128 + SIGINT, as a shell reports it)
+
+Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
+import errno
 import importlib
 import sys
 
 from .errors import RefnodeError
+from .files import WriteError
 
 #: Subcommands in the order ``refnode --help`` lists them.
 COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "docs")
@@ -42,6 +51,14 @@ def import_modules(paths):
 
 #: Exit status of a command stopped by bad input (argparse uses the same).
 USAGE_ERROR = 2
+#: Exit status when a file could not be written (EX_IOERR of sysexits.h).
+WRITE_FAILED = 74
+#: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for an interrupted command.
+INTERRUPTED = 130
+#: OSError numbers that are the file system's state, not a bug: reported in one line.
+FILE_SYSTEM_ERRORS = frozenset(getattr(errno, name) for name in
+                               ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG", "EACCES", "EPERM")
+                               if hasattr(errno, name))
 
 
 def available_commands():
@@ -53,7 +70,10 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="refnode",
         description="refnode: a readable NumPy reference implementation of Neural ODEs "
-                    "(Chen et al., NeurIPS 2018).")
+                    "(Chen et al., NeurIPS 2018).",
+        epilog=f"exit status: 0 done, {USAGE_ERROR} bad input (found before any work), "
+               f"{WRITE_FAILED} a file could not be written (disk full, read-only), "
+               f"{INTERRUPTED} interrupted (Ctrl-C); bench and verify also report failures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in available_commands().items():
         module.configure(sub.add_parser(name, help=module.HELP, description=module.HELP))
@@ -61,17 +81,37 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return run_command(args)
+    except KeyboardInterrupt:
+        print("refnode: interrupted (Ctrl-C); files being written were left as they were "
+              "before", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run_command(args):
+    """``run(args)`` of the chosen command; a user's error becomes one line and a status."""
+    command = " ".join(filter(None, (args.command, getattr(args, "experiment", None))))
     try:
         return available_commands()[args.command].run(args)
+    except WriteError as err:
+        print(f"refnode {command}: error: {err}", file=sys.stderr)
+        return WRITE_FAILED
     except RefnodeError as err:
-        command = " ".join(filter(None, (args.command, getattr(args, "experiment", None))))
         print(f"refnode {command}: error: {err}", file=sys.stderr)
         return USAGE_ERROR
+    except OSError as err:
+        if err.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f"{err.filename!r}: " if err.filename else ""
+        print(f"refnode {command}: error: {where}{err.strerror or err}; free space or choose "
+              "another path", file=sys.stderr)
+        return WRITE_FAILED
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def test_workprecision_gradients_are_close_to_the_reference(quick_run):
 
 def test_bench_json_and_out_need_workprecision(capsys, tmp_path):
     assert cli.main(["bench", "--json", str(tmp_path / "x.json")]) == 2
-    assert "workprecision" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "--json belongs to `refnode bench workprecision`" in err and err.count("\n") == 1
 
 
 def _load_bench_training():

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 import refnode.checkpoint as checkpoint
+import refnode.files
 from refnode.checkpoint import MAX_DEPTH, load_checkpoint, save_checkpoint
 from refnode.checkpoint_file import remove_stale_temporaries
 from refnode.errors import InputError
+from refnode.files import WriteError
 
 pytestmark = pytest.mark.training
 
@@ -274,7 +276,8 @@ def test_messages_say_what_to_do_and_name_no_missing_flag(tmp_path):
     for message in (str(missing.value), corrupt):
         assert "--resume" not in message
     assert "delete it to train that model from the beginning" in corrupt
-    assert "--runs DIR" in corrupt and "--checkpoint-dir DIR" in corrupt
+    assert "--runs DIR" in corrupt and "--run-dir DIR" in corrupt
+    assert "--checkpoint-dir" not in corrupt          # no command has that flag
 
 
 def test_self_containing_list_is_input_error_on_save(tmp_path):
@@ -291,6 +294,7 @@ KILLED_WRITER = """
 import os, signal, sys
 import numpy as np
 import refnode.checkpoint as checkpoint
+import refnode.files
 
 def write_half_then_die(file, named_arrays):
     file.write(b"PK\\x03\\x04" + bytes(100_000))
@@ -350,12 +354,12 @@ def test_int_too_long_for_json_is_input_error_on_save(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_unwritable_directory_is_input_error_on_save(tmp_path, monkeypatch):
+def test_unwritable_directory_is_a_write_error_on_save(tmp_path, monkeypatch):
     def refuse(**kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refuse)
-    with pytest.raises(InputError, match="cannot create a file in .*Permission denied.*writable"):
+    monkeypatch.setattr(refnode.files.tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError, match="cannot write .*c.npz.*Permission denied.*another path"):
         save_checkpoint(tmp_path / "c.npz", {"x": np.zeros(1)})
 
 

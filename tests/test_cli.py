@@ -131,7 +131,7 @@ def test_every_listed_experiment_is_offered_by_reproduce(capsys):
     (["reproduce", "table1", "--batch-size", "0"], "--batch-size: expected a positive integer"),
     (["reproduce", "table1", "--lr", "nan"], "--lr: expected a finite number > 0"),
     (["reproduce", "table1", "--seed", "-3"], "--seed: expected an integer >= 0"),
-    (["reproduce", "cnf", "--seeds", "0"], "--seeds: expected a positive integer"),
+    (["reproduce", "cnf", "--seeds", "0"], "--seeds: expected a number of seeds from 1 to 1000"),
     (["reproduce", "cnf", "--seed", "-1"], "--seed: expected an integer >= 0"),
     (["reproduce", "cnf", "--quick", "--tiny"], "not allowed with argument"),
 ])

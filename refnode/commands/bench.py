@@ -11,12 +11,18 @@ elsewhere). Each runs as a subprocess, as ``python benchmarks/bench_x.py`` would
 output (the ratio tables) is printed as it comes. With ``--quick`` a script gets its own
 ``--quick`` flag if it has one, else ``--repeats 1`` if it takes ``--repeats``, else
 nothing. The exit status is the number of scripts that failed (0: all ran).
+
+Every argument is checked before any work (:func:`check`): a bad one is one line on stderr
+and exit status 2.
 """
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from ..errors import InputError
+from ..experiments.common_cli import check_output_dir, check_output_file, positive_float, positive_int
 
 HELP = "run the benchmark scripts in benchmarks/ and print their ratio tables"
 
@@ -26,6 +32,8 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 #: Where ``bench workprecision`` writes unless told otherwise (ignored by git).
 WORKPRECISION_DIR = Path("runs") / "workprecision"
+#: Defaults of --repeats (workprecision) and --timeout (seconds per script).
+REPEATS, TIMEOUT = 3, 1800.0
 
 
 def configure(parser):
@@ -35,8 +43,8 @@ def configure(parser):
                         help="workprecision: where to write the records")
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help=f"workprecision: directory for the figures (default {WORKPRECISION_DIR})")
-    parser.add_argument("--repeats", type=int, default=3, metavar="N",
-                        help="workprecision: best of N timings (default 3; 1 with --quick)")
+    parser.add_argument("--repeats", type=positive_int, default=None, metavar="N",
+                        help=f"workprecision: best of N timings (default {REPEATS}; --quick times once)")
     parser.add_argument("--quick", action="store_true",
                         help="each script's quick flag (or --repeats 1) for a smoke run")
     parser.add_argument("--only", action="append", metavar="NAME", default=None,
@@ -44,8 +52,8 @@ def configure(parser):
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                         help=f"directory of the bench_*.py scripts (default: {DEFAULT_DIR})")
-    parser.add_argument("--timeout", type=float, default=1800.0, metavar="S",
-                        help="seconds allowed to each script (default 1800)")
+    parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                        help=f"seconds allowed to each script (default {TIMEOUT:g})")
 
 
 def discover(directory):
@@ -76,22 +84,57 @@ def quick_arguments(path):
     return []
 
 
+def check(args):
+    """Check every argument before any work; raises InputError (exit 2) naming the bad one.
+
+    Fills in ``args.scripts`` (the scripts to run) or, for workprecision, ``args.out`` and
+    ``args.json`` (the paths to write).
+    """
+    if args.what == "workprecision":
+        for flag, value in (("--timeout", args.timeout), ("--only", args.only),
+                            ("--list", args.list or None)):
+            if value is not None:
+                raise InputError(f"{flag} belongs to the benchmark scripts (`refnode bench`), "
+                                 "not to `refnode bench workprecision`")
+        args.repeats = args.repeats or REPEATS
+        args.out = Path(check_output_dir(str(args.out or WORKPRECISION_DIR), "--out"))
+        args.json = Path(check_output_file(str(args.json or args.out / "workprecision.json"),
+                                           "--json"))
+        return args
+    for flag, value in (("--json", args.json), ("--out", args.out), ("--repeats", args.repeats)):
+        if value is not None:
+            raise InputError(f"{flag} belongs to `refnode bench workprecision`")
+    args.timeout = args.timeout or TIMEOUT
+    if not args.dir.is_dir():
+        raise InputError(f"--dir {args.dir}: not a directory; give the directory of the "
+                         "bench_*.py scripts")
+    scripts = discover(args.dir)
+    if not scripts:
+        raise InputError(f"no bench_*.py in {args.dir}; pass --dir (benchmarks ship with the "
+                         "source tree, not the installed package)")
+    if args.only:
+        wanted = {name.removeprefix("bench_").removesuffix(".py") for name in args.only}
+        unknown = wanted - {short_name(p) for p in scripts}
+        if unknown:
+            raise InputError(f"--only: unknown benchmark(s) {sorted(unknown)}; choose from "
+                             f"{', '.join(short_name(p) for p in scripts)}")
+        scripts = [p for p in scripts if short_name(p) in wanted]
+    args.scripts = scripts
+    return args
+
+
 def run_workprecision(args):
     """The work-precision run: JSON records and two figures."""
-    from ..errors import InputError
     try:
         from ..workprecision import run as run_diagrams, write_json
         from ..workprecision.plot import write_figures
     except ImportError as exc:                    # SciPy: the test extra, not a runtime dep
-        print(f"refnode bench workprecision needs SciPy (pip install 'refnode[test]'): {exc}")
-        return 2
-    if args.repeats < 1:
-        raise InputError(f"--repeats must be >= 1; got {args.repeats}")
-    out = args.out or WORKPRECISION_DIR
+        raise InputError(f"refnode bench workprecision needs SciPy (pip install "
+                         f"'refnode[test]'): {exc}") from None
     result = run_diagrams(quick=args.quick, repeats=args.repeats)
-    json_path = write_json(result, args.json or out / "workprecision.json")
+    json_path = write_json(result, args.json)
     print(f"records: {json_path}")
-    for path in write_figures(result, out):
+    for path in write_figures(result, args.out):
         print(f"figure: {path}")
     failed = [r for r in result["records"] if "failed" in r]
     for r in failed:
@@ -101,30 +144,15 @@ def run_workprecision(args):
 
 
 def run(args):
+    check(args)
     if args.what == "workprecision":
         return run_workprecision(args)
-    if args.json or args.out:
-        print("refnode bench: --json and --out belong to `refnode bench workprecision`")
-        return 2
-    scripts = discover(args.dir)
-    if not scripts:
-        print(f"refnode bench: no bench_*.py in {args.dir}; pass --dir (benchmarks ship with "
-              "the source tree, not the installed package).")
-        return 2
-    if args.only:
-        wanted = {name.removeprefix("bench_").removesuffix(".py") for name in args.only}
-        unknown = wanted - {short_name(p) for p in scripts}
-        if unknown:
-            print(f"refnode bench: unknown benchmark(s) {sorted(unknown)}; choose from "
-                  f"{', '.join(short_name(p) for p in scripts)}")
-            return 2
-        scripts = [p for p in scripts if short_name(p) in wanted]
     if args.list:
-        for path in scripts:
+        for path in args.scripts:
             print(f"{short_name(path):<12} {description(path)}")
         return 0
     failed = 0
-    for path in scripts:
+    for path in args.scripts:
         command = [sys.executable, str(path)] + (quick_arguments(path) if args.quick else [])
         print(f"=== {short_name(path)}: {' '.join(command[1:])}", flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(

@@ -11,7 +11,7 @@ from ..experiments import cnf
 from ..experiments.cnf_figures import plot_density_matching, plot_transformation
 from ..experiments.common import mean_sd, save_figure, write_json
 from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_int, run_directory)
+                                      positive_int, run_directory, seed_count)
 
 HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
 
@@ -19,7 +19,7 @@ def configure(parser):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a small run for CI (minutes)")
     size.add_argument("--tiny", action="store_true", help="smoke test of the code path")
-    parser.add_argument("--seeds", type=positive_int, metavar="N",
+    parser.add_argument("--seeds", type=seed_count, metavar="N",
                         help="number of seeds (default: 3 for a full run, 2 otherwise)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="first seed; the run uses seed, seed+1, ... (default 0)")
@@ -62,7 +62,7 @@ def check_outputs(args, size):
     """The figure directory (``--out``, else the run directory); every output path is
     checked before any work (a bad one is an InputError, exit 2)."""
     out = args.out or run_directory("cnf", quick=size != "full")
-    if args.figures:
+    if args.figures or args.out:
         check_output_dir(out, "--out")
     if args.json:
         check_output_file(args.json, "--json")

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from ..experiments import latent
 from ..experiments.common import mean_sd, write_json
 from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_int, run_directory)
+                                      positive_int, run_directory, seed_count)
 from ..experiments.latent_figures import plot_interpolation, plot_seeds, plot_spirals
 
 HELP = "Table 2: latent ODE vs RNNs, predictive RMSE on spirals (30/50/100 observations)"
@@ -24,7 +24,7 @@ def configure(parser):
                              "out-of-range extrapolation variant (docs/latent.md)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a few seconds, {latent.QUICK_SEEDS} seeds, tiny data (CI)")
-    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--seeds", type=seed_count, default=None, metavar="N",
                         help=f"number of seeds (default {latent.FULL_SEEDS}, "
                              f"{latent.QUICK_SEEDS} with --quick)")
     parser.add_argument("--first-seed", type=nonnegative_int, default=0, metavar="S",
@@ -94,7 +94,8 @@ def run(args):
         write_json(path, result)
     plot_seeds(records, latent.PAPER_RMSE, os.path.join(out, "latent_rmse_seeds.png"))
     plot_spirals(first, os.path.join(out, "latent_ode_spirals.png"))
-    plot_interpolation(first, os.path.join(out, "latent_ode_interpolation.png"))
+    if "latent_ode" in models:                   # the latent trajectory needs a latent ODE
+        plot_interpolation(first, os.path.join(out, "latent_ode_interpolation.png"))
     return 0
 
 

@@ -75,7 +75,7 @@ def settings(args):
 def check_outputs(args, s):
     """Every output path, before any work (a bad one is an InputError, exit 2)."""
     out = args.out or run_directory("table1", quick=args.quick or args.tiny)
-    if args.figures:
+    if args.figures or args.out:
         check_output_dir(out, "--out")
     if args.json:
         check_output_file(args.json, "--json")

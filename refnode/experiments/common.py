@@ -23,21 +23,23 @@ Usage::
                                         "summary": summarize(records, ("model",), "rmse")})
     save_figure(fig, "runs/x/figure.png")
 
-Everything written here is written atomically: a temporary file in the target's own
-directory, flushed to disk, then ``os.replace`` onto the target, so an interrupted run
-leaves the previous file (or none), never half a file.
+Everything written here is written atomically (:func:`refnode.files.atomic_write`): a
+temporary file in the target's own directory, flushed to disk, then ``os.replace`` onto the
+target, so an interrupted run leaves the previous file (or none), never half a file; the
+file gets the umask's usual mode (0644 under umask 022), and a failure of the file system
+is a one-line :class:`~refnode.files.WriteError`.
 """
 
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import check_same_run, load_checkpoint, save_checkpoint
 from ..errors import InputError
+from ..files import atomic_write
 from ..progress import progress
 
 #: Resolution of saved figures (small PNGs, fit to keep in the repository).
@@ -49,26 +51,6 @@ CHECKPOINT_EVERY = 100
 # --- files ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path, write, mode):
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it onto ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    try:
-        with os.fdopen(fd, mode) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_figure(fig, path, dpi=DPI):
     """Lay out ``fig``, write it to ``path`` (PNG) atomically, and close it.
 
@@ -77,7 +59,7 @@ def save_figure(fig, path, dpi=DPI):
     import matplotlib.pyplot as plt
     try:
         fig.tight_layout()
-        return _atomic_write(path, lambda file: fig.savefig(file, dpi=dpi, format="png"), "wb")
+        return atomic_write(path, lambda file: fig.savefig(file, dpi=dpi, format="png"), "wb")
     finally:
         plt.close(fig)
 
@@ -89,7 +71,7 @@ def write_json(path, data):
     are not JSON): store None for a value that does not exist.
     """
     text = json.dumps(data, indent=2, default=_to_builtin, allow_nan=False)
-    return _atomic_write(path, lambda file: file.write(text + "\n"), "w")
+    return atomic_write(path, lambda file: file.write(text + "\n"), "w")
 
 
 def _to_builtin(value):
@@ -127,10 +109,12 @@ def train(step, params, optimizer, iterations, *, schedule=None, rng=None, check
     checkpoint : str, optional
         ``.npz`` path, written atomically every ``checkpoint_every`` steps and after the
         last; resumed from when it exists. Its metadata must equal ``metadata``, else an
-        :class:`~refnode.errors.InputError` names the file (nothing is overwritten).
+        :class:`~refnode.errors.InputError` names the file and the settings that differ
+        (nothing is overwritten).
     metadata : dict, optional
-        JSON-serialisable description of the run (settings, seed), stored with the
-        checkpoint. Default ``{"desc": desc}``. Leave the iteration count out of it, and a
+        JSON-serialisable description of the run, stored with the checkpoint: the identity
+        of the data, the model and every setting that changes the result (a resume with
+        any of them different is refused). Default ``{"desc": desc}``. Leave the iteration count out of it, and a
         finished run can be continued by calling again with more ``iterations``.
     checkpoint_every : int
         Steps between checkpoints and between validations.
@@ -200,10 +184,8 @@ def _resume(path, metadata, fresh):
     if not os.path.exists(path):
         return fresh
     saved, saved_metadata = load_checkpoint(path)
-    if saved_metadata != json.loads(json.dumps(metadata)):
-        raise InputError(f"checkpoint {path!r} was written by a different run "
-                         f"({saved_metadata}, this run: {metadata}); delete it or choose "
-                         "another checkpoint directory")
+    check_same_run(path, saved_metadata, metadata, "delete it to start that model afresh, or "
+                   "choose another run directory")
     if fresh["rng"] is not None:
         fresh["rng"].bit_generator.state = saved["rng"].bit_generator.state
         saved["rng"] = fresh["rng"]

@@ -22,6 +22,10 @@ from ..errors import InputError
 
 #: Root of the run directories, relative to the working directory (git-ignored).
 RUNS_ROOT = "runs"
+#: The largest integer an option takes: what NumPy's int64 holds (seeds, sizes, counts).
+MAX_INT = 2 ** 63 - 1
+#: The most seeds one command runs (each seed is a whole training run).
+MAX_SEEDS = 1000
 
 
 # --- numbers (argparse types) -------------------------------------------------------------
@@ -37,20 +41,26 @@ def _number(text, convert, kind):
     return value
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+def _integer(text, low, high, kind):
+    value = _number(text, int, kind)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
     return value
+
+
+def positive_int(text):
+    """argparse type: an integer from 1 to :data:`MAX_INT`."""
+    return _integer(text, 1, MAX_INT, "a positive integer up to 2**63 - 1")
 
 
 def nonnegative_int(text):
-    """argparse type: an integer >= 0 (seeds)."""
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    """argparse type: an integer from 0 to :data:`MAX_INT` (seeds)."""
+    return _integer(text, 0, MAX_INT, "an integer >= 0 up to 2**63 - 1")
+
+
+def seed_count(text):
+    """argparse type: a number of seeds, 1 to :data:`MAX_SEEDS`."""
+    return _integer(text, 1, MAX_SEEDS, f"a number of seeds from 1 to {MAX_SEEDS}")
 
 
 def positive_float(text):
@@ -97,7 +107,7 @@ def check_output_dir(path, flag):
     Parameters
     ----------
     path : str
-        e.g. the value of ``--out`` or ``--checkpoint-dir``.
+        e.g. the value of ``--out`` or ``--run-dir``.
     flag : str
         The option's name, for the message (``"--out"``).
 

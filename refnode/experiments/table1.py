@@ -9,6 +9,7 @@ The command (``refnode reproduce table1``) is :mod:`refnode.commands.reproduce_t
 """
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -153,7 +154,8 @@ def run_model(name, settings, data):
         s.runs, f"{s.dataset}-{name}-{len(x_train)}-{x_train.dtype}"
         f"{'-' + s.odenet_gradient if name == 'odenet' else ''}.npz") if s.runs else None
     theta, history = train(model, theta, x_train, y_train, config, checkpoint, name=name,
-                           show_progress=s.show_progress)
+                           show_progress=s.show_progress,
+                           identity=identity(name, options, s, x_train, y_train))
     memory, _ = peak_step_memory(model, theta, x_train[:s.batch_size], y_train[:s.batch_size])
     per_epoch = len(x_train) // s.batch_size
     record = dict(model=name, test_error=test_error(model, theta, x_test, y_test),
@@ -163,6 +165,21 @@ def run_model(name, settings, data):
                                 if name == "odenet" and s.odenet_gradient == "adjoint" else None),
                   seconds_per_epoch=float(np.mean(history["seconds"]) * per_epoch))
     return record, history
+
+
+def identity(name, options, settings, x_train, y_train):
+    """What a checkpoint of model ``name`` depends on beyond its training settings: the
+    model and its architecture options, the data set's name, the dtype, and a SHA-256 of
+    the training images and labels used (so another data set, subset or generated stand-in
+    is another run). Stored in the checkpoint; resuming with anything different is refused.
+    """
+    digest = hashlib.sha256()
+    for array in (x_train, y_train):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return {"model": name, "architecture": dict(options), "dataset": settings.dataset,
+            "dtype": str(x_train.dtype), "training_data_sha256": digest.hexdigest()}
 
 
 def format_table(records):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import check_same_run, load_checkpoint, save_checkpoint
 from ..errors import InputError
 from ..nn import accuracy, softmax_cross_entropy
 from ..optim import SGD, Adam, ODENET_MOMENTUM, odenet_schedule, constant
@@ -120,14 +120,13 @@ def _resume(path, theta, optimizer, metadata):
     if path is None or not os.path.isfile(path):
         return _fresh_state(theta, optimizer)
     state, saved = load_checkpoint(path)
-    if saved != metadata:
-        raise InputError(f"checkpoint {path!r} was written by a different run ({saved}); "
-                         f"expected {metadata}. Delete it or use another --runs directory")
+    check_same_run(path, saved, metadata, "use another --runs DIR, or delete the checkpoint "
+                   "to train that model afresh")
     return state
 
 
 def train(model, theta, x, labels, config, checkpoint=None, name="train", stop_after=None,
-          show_progress=True):
+          show_progress=True, identity=None):
     """Train with minibatches, checkpointing to ``checkpoint`` and resuming from it.
 
     Parameters
@@ -139,9 +138,14 @@ def train(model, theta, x, labels, config, checkpoint=None, name="train", stop_a
     config : TrainConfig
     checkpoint : str, optional
         Path of the checkpoint, written atomically every ``config.checkpoint_every`` steps
-        and at the end of each epoch; resumed from if it exists.
+        and at the end of each epoch; resumed from if it exists and was written by the
+        same run (the same ``name``, ``config``, number of examples and ``identity``), else
+        an InputError names what differs.
     stop_after : int, optional
         Stop after this many steps in total (to simulate an interrupted run).
+    identity : dict, optional
+        JSON-serialisable identity of what the result depends on beyond ``config``: the
+        data (a content hash), the model's architecture, the dtype.
 
     Returns
     -------
@@ -151,7 +155,8 @@ def train(model, theta, x, labels, config, checkpoint=None, name="train", stop_a
     optimizer, schedule = make_optimizer(config)
     per_epoch = len(minibatches(len(x), config.batch_size, np.random.default_rng(0)))
     total = int(np.ceil(config.epochs * per_epoch))
-    metadata = {"name": name, "config": dataclasses.asdict(config), "n_train": len(x)}
+    metadata = {"name": name, "config": dataclasses.asdict(config), "n_train": len(x),
+                **({"identity": identity} if identity is not None else {})}
     state = _resume(checkpoint, theta, optimizer, metadata)
     last = total if stop_after is None else min(total, stop_after)
     bar = progress(range(state["step"], last), desc=name, enabled=show_progress)

@@ -15,10 +15,10 @@ problem, a few tolerances and one repeat, for a smoke test.
 import json
 import os
 import platform
-import tempfile
 
 import numpy as np
 
+from ..files import atomic_write
 from .forward import run_forward
 from .gradients import run_gradients
 from .problems import PROBLEMS
@@ -53,10 +53,4 @@ def run(quick=False, repeats=3):
 
 def write_json(result, path):
     """Write ``result`` to ``path`` atomically (a temporary file renamed into place)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(result, out, indent=1)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda out: json.dump(result, out, indent=1), "w")

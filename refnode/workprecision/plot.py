@@ -2,6 +2,8 @@
 
 import os
 
+from ..experiments.common import save_figure
+
 #: Line styles: SciPy dashed, so that refnode's dopri5 drawn over SciPy's RK45 (the same
 #: steps) still shows both.
 STYLE = {"refnode": dict(linestyle="-", marker="o"), "scipy": dict(linestyle="--", marker="s")}
@@ -40,10 +42,7 @@ def forward_figure(records, path):
             ax.set(xlabel=x, ylabel="max error at t1", title=problem)
             ax.grid(True, which="major", alpha=0.3)
         row[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def gradient_figure(records, path):
@@ -61,10 +60,7 @@ def gradient_figure(records, path):
         ax.set(xlabel="wall time (s)", ylabel="relative gradient error", title=problem)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_figures(result, out):
