@@ -274,7 +274,8 @@ def factor_hint(factor, batch=None, rtol=1e-3):
             if shrunk:
                 return (f"got ≈ expected / {k}: a missing sum (over a batch axis of that "
                         "size?) or a mean where a sum belongs")
-            return f"got ≈ {k} × expected: a sum (over an axis of that size?) where a mean belongs"
+            return (f"got ≈ {k} × expected: a sum (over an axis of that size?) where a mean "
+                    "belongs")
     return None
 
 

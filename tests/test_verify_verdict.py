@@ -103,7 +103,8 @@ MALFORMED = {
     "problems is a list": text('{"problems": [%s]}' % DECAY),
     "a problem is a number": edit(setter("decay", 5)),
     "a problem is a list": edit(setter("decay", [1, 2])),
-    "relu only (spread, no verdict)": text(json.dumps({"problems": {"relu": golden_results("relu")}})),
+    "relu only (spread, no verdict)": text(json.dumps({"problems": {
+        "relu": golden_results("relu")}})),
     "relu plus a problem declaring everything unsupported": text(json.dumps({"problems": {
         "relu": golden_results("relu"),
         "decay": {"unsupported": {g: "none" for g in ("states", "z0", "theta", "t", "extras")}}}})),
@@ -144,7 +145,8 @@ MALFORMED = {
                                                lambda v: [v, v])),
     # values that are not finite
     "NaN in the states": edit(setter("decay", "states", lambda v: [[float("nan")] * 3] + v[1:])),
-    "all states NaN": edit(setter("mlp", "states", lambda v: np.full(np.shape(v), np.nan).tolist())),
+    "all states NaN": edit(setter("mlp", "states", lambda v: np.full(np.shape(v), np.nan)
+                                  .tolist())),
     "inf in a gradient": edit(setter("mlp", "gradients", "theta", "b2", [float("inf"), 0.0])),
     "-inf in dL/dt": edit(setter("decay", "gradients", "t", lambda v: [-float("inf")] + v[1:])),
     "1e999 (inf) in the states": text(json.dumps(base_document()).replace(
@@ -237,7 +239,8 @@ def test_an_endless_file_is_refused_after_a_capped_read(device, capsys):
         pytest.skip(f"{device} does not exist here")
     assert cli.main(["verify", "--results", device]) == 2
     out = capsys.readouterr().out
-    assert f"larger than {MAX_JSON_BYTES // 2**20} MiB" in out and len(out.strip().splitlines()) == 1
+    assert f"larger than {MAX_JSON_BYTES // 2**20} MiB" in out
+    assert len(out.strip().splitlines()) == 1
 
 
 # --- the verified callable cannot decide the verdict -------------------------------------
@@ -264,7 +267,8 @@ CALLABLES = {
     "sys.exit() after a good problem": (
         "import sys\nfrom refnode.verify import refnode_adjoint\n"
         "def solve(problem):\n    if problem['name'] == 'spiral':\n        sys.exit()\n"
-        "    return refnode_adjoint(problem)\n", "called sys.exit(None) while solving problem 'spiral'"),
+        "    return refnode_adjoint(problem)\n",
+        "called sys.exit(None) while solving problem 'spiral'"),
     "raises KeyboardInterrupt itself": (
         "def solve(problem):\n    raise KeyboardInterrupt\n",
         "raised KeyboardInterrupt itself (no Ctrl-C was received) while solving problem 'decay'"),
@@ -338,7 +342,8 @@ def test_a_module_in_the_current_directory_is_found(tmp_path):
     """Run as a user would: from the directory holding mymod.py, nothing on PYTHONPATH but
     refnode itself (before: "cannot import 'mymod' ... is it on PYTHONPATH?")."""
     (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "mymod.py").write_text("from refnode.verify import refnode_adjoint as solve\n")
+    (tmp_path / "work" / "mymod.py").write_text(
+        "from refnode.verify import refnode_adjoint as solve\n")
     out = console_script(tmp_path, "verify", "--callable", "mymod:solve", "--problems", "decay")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PASSED" in out.stdout

@@ -1,4 +1,4 @@
-"""The likely cause of a failed quantity, read from the numbers (docs/verify.md, "Reading a failure").
+"""The likely cause of a failed quantity, from its numbers (docs/verify.md, "Reading a failure").
 
 ``refnode verify`` is a judge; these functions make it a diagnostician too. Each looks for
 one pattern that a wrong implementation leaves, and names it only where the numbers show
@@ -43,7 +43,7 @@ def quantity_hint(got, ref, tol, scale=None, batch=None, gradient=True):
     if not np.any(got) and np.any(ref):
         return "all zero: is it computed at all?"
     if is_transpose(got, ref, rtol=max(tol, 1e-9)):
-        return "the transpose of the golden value (row-vector convention: z W^T, W of shape (out, in))"
+        return "the transpose of the golden value"
     factor = _fitted_factor(got, ref)
     if factor is None or relative_error(got / factor, ref, scale) > tol:
         return ""
