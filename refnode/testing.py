@@ -231,14 +231,61 @@ def _failure_message(fun, args, grads, g, v, names, expected, got, eps, rtol, at
 def _hint(expected, got):
     if got == 0.0:
         return "the VJP returns zero here; is this gradient computed at all?"
-    ratio = expected / got
-    if abs(ratio + 1.0) < 1e-3:
-        return "got ≈ −expected: a sign error."
-    if abs(ratio - round(ratio)) < 1e-3 and round(ratio) > 1:
-        return (f"got ≈ expected / {round(ratio)}: a missing sum (over a batch axis of "
-                f"that size?) or a mean where a sum belongs.")
+    hint = factor_hint(got / expected) if expected != 0.0 else None
+    if hint is not None:
+        return hint + "."
     return ("check the derivation term by term; a transposed weight or a missing "
             "factor shows in the worst entry (reported for small arrays).")
+
+
+def factor_hint(factor, batch=None, rtol=1e-3):
+    """The likely cause of a gradient off by a constant factor, got ≈ factor · expected.
+
+    Shared by :func:`check_vjp` and ``refnode verify``. Recognised: −1 (a sign error),
+    1/n and n for an integer n > 1 (a mean where a sum belongs, or a sum where a mean
+    does; named as the batch when n equals ``batch``).
+
+    Parameters
+    ----------
+    factor : float
+        got / expected (a least-squares fit for arrays).
+    batch : int, optional
+        The batch size B, when the quantity belongs to a batched problem.
+    rtol : float
+        How close to −1, n or 1/n the factor must be.
+
+    Returns
+    -------
+    str or None
+        A phrase such as "got ≈ −expected: a sign error", or None when the factor
+        matches none of these.
+    """
+    if abs(factor + 1.0) < rtol:
+        return "got ≈ −expected: a sign error"
+    if factor == 0.0:
+        return None
+    for n, shrunk in ((1.0 / factor, True), (factor, False)):
+        k = round(n)
+        if k > 1 and abs(n - k) < rtol * k:
+            if k == batch:
+                return (f"got ≈ expected {'/' if shrunk else '×'} {k}, the batch size: a "
+                        + ("mean over the batch where the sum belongs" if shrunk else
+                           "sum over the batch where one sample's value (or a mean) belongs"))
+            if shrunk:
+                return (f"got ≈ expected / {k}: a missing sum (over a batch axis of that "
+                        "size?) or a mean where a sum belongs")
+            return (f"got ≈ {k} × expected: a sum (over an axis of that size?) where a mean "
+                    "belongs")
+    return None
+
+
+def is_transpose(got, expected, rtol=1e-5):
+    """Whether the 2-D array ``got`` equals ``expected`` transposed (and not ``expected``)."""
+    got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    if got.ndim != 2 or got.shape != expected.T.shape:
+        return False
+    close = lambda a, b: relative_error(a, b) <= rtol  # noqa: E731
+    return close(got, expected.T) and not (got.shape == expected.shape and close(got, expected))
 
 
 def _entrywise_report(fun, args, grad, g, path, i, k, eps):
@@ -254,7 +301,7 @@ def _entrywise_report(fun, args, grad, g, path, i, k, eps):
     j = np.unravel_index(int(np.argmax(err)), shape) if shape else ()
     lines = [f"      worst entry: {path}{[int(n) for n in j] if shape else ''}: "
              f"expected {expected[j]:.10g}, got {got[j]:.10g} (abs err {err[j]:.3g})"]
-    if got.ndim == 2 and got.shape[0] == got.shape[1] and np.allclose(got, expected.T, rtol=1e-5):
+    if got.shape == expected.shape and is_transpose(got, expected):
         lines.append(f"      hint: the gradient w.r.t. {path} equals the expected one transposed.")
     return lines
 

@@ -280,6 +280,8 @@ def test_unsupported_quantities_are_neither_pass_nor_fail():
 
 
 def test_the_relu_problem_reports_a_spread_not_a_verdict():
+    """A spread judges nothing: relu alone is not a pass (it was 'PASSED: 0 of 0')."""
     report = verify.verify_callable(verify.refnode_discrete, 1e-7, names=("relu",))
-    assert {r.status for r in report.rows} == {"spread"} and report.passed
+    assert {r.status for r in report.rows} == {"spread"} and not report.passed
     assert "refnode's spread at rtol 1e-07" in report.rows[0].detail
+    assert report.summary()[-1].startswith("FAILED: nothing was verified by the pass/fail rule")

@@ -7,9 +7,14 @@
 
 The logic is in :mod:`refnode.verify`; docs/verify.md documents the formats and the rule
 tol = 100 · rtol + golden accuracy; docs/conformance.md the built-in adapters
-(:mod:`refnode.reference.adapters`). Exit status 0 when every quantity passes, 1 when one
-fails, 2 on bad input (tolerances too loose to mean anything, a malformed results file,
-an unknown or missing library, an exception inside the callable).
+(:mod:`refnode.reference.adapters`). Exit status (docs/verify.md, "Exit status"):
+
+    0    PASSED: nothing failed, and gradients were verified (or --states-only was given)
+    1    FAILED: a quantity failed, or nothing (no gradient) was verified
+    2    bad input: tolerances too loose to mean anything, a malformed results file, an
+         unknown or missing library, a callable that raised, exited or raised
+         KeyboardInterrupt itself, a module that failed to import
+    130  interrupted by Ctrl-C (SIGINT): nothing was verified
 """
 
 import argparse
@@ -17,7 +22,7 @@ import argparse
 from .. import verify
 from ..errors import InputError
 from ..reference import adapters
-from ..reference.results import check_tolerances
+from ..reference.results import InterruptWatch, check_tolerances
 from ..reference.golden_files import load_golden
 from ..reference.problems import PROBLEM_NAMES
 
@@ -46,11 +51,15 @@ def configure(parser):
                         help=f"the relative tolerance your solver used (default {DEFAULT_RTOL:g}); "
                              "with --callable, the problem dict asks for it")
     parser.add_argument("--atol", type=positive_float, default=None,
-                        help="absolute tolerance passed to --callable (default: --rtol)")
+                        help="absolute tolerance passed to --callable and --library "
+                             f"(default: {verify.ATOL_FACTOR:g} * --rtol)")
     parser.add_argument("--factor", type=positive_float, default=verify.TOLERANCE_FACTOR,
                         help=f"C in tol = C * rtol + accuracy (default {verify.TOLERANCE_FACTOR:g})")
     parser.add_argument("--problems", type=problem_list, default=PROBLEM_NAMES, metavar="A,B",
                         help=f"comma-separated subset of: {', '.join(PROBLEM_NAMES)}")
+    parser.add_argument("--states-only", action="store_true",
+                        help="verify the states alone: the gradients are not compared (without "
+                             "this flag a run that verifies no gradient fails)")
 
 
 def positive_float(text):
@@ -84,25 +93,35 @@ def run(args):
         print("refnode verify: give --results FILE, --callable MODULE:FUNCTION or --library NAME "
               "(or --list).")
         return 2
-    try:
-        if args.gradient is not None and args.library is None:
-            raise InputError("--gradient goes with --library.")
-        check_tolerances(args.rtol, args.factor, args.atol)
-        if args.library is not None:
-            fn, source = adapters.adapter_callable(args.library, args.gradient)
-            report = verify.verify_callable(fn, args.rtol, args.atol, names=args.problems,
-                                            factor=args.factor)
-        elif args.results is not None:
-            report = verify.verify_results(verify.results_from_file(args.results), args.rtol,
-                                           names=args.problems, factor=args.factor)
-            source = args.results
-        else:
-            report = verify.verify_callable(verify.load_callable(args.function), args.rtol,
-                                            args.atol, names=args.problems, factor=args.factor)
-            source = args.function
-    except InputError as err:
-        print(f"refnode verify: {err}")
-        return 2
+    with InterruptWatch() as watch:
+        try:
+            source, report = verification(args)
+        except InputError as err:
+            print(f"refnode verify: {err}")
+            return 2
+        except KeyboardInterrupt:
+            if watch.received or not watch.active:
+                print("refnode verify: interrupted (Ctrl-C); nothing was verified.")
+                return 130
+            print("refnode verify: the verified code raised KeyboardInterrupt itself (no Ctrl-C "
+                  "was received); nothing was verified.")
+            return 2
     print(f"refnode verify: {source} against the golden values\n")
     print(report)
     return 0 if report.passed else 1
+
+
+def verification(args):
+    """(what was verified, its VerifyReport) for the parsed arguments; InputError on bad input."""
+    if args.gradient is not None and args.library is None:
+        raise InputError("--gradient goes with --library.")
+    check_tolerances(args.rtol, args.factor, args.atol)
+    options = dict(names=args.problems, factor=args.factor, states_only=args.states_only)
+    if args.results is not None:
+        problems = verify.results_from_file(args.results)
+        return args.results, verify.verify_results(problems, args.rtol, **options)
+    if args.library is not None:
+        fn, source = adapters.adapter_callable(args.library, args.gradient)
+    else:
+        fn, source = verify.load_callable(args.function), args.function
+    return source, verify.verify_callable(fn, args.rtol, args.atol, **options)

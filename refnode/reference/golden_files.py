@@ -91,11 +91,51 @@ def write_json(path, document):
         raise
 
 
+#: The largest JSON file read (a results file of all ten problems is about 100 kB; the cap
+#: keeps /dev/zero or a mistaken multi-gigabyte path from filling the memory).
+MAX_JSON_BYTES = 16 * 2**20
+#: The most digits a JSON integer may have: float64 ends at about 1.8e308.
+MAX_INT_DIGITS = 309
+
+
+class _DocumentError(ValueError):
+    """Something JSON allows but a refnode document may not contain (read_json says what)."""
+
+
+def _unique_keys(pairs):
+    """object_pairs_hook: a dict, or _DocumentError when a key appears twice in one object."""
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DocumentError(f"the key {key!r} appears twice in one object (JSON readers "
+                                 "keep one of them silently); give each key once")
+        document[key] = value
+    return document
+
+
+def _integer(text):
+    """parse_int: an int, refusing numbers of more digits than any float64 has."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _DocumentError(f"an integer of {digits} digits (numbers must fit a float64)")
+    return int(text)
+
+
 def read_json(path):
-    """A JSON document from ``path``, with a clear error when it is missing or malformed."""
+    """A JSON document from ``path``, with a clear error when it is missing or malformed.
+
+    Refused with an :class:`InputError`: a file larger than :data:`MAX_JSON_BYTES`, text
+    that is not UTF-8 JSON, nesting too deep to parse, a key given twice in one object,
+    and an integer of more than :data:`MAX_INT_DIGITS` digits.
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise InputError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB (or endless, "
+                             "like a device); a results file is a few hundred kB at most.")
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys,
+                          parse_int=_integer)
     except FileNotFoundError as err:
         raise InputError(f"no such file: {path}") from err
     except IsADirectoryError as err:
@@ -104,11 +144,13 @@ def read_json(path):
         raise InputError(f"{path} is not a UTF-8 text file (binary?); give a JSON file.") from err
     except json.JSONDecodeError as err:
         raise InputError(f"{path} is not valid JSON ({err}).") from err
+    except _DocumentError as err:
+        raise InputError(f"{path}: {err}.") from err
     except RecursionError as err:
         raise InputError(f"{path} nests its JSON too deeply to read; the results layout is "
                          "at most a few levels deep (docs/verify.md).") from err
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}.") from err
+    except (OSError, MemoryError) as err:
+        raise InputError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}.") from err
 
 
 def load_golden(name, directory=None):

@@ -8,12 +8,20 @@ raw traceback on odd input. Three rules, each raising :class:`~refnode.errors.In
   C · rtol is well below the size of the errors it has to catch;
 * :func:`real_array`: every returned quantity is a real, numeric, rectangular array
   (complex values are refused, not cut to their real part);
-* :func:`call_for_problem`: an exception inside the verified callable is reported with
-  the problem it was solving and where it was raised.
+* :func:`call_for_problem` (and :func:`run_user_code` beneath it): whatever the verified
+  code does other than return — raise, call ``sys.exit``, raise ``KeyboardInterrupt``
+  itself — is reported with the problem it was solving and where it happened; what it
+  prints goes to stderr, so stdout carries verify's report alone. A real Ctrl-C (SIGINT
+  received, :class:`InterruptWatch`) is not the callable's doing: it propagates.
 """
 
+import contextlib
 import math
+import signal
+import sys
+import threading
 import traceback
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -63,6 +71,10 @@ def real_array(value, where):
         array = np.asarray(value)
     except (ValueError, TypeError, RecursionError) as err:
         raise InputError(f"{where}: not a rectangular array of numbers ({_short(err)}).") from err
+    except Exception as err:                       # the value's own __array__ (user code)
+        raise InputError(f"{where}: converting it to a NumPy array raised {type(err).__name__}: "
+                         f"{_short(err).rstrip('.')}. Return NumPy arrays (a torch tensor: "
+                         "t.detach().cpu().numpy()).") from err
     if array.dtype.kind == "c":
         raise InputError(f"{where}: complex values ({array.dtype}); refnode verify compares real "
                          "states and gradients. Return real arrays (the imaginary part is "
@@ -73,23 +85,87 @@ def real_array(value, where):
 
 
 def call_for_problem(fn, problem):
-    """``fn(problem)``, with any exception turned into an InputError naming the problem.
+    """``fn(problem)``, its results as plain dicts; anything else it does is an InputError.
 
-    The message gives the exception, the problem's name and the file:line it was raised
-    at (the original stays chained as ``__cause__``).
+    The message names the problem and the file:line where the callable raised, exited or
+    was interrupted by its own ``KeyboardInterrupt`` (:func:`run_user_code`).
     """
-    try:
-        results = fn(problem)
-    except Exception as err:                       # the user's code: any exception
-        frame = traceback.extract_tb(err.__traceback__)[-1]
-        raise InputError(
-            f"the verified callable raised {type(err).__name__} while solving problem "
-            f"{problem['name']!r}: {_short(err)} (at {frame.filename}:{frame.lineno}).") from err
+    where = f"while solving problem {problem['name']!r}"
+    results = run_user_code(lambda: plain_dicts(fn(problem)), "the verified callable", where)
     if results is not None and not isinstance(results, dict):
         raise InputError(f"the verified callable returned {type(results).__name__} for problem "
                          f"{problem['name']!r}; expected a dict {{'states', 'gradients', ...}} "
                          "or None to skip the problem.")
     return results
+
+
+def plain_dicts(tree):
+    """``tree`` with every mapping in it made a plain dict (leaves untouched)."""
+    if isinstance(tree, Mapping):
+        return {key: plain_dicts(value) for key, value in tree.items()}
+    return tree
+
+
+def run_user_code(thunk, who, where):
+    """``thunk()``, run as someone else's code: its verdict cannot become verify's.
+
+    What it prints goes to stderr. An exception, a ``sys.exit`` or a ``KeyboardInterrupt``
+    it raises itself becomes an :class:`InputError` naming ``who`` and ``where`` and the
+    file:line it came from; a real Ctrl-C (:class:`InterruptWatch`) propagates as
+    ``KeyboardInterrupt``.
+    """
+    with InterruptWatch() as watch, contextlib.redirect_stdout(sys.stderr):
+        try:
+            return thunk()
+        except KeyboardInterrupt as err:
+            if watch.received or not watch.active:
+                raise
+            what = "raised KeyboardInterrupt itself (no Ctrl-C was received)"
+            failure = err
+        except SystemExit as err:
+            what = f"called sys.exit({err.code!r})"
+            failure = err
+        except Exception as err:                   # the user's code: any exception
+            what = f"raised {type(err).__name__}"
+            failure = err
+    detail = "" if isinstance(failure, (SystemExit, KeyboardInterrupt)) else f": {_short(failure)}"
+    raise InputError(f"{who} {what} {where}{detail} (at {_origin(failure)}).") from failure
+
+
+def _origin(err):
+    """file:line of the innermost frame of ``err``'s traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "an unknown place"
+
+
+class InterruptWatch:
+    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` raised by code, while it is entered.
+
+    In the main thread it chains a SIGINT handler that sets ``received`` before the
+    previous handler raises. ``active`` is False where no handler could be installed
+    (another thread, SIGINT ignored): then a KeyboardInterrupt cannot be told apart and
+    is taken for a Ctrl-C.
+    """
+
+    def __init__(self):
+        self.received, self.active, self._previous = False, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._previous, self.active = previous, True
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.received = True
+        self._previous(signum, frame)
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 #: The groups of quantities a results dict may declare unsupported.
