@@ -19,7 +19,7 @@ import sys
 from .errors import RefnodeError
 
 #: Subcommands in the order ``refnode --help`` lists them.
-COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "docs")
+COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "course", "docs")
 
 
 def import_modules(paths):
