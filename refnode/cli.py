@@ -28,7 +28,7 @@ from .errors import RefnodeError
 from .files import WriteError
 
 #: Subcommands in the order ``refnode --help`` lists them.
-COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "docs")
+COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "course", "docs")
 
 
 def import_modules(paths):

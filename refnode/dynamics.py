@@ -22,7 +22,7 @@ import numpy as np
 from autograd import make_vjp
 
 from .backend import array_module, to_numpy
-from .errors import InputError, RefnodeError
+from .errors import InputError, RefnodeError, describe_call_error, shape_hint
 from .params import tree_leaves
 
 
@@ -99,9 +99,9 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
     except RefnodeError:
         raise
     except Exception as err:
-        raise InputError(f"{name}.vjp(t, z, theta, a) raised {type(err).__name__}: {err}. Check "
-                         "that the VJP accepts the state, theta and a cotangent of the state's "
-                         "shape.") from err
+        raise InputError(describe_call_error(err, f"{name}.vjp(t, z, theta, a)",
+                                             "the VJP accepts the time, the state, theta and a "
+                                             "cotangent of the state's shape")) from err
     if not isinstance(out, tuple) or len(out) != 3:
         raise InputError(f"{name}.vjp(t, z, theta, a) must return a 3-tuple (a_z, a_theta, a_t); "
                          f"got {type(out).__name__}"
@@ -114,9 +114,10 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
         got = [getattr(g, "shape", None) for g in tree_leaves(a_theta)]
         want = [tuple(getattr(p, "shape", ())) for p in tree_leaves(theta)]
         if got != want:
+            hints = [shape_hint(g, w) for g, w in zip(got, want) if g is not None and g != w]
             raise InputError(f"{name}.vjp returned a_theta with leaf shapes {got}; it must match "
                              f"theta's leaves {want} (one gradient per parameter, summed over "
-                             "the batch).")
+                             f"the batch).{hints[0] if hints else ''}")
     t_shape = tuple(getattr(a_t, "shape", ()))
     if t_shape not in ((), (z.shape[0],) if per_sample else ()):
         raise InputError(f"{name}.vjp returned a_t of shape {t_shape}; it must be a scalar "

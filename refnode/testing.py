@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from .backend import array_module, to_float, to_numpy
-from .errors import InputError
+from .errors import InputError, RefnodeError, describe_call_error, shape_hint
 from .params import tree_axpy, tree_leaves, tree_map, tree_vdot
 
 # Arguments with at most this many scalars get an entry-by-entry check on failure
@@ -131,13 +131,14 @@ def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8,
     InputError
         If an argument is not float64.
     """
+    __tracebackhide__ = True           # pytest shows the failure, not this function's source
     args = tuple(args)
     names = _argument_names(fun, args, names)
     _check_float64(args, names)
     rng = np.random.default_rng(seed)
     y = fun(*args)
     g = _random_like(rng, y) if cotangent is None else cotangent
-    grads = vjp(g, *args)
+    grads = _call_vjp(vjp, g, args, names)
     _check_structure(grads, args, names)
     v = tuple(_random_like(rng, a) for a in args)
     expected = _directional(fun, args, v, g, eps)
@@ -148,6 +149,20 @@ def check_vjp(fun, vjp, args, *, cotangent=None, eps=1e-6, rtol=1e-6, atol=1e-8,
         raise AssertionError(_failure_message(fun, args, grads, g, v, names, expected, got,
                                               eps, rtol, atol))
     return VJPCheckReport(expected, got, abs_err, rel_err, eps, tuple(names))
+
+
+def _call_vjp(vjp, g, args, names):
+    """vjp(g, *args); an exception becomes an AssertionError saying where it was raised."""
+    __tracebackhide__ = True
+    try:
+        return vjp(g, *args)
+    except RefnodeError:
+        raise                          # refnode's own check of the VJP already says what is wrong
+    except Exception as err:
+        call = f"vjp(g, {', '.join(names)})"
+        raise AssertionError(describe_call_error(
+            err, call, f"the VJP takes the cotangent g and then the {len(args)} arguments "
+                       f"({', '.join(names)})")) from err
 
 
 def _argument_names(fun, args, names):
@@ -190,6 +205,7 @@ def _directional(fun, args, v, g, eps):
 
 def _check_structure(grads, args, names):
     """Each gradient must have the structure and shapes of its argument."""
+    __tracebackhide__ = True
     if not isinstance(grads, (tuple, list)) or len(grads) != len(args):
         n = len(grads) if isinstance(grads, (tuple, list)) else "not a tuple"
         raise AssertionError(f"vjp must return one gradient per argument ({len(args)}: "
@@ -201,10 +217,9 @@ def _check_structure(grads, args, names):
                                  f"the argument has {[p for p, _ in arg_paths]}.")
         for (path, dg), (_, a) in zip(grad_paths, arg_paths):
             if np.shape(dg) != np.shape(a):
-                hint = (" Did you forget to sum over the batch axis?"
-                        if np.ndim(dg) > np.ndim(a) else "")
                 raise AssertionError(f"gradient w.r.t. '{path}' has shape {np.shape(dg)}; "
-                                     f"the argument has shape {np.shape(a)}.{hint}")
+                                     f"the argument has shape {np.shape(a)}."
+                                     f"{shape_hint(np.shape(dg), np.shape(a))}")
 
 
 def _failure_message(fun, args, grads, g, v, names, expected, got, eps, rtol, atol):
@@ -325,8 +340,10 @@ def _only_leaf(args, i, k, value):
 
 # ------------------------------------------------------------------ compare_gradients
 
-GradientRow = namedtuple("GradientRow", "method quantity max_abs_err rel_err passed worst")
-GradientRow.__doc__ = """One line of a :class:`GradientTable`; ``worst`` = (index, got, expected)."""
+GradientRow = namedtuple("GradientRow", "method quantity max_abs_err rel_err passed worst hint",
+                         defaults=("",))
+GradientRow.__doc__ = """One line of a :class:`GradientTable`; ``worst`` = (index, got, expected);
+``hint``: a likely cause when the whole array shows one (:func:`array_hint`)."""
 
 
 class GradientTable:
@@ -367,6 +384,8 @@ class GradientTable:
             index, got, expected = r.worst
             lines.append(f"  {r.method}, {r.quantity}{index}: got {got!r}, expected {expected!r} "
                          f"(max abs err {r.max_abs_err:.3e}, rel err {r.rel_err:.3e})")
+            if r.hint:
+                lines.append(f"    hint: {r.hint}")
         return "\n".join(lines) + "\n" + str(self)
 
 
@@ -394,6 +413,7 @@ def compare_gradients(results, reference=None, rtol=1e-6, atol=1e-8, raise_on_fa
     if not results:
         raise ValueError("compare_gradients needs at least one gradient set")
     reference = next(iter(results)) if reference is None else reference
+    __tracebackhide__ = True
     if reference not in results:
         raise ValueError(f"reference '{reference}' is not one of {list(results)}")
     ref_paths = leaf_paths(results[reference])
@@ -427,4 +447,21 @@ def _compare_leaf(method, path, x, y, rtol, atol):
     index = np.unravel_index(int(np.argmax(diff)), x.shape)
     worst = (str([int(k) for k in index]) if x.ndim else "", float(x[index]), float(y[index]))
     rel = relative_error(x, y) if np.isfinite(max_abs) else float("inf")
-    return GradientRow(method, path, max_abs, rel, max_abs <= atol + rtol * scale, worst)
+    passed = max_abs <= atol + rtol * scale
+    return GradientRow(method, path, max_abs, rel, passed, worst, "" if passed else array_hint(x, y))
+
+
+def array_hint(got, expected):
+    """A likely cause when ``got`` is a multiple of ``expected`` (sign, a missing sum over a
+    batch) or its transpose; "" when no pattern fits. Float arrays of the same shape."""
+    if not (np.all(np.isfinite(got)) and np.any(expected != 0.0)):
+        return ""
+    if not np.any(got != 0.0):
+        return "the gradient is zero everywhere; is it computed at all?"
+    c = float(np.sum(got * expected) / np.sum(got * got))          # expected ≈ c · got
+    if np.allclose(c * got, expected, rtol=1e-6, atol=1e-12 * np.max(np.abs(expected))):
+        hint = _hint(c, 1.0)
+        return "" if hint.startswith("check the derivation") else hint
+    if got.ndim == 2 and got.shape[::-1] == expected.shape and np.allclose(got.T, expected, rtol=1e-6):
+        return "the gradient equals the expected one transposed."
+    return ""

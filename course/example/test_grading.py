@@ -20,6 +20,7 @@ from autograd import make_vjp
 
 import refnode as rn
 from refnode.nn import ConcatLinear, NetworkDynamics, Sequential, Tanh
+from refnode.errors import shape_hint
 from refnode.testing import check_vjp, compare_gradients
 
 pytestmark = pytest.mark.vjp
@@ -53,8 +54,9 @@ def test_returns_gradients_with_the_shapes_of_their_arguments(submission_vjp):
     g_x, g_theta, g_t = submission_vjp(layer, theta, cache, rng.standard_normal(y.shape))
     assert np.shape(g_x) == x.shape
     assert set(g_theta) == {"W", "b"}
-    assert np.shape(g_theta["W"]) == theta["W"].shape, "sum ∂L/∂W over the batch"
-    assert np.shape(g_theta["b"]) == theta["b"].shape, "sum ∂L/∂b over the batch"
+    for name in ("W", "b"):
+        got, want = np.shape(g_theta[name]), theta[name].shape
+        assert got == want, f"∂L/∂{name} has shape {got}, {name} has {want}.{shape_hint(got, want)}"
     assert np.ndim(g_t) == 0, "∂L/∂t is a scalar: t is shared by the whole batch"
 
 

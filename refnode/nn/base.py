@@ -48,6 +48,12 @@ class Sequential:
         return x, caches
 
     def vjp(self, theta, cache, g):
+        """The chain rule backwards through the layers: g = ∂L/∂y of the last layer.
+
+        For i = n, ..., 1: (g, g_theta[i], g_t_i) = layer_i.vjp(theta[i], cache[i], g),
+        so g ends as ∂L/∂x; g_t = Σ_i g_t_i (every layer sees the same t).
+        Returns (g_x, g_theta (a list, one dict per layer), g_t).
+        """
         g_theta = [None] * len(self.layers)
         g_t = 0.0
         for i in reversed(range(len(self.layers))):

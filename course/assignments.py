@@ -1,0 +1,34 @@
+"""The course's assignments, as data: what each one blanks in refnode.
+
+``refnode course build DIR`` reads this table. Each assignment is a folder next to this
+file holding its statement (README.md) and its grading tests (test_*.py); the student's
+template ``student.py`` is generated from refnode's own functions listed under
+``blanks`` (signature and docstring kept, body replaced), so it cannot go stale, and the
+reference solution is refnode itself (``REFNODE_SUBMISSION=refnode``).
+
+``blanks`` maps the name in ``student.py`` to refnode's function ``module:qualified.name``
+(a method keeps its ``self``); ``given`` is the import block at the top of the template.
+"""
+
+ASSIGNMENTS = [
+    {"folder": "01_rk_step",
+     "title": "A Runge-Kutta step from a Butcher tableau, and its order measured",
+     "minutes": 60,
+     "blanks": {"rk_step": "refnode.rk_step:rk_step"},
+     "given": "import numpy as np\n"},
+    {"folder": "02_error_control",
+     "title": "Error control: the embedded error, its norm, the step-size controller",
+     "minutes": 60,
+     "blanks": {"scaled_error": "refnode.step_size:scaled_error",
+                "error_ratio": "refnode.step_size:error_ratio",
+                "step_factor": "refnode.step_size:step_factor"},
+     "given": "import numpy as np\n\n"
+              "from refnode.step_size import MAX_FACTOR, MIN_FACTOR, SAFETY, rms\n"},
+    {"folder": "03_layer_vjps",
+     "title": "Hand VJPs of an ODE function's layers: ConcatLinear, tanh, an MLP",
+     "minutes": 90,
+     "blanks": {"concat_linear_vjp": "refnode.nn.dense:ConcatLinear.vjp",
+                "tanh_vjp": "refnode.nn.activations:Tanh.vjp",
+                "sequential_vjp": "refnode.nn.base:Sequential.vjp"},
+     "given": "import numpy as np\n"},
+]

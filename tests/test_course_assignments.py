@@ -1,0 +1,234 @@
+"""The course's assignments, checked both ways: ``refnode course build`` writes the handout
+deterministically (and never into the repository or a non-empty folder); each assignment's
+grading fails on the blank template with a hint and passes on the reference solution
+(refnode's own functions) and on a student's solution written from scratch; typical wrong
+answers are caught with a hint naming the mistake; a class is graded into one table."""
+
+import importlib.util
+import inspect
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from refnode import cli
+from refnode.commands import course
+
+pytestmark = [pytest.mark.tutorial, pytest.mark.cli]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: A student's solutions written from scratch (plain NumPy), one per assignment.
+SOLUTIONS = {
+    "01_rk_step": '''
+import numpy as np
+
+def rk_step(f, tableau, t, y, h, theta, k1):
+    A = [[float(a) for a in row] for row in tableau.A]
+    b, c = [float(x) for x in tableau.b], [float(x) for x in tableau.c]
+    k = [k1]
+    for i in range(1, tableau.stages):
+        Y = y + h * sum(A[i][j] * k[j] for j in range(i))
+        k.append(f(t + c[i] * h, Y, theta))
+    y1 = y + h * sum(b_i * k_i for b_i, k_i in zip(b, k))
+    error = None
+    if tableau.b_hat is not None:
+        error = h * sum((b_i - float(bh)) * k_i for b_i, bh, k_i in zip(b, tableau.b_hat, k))
+    return y1, error, k
+''',
+    "02_error_control": '''
+import numpy as np
+from refnode.step_size import MAX_FACTOR, MIN_FACTOR, SAFETY
+
+def scaled_error(error, y0, y1, rtol, atol):
+    return error / (atol + rtol * np.maximum(np.abs(y0), np.abs(y1)))
+
+def error_ratio(error, y0, y1, rtol, atol, per_sample=False):
+    return float(np.sqrt(np.mean(scaled_error(error, y0, y1, rtol, atol) ** 2)))
+
+def step_factor(ratio, q, after_rejection=False):
+    if ratio == 0:
+        factor = MAX_FACTOR
+    elif not np.isfinite(ratio):
+        factor = MIN_FACTOR
+    else:
+        factor = min(MAX_FACTOR, max(MIN_FACTOR, SAFETY * ratio ** (-1.0 / q)))
+    return min(factor, 1.0) if after_rejection else factor
+''',
+    "03_layer_vjps": '''
+import numpy as np
+
+def concat_linear_vjp(self, theta, cache, g):
+    x, t = cache
+    W = theta["W"]
+    g_rows, x_rows = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+    xt = np.concatenate([x_rows, np.full((len(x_rows), 1), t)], axis=1)
+    return g @ W[:, :-1], {"W": g_rows.T @ xt, "b": g_rows.sum(axis=0)}, np.sum(g @ W[:, -1])
+
+def tanh_vjp(self, theta, cache, g):
+    return g * (1.0 - cache ** 2), {}, 0.0
+
+def sequential_vjp(self, theta, cache, g):
+    g_theta, g_t = [None] * len(self.layers), 0.0
+    for i in reversed(range(len(self.layers))):
+        g, g_theta[i], g_t_i = self.layers[i].vjp(theta[i], cache[i], g)
+        g_t = g_t + g_t_i
+    return g, g_theta, g_t
+''',
+}
+
+#: (assignment, the mistake: (text in the solution, its wrong replacement), words of the hint).
+MISTAKES = [
+    ("01_rk_step", ("t + c[i] * h", "t + h"), "a wrong stage time"),
+    ("01_rk_step", ("zip(b, k))", "zip(tableau.b_hat or b, k))"), "embedded weights b̂"),
+    ("01_rk_step", ("(b_i - float(bh))", "(float(bh) - b_i)"), "error has the wrong sign"),
+    ("02_error_control", ("np.maximum(np.abs(y0), np.abs(y1))", "np.abs(y0)"), "|y0| only"),
+    ("02_error_control", ("np.sqrt(np.mean(scaled_error(error, y0, y1, rtol, atol) ** 2))",
+                          "np.max(np.abs(scaled_error(error, y0, y1, rtol, atol)))"), "max norm"),
+    ("02_error_control", ("(-1.0 / q)", "(-1.0 / (q - 1))"), "exponent -1/(p̂ = q − 1)"),
+    ("02_error_control", ("min(factor, 1.0) if after_rejection else factor", "factor"), "capped at 1"),
+    ("03_layer_vjps", ("return g @ W[:, :-1],", "return -(g @ W[:, :-1]),"), "a sign error"),
+    ("03_layer_vjps", ('"W": g_rows.T @ xt', '"W": g_rows.T @ x_rows'), "missing 1 column"),
+    ("03_layer_vjps", ('"b": g_rows.sum(axis=0)', '"b": g_rows.mean(axis=0)'), "missing sum"),
+]
+
+
+@pytest.fixture(scope="module")
+def handout(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("course")
+    course.build(directory)
+    return directory
+
+
+def run_pytest(directory, **env):
+    environment = dict(os.environ, **env,
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=directory, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def grading_failures(folder, submission):
+    """{test: message} of an assignment's grading tests run in-process on ``submission``."""
+    [path] = folder.glob("test_*.py")
+    spec = importlib.util.spec_from_file_location(f"grading_{folder.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = {}
+    for name, test in vars(module).items():
+        if not name.startswith("test_"):
+            continue
+        marks = [m for m in getattr(test, "pytestmark", []) if m.name == "parametrize"]
+        params = [{marks[0].args[0]: value} for value in marks[0].args[1]] if marks else [{}]
+        for extra in params:
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                available = dict(submission=submission, monkeypatch=monkeypatch, **extra)
+                arguments = {p: available[p] for p in inspect.signature(test).parameters}
+                try:
+                    test(**arguments)
+                except Exception as err:        # AssertionError, or refnode's own check
+                    failures[name] = str(err)
+    return failures
+
+
+def student(text):
+    namespace = {}
+    exec(compile(text, "student.py", "exec"), namespace)
+    return types.SimpleNamespace(**namespace)
+
+
+def test_every_assignment_has_a_statement_tests_and_functions_with_docstrings():
+    for assignment in course.assignments():
+        folder = ROOT / "course" / assignment["folder"]
+        statement = (folder / "README.md").read_text(encoding="utf-8")
+        for section in ("**Implement**", "**What the tests check**", "**Run:**", "**Time:**",
+                        "**Prerequisites:**"):
+            assert section in statement, (assignment["folder"], section)
+        assert len(list(folder.glob("test_*.py"))) == 1
+        assert set(SOLUTIONS[assignment["folder"]].split("def ")[1:]) and all(
+            f"def {name}(" in SOLUTIONS[assignment["folder"]] for name in assignment["blanks"])
+
+
+def test_the_template_keeps_signature_and_docstring_and_blanks_the_body():
+    text = course.blank("refnode.nn.dense:ConcatLinear.vjp", "concat_linear_vjp")
+    assert text.startswith("def concat_linear_vjp(self, theta, cache, g):")
+    assert "g_W = Σ_batch gᵀ [x, t]" in text and "xp.concatenate" not in text
+    assert text.rstrip().endswith('raise NotImplementedError("concat_linear_vjp: your code here")')
+
+
+def test_generation_is_deterministic(tmp_path, handout):
+    course.build(tmp_path / "again")
+    first = {p.relative_to(handout): p.read_bytes() for p in sorted(handout.rglob("*")) if p.is_file()}
+    second = {p.relative_to(tmp_path / "again"): p.read_bytes()
+              for p in sorted((tmp_path / "again").rglob("*")) if p.is_file()}
+    assert first == second
+
+
+def test_build_refuses_the_repository_and_a_non_empty_folder(tmp_path, capsys):
+    assert cli.main(["course", "build", str(ROOT / "handout")]) == 2
+    assert "inside the repository" in capsys.readouterr().err
+    assert not (ROOT / "handout").exists()
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["course", "build", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err and not (tmp_path / "01_rk_step").exists()
+    assert cli.main(["course", "build", str(tmp_path), "--force"]) == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "01_rk_step" / "student.py").is_file()
+
+
+def test_every_assignment_fails_on_the_blank_template_with_a_hint(handout):
+    result = run_pytest(handout)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "passed" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
+    failures = result.stdout.split("short test summary info")[0].rstrip("= \n")
+    blocks = re.split(r"^_{3,} (test_\S+) _{3,}$", failures, flags=re.M)[1:]
+    n_tests = sum(1 for _ in handout.glob("*/test_*.py"))
+    assert len(blocks) // 2 >= 5 * n_tests
+    for name, body in zip(blocks[::2], blocks[1::2]):         # the hint is the whole report
+        first = body.strip().splitlines()[0]
+        assert re.search(r"raised NotImplementedError at (student\.py line|line \d+ of \S+student\.py)",
+                         first), (name, body)
+        assert len(body.strip().splitlines()) <= 2, (name, body)
+
+
+def test_every_assignment_passes_on_the_reference_solution(handout):
+    result = run_pytest(handout, REFNODE_SUBMISSION="refnode")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"^\d+ passed", result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("folder", sorted(SOLUTIONS))
+def test_a_students_own_solution_passes(handout, folder):
+    assert grading_failures(handout / folder, student(SOLUTIONS[folder])) == {}
+
+
+@pytest.mark.parametrize("folder, mistake, hint", MISTAKES,
+                         ids=[f"{m[0][:2]}-{m[2]}" for m in MISTAKES])
+def test_a_typical_mistake_is_caught_with_a_hint_naming_it(handout, folder, mistake, hint):
+    right, wrong = mistake
+    assert right in SOLUTIONS[folder]
+    failures = grading_failures(handout / folder, student(SOLUTIONS[folder].replace(right, wrong)))
+    assert failures, "the mistake went unnoticed"
+    first = next(iter(failures.values()))
+    assert hint in first, first
+
+
+def test_a_class_is_graded_into_one_table(handout, tmp_path):
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    (submissions / "ann.py").write_text(SOLUTIONS["03_layer_vjps"])
+    (submissions / "bob").mkdir()
+    (submissions / "bob" / "student.py").write_text(
+        SOLUTIONS["03_layer_vjps"].replace('"W": g_rows.T @ xt', '"W": g_rows.T @ x_rows'))
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "refnode.cli", "course", "grade",
+                             str(handout / "03_layer_vjps"), str(submissions)],
+                            capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[0] == "student" and lines[0].split()[-1] == "passed"
+    assert lines[1].startswith("ann") and lines[1].endswith("5/5")
+    assert lines[2].startswith("bob") and " F " in lines[2] and not lines[2].endswith("5/5")
+    assert any(line.startswith("bob, test_") and "missing 1 column" in line for line in lines)
