@@ -218,3 +218,12 @@ def test_runs_without_out_never_write_into_figures(command, name, tmp_path, monk
     assert output_of(command) == os.path.join("runs", name)
     assert output_of(command + ["--quick", "--out", "figures"]) == "figures"
     assert (tmp_path / "runs" / f"{name}-quick").is_dir()
+
+
+@pytest.mark.parametrize("argv", [["reproduce", "table1", "--quick", "--out", "\0"],
+                                  ["reproduce", "latent", "--quick", "--json", "a\0b.json"],
+                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", "runs\0x"]])
+def test_a_path_with_a_nul_byte_or_empty_is_a_usage_error(argv, capsys):
+    from refnode.cli import main
+    assert main(argv) == 2
+    assert "not a usable path" in capsys.readouterr().err

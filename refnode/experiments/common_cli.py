@@ -82,6 +82,13 @@ def _first_existing(path):
     return path
 
 
+def _check_path_text(path, flag):
+    """An empty path or one with a NUL byte names no file (the OS refuses it)."""
+    if not path or "\0" in path:
+        raise InputError(f"{flag} {path!r}: not a usable path (empty, or it contains a NUL "
+                         "byte); give a directory or file name")
+
+
 def _check_writable_dir(directory, flag, given):
     existing = _first_existing(directory)
     if not os.path.isdir(existing):
@@ -116,6 +123,7 @@ def check_output_dir(path, flag):
     InputError
         If ``path`` is a file, cannot be created, or is not writable.
     """
+    _check_path_text(path, flag)
     _check_writable_dir(path, flag, path)
     return path
 
@@ -128,6 +136,7 @@ def check_output_file(path, flag):
     InputError
         If ``path`` is a directory or its directory cannot be created or written.
     """
+    _check_path_text(path, flag)
     if os.path.isdir(path):
         raise InputError(f"{flag} {path}: is a directory; give a file name such as "
                          f"{os.path.join(path, 'results.json')!r}")
