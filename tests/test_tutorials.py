@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.tutorial
@@ -66,18 +67,61 @@ def test_tutorial_is_jupytext_percent_format(path):
     assert not problems, f"{path.name}: " + "; ".join(problems)
 
 
+def tutorial(number):
+    """The tutorial script whose name starts with ``number`` ("03")."""
+    (path,) = [p for p in TUTORIALS if p.name.startswith(number + "_")]
+    return path
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """``quick_run(path)`` -> (CompletedProcess, figure directory) of the tutorial at ``path``,
+    run once per test session in a fresh interpreter (cwd and ``REFNODE_FIGURES`` a new
+    temporary directory) and shared by the tests that read its output."""
+    runs = {}
+
+    def run(path):
+        if path not in runs:
+            workdir = tmp_path_factory.mktemp(path.stem)
+            env = dict(os.environ, REFNODE_QUICK="1", MPLBACKEND="Agg",
+                       REFNODE_FIGURES=str(workdir), PYTHONPATH=os.pathsep.join(
+                           filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+            result = subprocess.run([sys.executable, str(path)], cwd=workdir, env=env,
+                                    capture_output=True, text=True, timeout=TIMEOUT_S)
+            assert result.returncode == 0, (f"{path.name} exited with {result.returncode}\n"
+                                            f"--- stdout (tail)\n{result.stdout[-3000:]}\n"
+                                            f"--- stderr (tail)\n{result.stderr[-3000:]}")
+            runs[path] = result, workdir
+        return runs[path]
+
+    return run
+
+
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
-def test_tutorial_runs_in_quick_mode_and_writes_figures(path, tmp_path):
-    env = dict(os.environ, REFNODE_QUICK="1", MPLBACKEND="Agg", REFNODE_FIGURES=str(tmp_path),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert result.returncode == 0, (f"{path.name} exited with {result.returncode}\n"
-                                    f"--- stdout (tail)\n{result.stdout[-3000:]}\n"
-                                    f"--- stderr (tail)\n{result.stderr[-3000:]}")
-    figures = [p for p in tmp_path.rglob("*") if p.suffix in FIGURE_SUFFIXES]
-    assert figures, f"{path.name} wrote no figure into REFNODE_FIGURES={tmp_path}"
+def test_tutorial_runs_in_quick_mode_and_writes_figures(path, quick_run):
+    _, workdir = quick_run(path)
+    figures = [p for p in workdir.rglob("*") if p.suffix in FIGURE_SUFFIXES]
+    assert figures, f"{path.name} wrote no figure into REFNODE_FIGURES={workdir}"
     assert all(p.stat().st_size > 0 for p in figures)
+
+
+#: Tutorial 03's timing lines: medians over repeated rounds, and the ratio's range.
+VJP_TIMING = re.compile(r"VJP / forward on this machine, (\d+) rounds of (\d+) calls: "
+                        r"median (\S+)x, range (\S+)–(\S+)x")
+
+
+def test_tutorial_03_times_the_vjp_over_repeated_rounds_and_promises_no_number(quick_run):
+    result, _ = quick_run(tutorial("03"))
+    found = VJP_TIMING.search(result.stdout)
+    assert found, "tutorial 03 prints no VJP/forward timing line:\n" + result.stdout[-2000:]
+    rounds, calls = int(found[1]), int(found[2])
+    median, low, high = (float(x) for x in found.groups()[2:])
+    assert rounds >= 5 and calls >= 10, "a timing shown to learners needs repeated rounds"
+    assert all(np.isfinite([median, low, high])) and 0 < low <= median <= high
+    text = tutorial("03").read_text(encoding="utf-8")
+    assert "timeit" in text and "warm-up" in text
+    assert not re.search(r"expect (about|around|roughly) \d", text), \
+        "the text promises a timing the machine decides"
 
 
 def test_format_check_rejects_code_before_the_first_cell():
