@@ -182,3 +182,39 @@ def test_show_saves_the_figure_and_prints_its_path_outside_jupyter(tmp_path, cap
     assert path.read_bytes().startswith(b"\x89PNG")
     assert not plt.fignum_exists(fig.number)
     assert f"wrote {path}" in capsys.readouterr().out
+
+
+#: Tutorial 08's Monte Carlo check of Hutchinson's variance: measured ± standard error, formula.
+HUTCHINSON = re.compile(r"(rademacher|gaussian): Monte Carlo +(\S+) ± (\S+) \((\d+) draws\); "
+                        r"formula +([-+0-9.e]+)")
+
+
+def test_tutorial_08_checks_the_general_hutchinson_variance_on_a_nonsymmetric_jacobian(
+        quick_run):
+    result, _ = quick_run(tutorial("08"))
+    found = {m[1]: m for m in HUTCHINSON.finditer(result.stdout)}
+    assert sorted(found) == ["gaussian", "rademacher"], result.stdout[:2000]
+    for distribution, m in found.items():
+        measured, standard_error, draws, formula = float(m[2]), float(m[3]), int(m[4]), float(m[5])
+        assert draws >= 10_000 and 0 < standard_error < 0.05 * formula, distribution
+        assert abs(measured - formula) < 5 * standard_error, distribution
+    assert found["rademacher"][5] != found["gaussian"][5]     # the diagonal term matters
+
+
+def test_hutchinson_variance_formula_of_the_tutorial():
+    """The tutorial's formula: exact for Rademacher noise (enumerate all 2^D signs), and the
+    symmetric-J special cases; J = [[0, 1], [0, 0]] has variance 1."""
+    import itertools
+    source = tutorial("08").read_text(encoding="utf-8")
+    start = source.index("def hutchinson_variance")
+    namespace = {"np": np}
+    exec(source[start:source.index("\n\n\n", start)], namespace)
+    variance = namespace["hutchinson_variance"]
+    J = np.array([[0.5, 2.0, 0.0], [-1.0, 1.5, 0.3], [0.7, 0.0, -2.0]])
+    signs = [np.array(s) for s in itertools.product((-1.0, 1.0), repeat=3)]
+    assert np.isclose(variance(J, "rademacher"), np.var([e @ J @ e for e in signs]), rtol=1e-12)
+    nilpotent = np.array([[0.0, 1.0], [0.0, 0.0]])
+    assert variance(nilpotent, "gaussian") == variance(nilpotent, "rademacher") == 1.0
+    S = J + J.T
+    assert np.isclose(variance(S, "gaussian"), 2 * np.sum(S ** 2))
+    assert np.isclose(variance(S, "rademacher"), 2 * (np.sum(S ** 2) - np.sum(np.diag(S) ** 2)))
