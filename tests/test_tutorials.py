@@ -218,3 +218,19 @@ def test_hutchinson_variance_formula_of_the_tutorial():
     S = J + J.T
     assert np.isclose(variance(S, "gaussian"), 2 * np.sum(S ** 2))
     assert np.isclose(variance(S, "rademacher"), 2 * (np.sum(S ** 2) - np.sum(np.diag(S) ** 2)))
+
+
+#: Tutorial 04's check of ∂L/∂t0 with many observation times (no direct term at t0).
+T0_CHECK = re.compile(r"∂L/∂t0 by central differences (\S+): the time channel (\S+); "
+                      r"with g₀ᵀf\(t0, z0\) also subtracted at t0 it would be (\S+)")
+
+
+def test_tutorial_04_explains_and_checks_why_t0_gets_no_direct_term(quick_run):
+    result, _ = quick_run(tutorial("04"))
+    found = T0_CHECK.search(result.stdout)
+    assert found, result.stdout[-2000:]
+    fd, channel, corrected = (float(x) for x in found.groups())
+    assert abs(channel - fd) <= 1e-6 * max(1.0, abs(fd))
+    assert abs(corrected - fd) > 1e-3                    # the correction would be wrong
+    text = tutorial("04").read_text(encoding="utf-8")
+    assert "Why not at t₀" in text and "adjoint_sweep" in text
