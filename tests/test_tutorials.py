@@ -234,3 +234,14 @@ def test_tutorial_04_explains_and_checks_why_t0_gets_no_direct_term(quick_run):
     assert abs(corrected - fd) > 1e-3                    # the correction would be wrong
     text = tutorial("04").read_text(encoding="utf-8")
     assert "Why not at t₀" in text and "adjoint_sweep" in text
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_says_where_its_figures_go_and_names_no_figures_path(path):
+    """Figures go to $REFNODE_FIGURES or a temporary directory, never figures/ by default:
+    the text must not name ``figures/NAME.png`` as the output, and must say where they go."""
+    text = path.read_text(encoding="utf-8")
+    named = re.findall(r"figures/[\w.-]+\.(?:png|pdf|svg)", text)
+    assert not named, f"{path.name} names {named} as its output; figures go to $REFNODE_FIGURES"
+    assert "`$REFNODE_FIGURES`" in text and "temporary directory" in text, \
+        f"{path.name} does not say where its figures go"

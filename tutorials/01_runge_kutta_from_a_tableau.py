@@ -17,7 +17,7 @@
 # 2. takes one Runge–Kutta step by hand and checks it against `refnode.rk_step`;
 # 3. checks the order conditions a tableau must satisfy;
 # 4. measures the order of convergence of every method refnode ships
-#    (`figures/convergence.png`).
+#    (the figure `convergence.png`).
 #
 # References: E. Hairer, S. P. Nørsett, G. Wanner, *Solving Ordinary Differential
 # Equations I* (2nd ed., Springer 1993), cited as HNW I. Symbols follow HNW:
@@ -25,9 +25,13 @@
 # refnode's adjoint modules write the state as `z`.)
 #
 # Run as a script (`python tutorials/01_runge_kutta_from_a_tableau.py`) or open it as a
-# notebook with jupytext. `REFNODE_QUICK=1` shrinks the heavy cells; figures go to
-# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# notebook (`refnode tutorials --notebooks DIR`). `REFNODE_QUICK=1` shrinks the heavy
+# cells.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

@@ -26,6 +26,11 @@
 #    differences — no second implementation needed: agreement ~1e-9.
 #
 # Finally we plant a bug and watch the dot-product test find it.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

@@ -22,6 +22,11 @@
 #
 # Notation: the paper writes f(z(t), t, θ); refnode writes `f(t, z, theta)` (time first,
 # as SciPy and torchdiffeq). The VJPs of tutorial 03 are `f.vjp(t, z, theta, a)`.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

@@ -21,14 +21,16 @@
 # 2. shows that a residual block *is* one Euler step, and the ODE block the limit;
 # 3. trains all four under one small budget and prints the table beside the paper's;
 # 4. measures the memory of a training step as the number of solver steps grows
-#    (`figures/table1_memory.png`): flat for the adjoint, growing for backprop;
+#    (`table1_memory.png`): flat for the adjoint, growing for backprop;
 # 5. watches the adaptive solver's function evaluations rise as the ODE-Net trains
-#    (`figures/table1_nfe.png`).
+#    (`table1_nfe.png`).
 #
-# `REFNODE_QUICK=1` shrinks every cell (narrower networks, synthetic data); figures go to
-# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures`
-# replaces the committed figures). In Jupyter each figure also appears under the cell that
-# makes it. The full experiment is `refnode reproduce table1` (see docs/table1.md for a measured run).
+# `REFNODE_QUICK=1` shrinks every cell (narrower networks, synthetic data). The full
+# experiment is `refnode reproduce table1` (see docs/table1.md for a measured run).
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import json

@@ -23,9 +23,12 @@
 #
 # Symbols follow the paper: z the state, θ the parameters, f(t, z, θ) the dynamics (refnode
 # puts time first), ℓ(t) = log p(z(t)) − log p(z(t₀)) the accumulated change of
-# log-density. `REFNODE_QUICK=1` shrinks the training cells; figures go to
-# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# log-density. `REFNODE_QUICK=1` shrinks the training cells.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

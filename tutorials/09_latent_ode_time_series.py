@@ -11,9 +11,11 @@
 # decoder's layer VJPs, the adjoint for the ODE, closed forms for the Gaussian pieces, and
 # backpropagation through time for the encoder.
 #
-# Set `REFNODE_QUICK=1` for a run of well under a minute (the tests do); figures go to the
-# directory in `$REFNODE_FIGURES` (default: a new temporary directory;
-# `REFNODE_FIGURES=figures` replaces the committed figures). In Jupyter each figure also appears under the cell that makes it.
+# Set `REFNODE_QUICK=1` for a run of well under a minute (the tests do).
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
