@@ -6,6 +6,8 @@ as it exists. Each runs in a fresh interpreter, as a reader would run it, with
 to a temporary directory.
 """
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -245,3 +247,34 @@ def test_tutorial_says_where_its_figures_go_and_names_no_figures_path(path):
     assert not named, f"{path.name} names {named} as its output; figures go to $REFNODE_FIGURES"
     assert "`$REFNODE_FIGURES`" in text and "temporary directory" in text, \
         f"{path.name} does not say where its figures go"
+
+
+def test_tutorial_01_convergence_plot_gives_every_method_its_own_style(monkeypatch, tmp_path):
+    """Run tutorial 01 (quick) in this process, keep the figures it shows, and check that no
+    two lines of the convergence plot share (colour, line style, marker)."""
+    import runpy
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    import refnode as rn
+    import refnode.figures
+    shown = {}
+    monkeypatch.setattr(refnode.figures, "show", lambda fig, path, dpi=100:
+                        shown.setdefault(os.path.basename(path), fig))
+    monkeypatch.setenv("REFNODE_QUICK", "1")
+    monkeypatch.setenv("REFNODE_FIGURES", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with matplotlib.rc_context(), contextlib.redirect_stdout(io.StringIO()):
+        runpy.run_path(str(tutorial("01")), run_name="__main__")
+    try:
+        (ax,) = shown["convergence.png"].axes
+        lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        styles = [(matplotlib.colors.to_hex(line.get_color()), line.get_linestyle(),
+                   line.get_marker()) for line in lines]
+        assert len(lines) == len(rn.METHODS)
+        repeated = {s for s in styles if styles.count(s) > 1}
+        assert not repeated, f"methods drawn alike: {repeated}"
+    finally:
+        for fig in shown.values():
+            plt.close(fig)
