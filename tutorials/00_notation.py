@@ -15,7 +15,7 @@
 # Libraries disagree on the argument order of the dynamics. This tutorial is the table that
 # connects them, and checks every mapping by running it.
 #
-# `REFNODE_QUICK=1` shrinks nothing here (it is fast).
+# It is fast; `REFNODE_QUICK=1` only draws fewer adjoint arrows in the last figure.
 # Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
 # when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
 # appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the

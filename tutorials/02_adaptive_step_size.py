@@ -39,7 +39,7 @@ from refnode import step_size
 from refnode.figures import figure_directory, show
 from refnode.rk_step import rk_step
 
-QUICK = os.environ.get("REFNODE_QUICK") == "1"  # every cell here is cheap; nothing to shrink
+QUICK = os.environ.get("REFNODE_QUICK") == "1"  # shrinks the work-precision sweep only
 FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 np.set_printoptions(precision=4)
 
