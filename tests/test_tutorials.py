@@ -168,10 +168,14 @@ def test_figure_directory_is_the_environment_variable_or_a_new_temporary_directo
     monkeypatch.setenv("REFNODE_FIGURES", str(chosen))
     assert figure_directory() == str(chosen) and chosen.is_dir()
     monkeypatch.delenv("REFNODE_FIGURES")
+    temporary = tmp_path / "tmp"                 # the temporary directories go here, and go
+    temporary.mkdir()                            # with tmp_path: none left in the system's
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     default = Path(figure_directory())
     assert default.is_dir() and not any(default.iterdir())
     assert default.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
     assert Path(figure_directory()) != default
+    assert len(list(temporary.iterdir())) == 2
 
 
 def test_show_saves_the_figure_and_prints_its_path_outside_jupyter(tmp_path, capsys):
