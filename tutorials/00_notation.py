@@ -15,9 +15,11 @@
 # Libraries disagree on the argument order of the dynamics. This tutorial is the table that
 # connects them, and checks every mapping by running it.
 #
-# `REFNODE_QUICK=1` shrinks nothing here (it is fast); figures go to `$REFNODE_FIGURES`
-# (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# It is fast; `REFNODE_QUICK=1` only draws fewer adjoint arrows in the last figure.
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

@@ -17,7 +17,7 @@
 # 2. takes one Runge–Kutta step by hand and checks it against `refnode.rk_step`;
 # 3. checks the order conditions a tableau must satisfy;
 # 4. measures the order of convergence of every method refnode ships
-#    (`figures/convergence.png`).
+#    (the figure `convergence.png`).
 #
 # References: E. Hairer, S. P. Nørsett, G. Wanner, *Solving Ordinary Differential
 # Equations I* (2nd ed., Springer 1993), cited as HNW I. Symbols follow HNW:
@@ -25,9 +25,13 @@
 # refnode's adjoint modules write the state as `z`.)
 #
 # Run as a script (`python tutorials/01_runge_kutta_from_a_tableau.py`) or open it as a
-# notebook with jupytext. `REFNODE_QUICK=1` shrinks the heavy cells; figures go to
-# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# notebook (`refnode tutorials --notebooks DIR`). `REFNODE_QUICK=1` shrinks the heavy
+# cells.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
@@ -237,23 +241,34 @@ for name, errs in errors.items():
 # %% [markdown]
 # Every measured order is within 0.3 of the declared one. The plot shows the same: lines
 # of slope p, until the error hits rounding (dop853 gets there with 32 steps per unit
-# of time).
+# of time). Thirteen methods are more than the ten default colours, so each line gets its
+# own colour, line style *and* marker: no two methods look alike.
 
 # %%
 import matplotlib.pyplot as plt
 
-fig, ax = plt.subplots(figsize=(7.5, 5.5))
-styles = ["-", "--", ":", "-."]
-for k, (name, errs) in enumerate(errors.items()):
-    h = (t_out[1] - t_out[0]) / STEPS[:len(errs)]
-    order = rn.METHODS[name].order
-    ax.loglog(h, errs, styles[k % 4], marker="o", ms=3, color=f"C{order}",
-              label=f"{name} (p = {order})")
-ax.axhline(ROUNDOFF_FLOOR, color="0.6", lw=0.8)
-ax.set(xlabel="step size h", ylabel="max error at t = 0, 1, ..., 4",
-       title="measured order of convergence on the chirp (slope = order p)")
-ax.grid(True, which="major", alpha=0.3)
-ax.legend(fontsize=7, ncol=2)
-fig.tight_layout()
+#: One marker per method (there are 13), cycled with ten colours and four line styles.
+MARKERS = "osD^v<>phX*Pd8"
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def plot_convergence(errors, interval):
+    """Log-log error against step size h = interval / n, one distinct line per method."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for k, (name, errs) in enumerate(errors.items()):
+        h = interval / STEPS[:len(errs)]
+        order = rn.METHODS[name].order
+        ax.loglog(h, errs, color=f"C{k % 10}", linestyle=LINESTYLES[k % len(LINESTYLES)],
+                  marker=MARKERS[k % len(MARKERS)], ms=4, label=f"{name} (p = {order})")
+    ax.axhline(ROUNDOFF_FLOOR, color="0.6", lw=0.8)
+    ax.set(xlabel="step size h", ylabel="max error at t = 0, 1, ..., 4",
+           title="measured order of convergence on the chirp (slope = order p)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+fig = plot_convergence(errors, t_out[1] - t_out[0])
 path = os.path.join(FIGURES, "convergence.png")
 show(fig, path)

@@ -18,10 +18,16 @@
 # 3. the "I" controller and its named constants;
 # 4. Hairer's starting step;
 # 5. dense output between the steps;
-# 6. accepted and rejected steps along a hard trajectory (`figures/adaptive_steps.png`).
+# 6. accepted and rejected steps along a hard trajectory (`adaptive_steps.png`), and a
+#    work-precision diagram (`work_precision_arenstorf.png`).
 #
 # HNW I = Hairer, Nørsett, Wanner, *Solving Ordinary Differential Equations I*, 2nd ed.,
 # §II.4 (step size control) and §II.6 (dense output). Tutorial 01 introduced the tableau.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
@@ -33,7 +39,7 @@ from refnode import step_size
 from refnode.figures import figure_directory, show
 from refnode.rk_step import rk_step
 
-QUICK = os.environ.get("REFNODE_QUICK") == "1"  # every cell here is cheap; nothing to shrink
+QUICK = os.environ.get("REFNODE_QUICK") == "1"  # shrinks the work-precision sweep only
 FIGURES = figure_directory()   # $REFNODE_FIGURES, else a new temporary directory
 np.set_printoptions(precision=4)
 

@@ -22,6 +22,11 @@
 #
 # Notation: the paper writes f(z(t), t, θ); refnode writes `f(t, z, theta)` (time first,
 # as SciPy and torchdiffeq). The VJPs of tutorial 03 are `f.vjp(t, z, theta, a)`.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
@@ -153,8 +158,8 @@ print("refnode's adjoint_sweep vs this solve: ",
       relative_error(adjoint(np.stack([np.zeros(2), dL_dz1])), algorithm_2))
 
 # %% [markdown]
-# The agreement is at the tolerance's level (1e-12 to 1e-10 at rtol = 1e-10), not at
-# roundoff: the continuous adjoint solves a *different* ODE than the discrete gradient
+# The agreement is at the tolerance's level (about 1e-12 to a few 1e-10 at rtol = 1e-10),
+# not at roundoff: the continuous adjoint solves a *different* ODE than the discrete gradient
 # differentiates, and both are accurate to about the tolerance.
 #
 # ## 3. The signs of the time gradients
@@ -193,9 +198,18 @@ print(f"∂L/∂t0: −a(t0)ᵀf(z0, t0) = {-float(s_t0.a @ f(t0, z0, theta)):+.
 #
 # With L = Σ_i L_i(z(t_i)), run the reverse solve interval by interval, from the last
 # time down, and at each t_i add ∂L_i/∂z(t_i) to a (a jump), and subtract
-# ∂L_i/∂t_i = ∂L_i/∂z(t_i)ᵀ f from the time channel. That is `adjoint_sweep`'s loop.
-# Below: the same loop written out, with dense outputs inside each interval so that we
-# can draw a(t).
+# ∂L_i/∂t_i = ∂L_i/∂z(t_i)ᵀ f from the time channel — at every t_i except t₀.
+#
+# Why not at t₀: z(t₀) = z₀ whatever t₀ is. The initial value is given *at* the start
+# time, so moving t₀ moves the start with it, and the first observation always sees z₀:
+# L₀ = L₀(z₀) does not depend on t₀. (At a later t_i, moving t_i slides the observation
+# along a fixed trajectory, which is what ∂L_i/∂z(t_i)ᵀ f measures.) So the jump at t₀
+# adds ∂L₀/∂z₀ to a — it is part of ∂L/∂z₀ — and nothing to the time channel; ∂L/∂t₀ is
+# the time channel alone, which carries how the later observations move when the start
+# moves. refnode's `adjoint_sweep` does exactly this: it adds the direct term only at
+# t_N … t₁, and its dt[0] is the final time channel. Central differences check it below.
+#
+# The loop written out, with dense outputs inside each interval so that we can draw a(t):
 
 # %%
 t_obs = np.linspace(0.0, 3.0, 7)
@@ -214,6 +228,7 @@ for i in range(len(t_obs) - 1, 0, -1):
     path_a.append(ys[:, 2:4])
     path_z.append(ys[:, :2])
     s = unpack(ys[-1])
+    # ∂L/∂t_{i-1}'s direct term; none at t0, where the observation is z0 itself (see above)
     rate = float(g[i - 1] @ f(t_obs[i - 1], z_obs[i - 1], theta)) if i > 1 else 0.0
     s = s._replace(a=s.a + g[i - 1], t_bar=s.t_bar - rate)   # the jump at t_{i-1}
 
@@ -230,9 +245,22 @@ print(f"  ∂L/∂θ:  Algorithm 2 {relative_error(s.theta_bar, ref_theta):.1e},
 print(f"  ∂L/∂t0: Algorithm 2 {relative_error(s.t_bar, ref_t[0]):.1e}, "
       f"discrete dopri5 {relative_error(dt[0], ref_t[0]):.1e}")
 
+
+def loss_many(t_start):
+    """L = ½ Σ_i ‖z(t_i) − y_i‖² with the first time (the start) moved to t_start."""
+    z = rn.odeint(f, z0, np.concatenate([[t_start], t_obs[1:]]), theta, rtol=1e-12, atol=1e-14)
+    return 0.5 * np.sum((z - targets) ** 2)
+
+
+fd_t0_many = (loss_many(t0 + eps) - loss_many(t0 - eps)) / (2 * eps)
+corrected = float(s.t_bar) - float(g[0] @ f(t0, z0, theta))
+print(f"∂L/∂t0 by central differences {fd_t0_many:+.8f}: the time channel {float(s.t_bar):+.8f}; "
+      f"with g₀ᵀf(t0, z0) also subtracted at t0 it would be {corrected:+.8f}")
+assert abs(float(s.t_bar) - fd_t0_many) < 1e-6 * max(1.0, abs(fd_t0_many))
+
 # %% [markdown]
-# Note the last line: at the same tolerance the *discrete* gradient's ∂L/∂t0 is the less
-# accurate one. It differentiates the computed solution with respect to the step lengths
+# Note the ∂L/∂t0 line: at the same tolerance the *discrete* gradient's ∂L/∂t0 is far less
+# accurate than its ∂L/∂z0 and ∂L/∂θ, and than Algorithm 2's ∂L/∂t0. It differentiates the computed solution with respect to the step lengths
 # (every step point moves when t0 moves), and the derivative of a step's truncation error
 # O(h^{p+1}) with respect to h is O(h^p): one power of h worse. The adjoint's time channel
 # integrates a smooth quantity instead.

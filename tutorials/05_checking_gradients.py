@@ -16,11 +16,17 @@
 # 1. finite differences of an ODE solve — and the trap of the adaptive step grid;
 # 2. the dot-product test on the solution map;
 # 3. a comparison table of all the gradients;
-# 4. discrete vs continuous adjoint as the step h shrinks (`figures/tutorial_05_adjoint_gap.png`);
+# 4. discrete vs continuous adjoint as the step h shrinks (`tutorial_05_adjoint_gap.png`);
 # 5. why the adjoint restarts z at observations: the backward reconstruction drifts on a
-#    chaotic problem (`figures/tutorial_05_reconstruction_drift.png`);
+#    chaotic problem (`tutorial_05_reconstruction_drift.png`);
 # 6. a worked example where the discrete gradient, exact for the computed solution, is
 #    0.1% away from the gradient of the ODE at every tolerance, and the adjoint is right.
+#
+# `REFNODE_QUICK=1` shrinks the step sweep and the Lorenz interval.
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

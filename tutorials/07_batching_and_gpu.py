@@ -15,15 +15,17 @@
 # 1. solves one batch with **shared** steps (one step size for all samples, as
 #    torchdiffeq does) and with **independent** steps (each sample its own step size,
 #    accept/reject and statistics), and plots each sample's step sizes
-#    (`figures/batching_steps.png`);
+#    (`batching_steps.png`);
 # 2. checks that an independent sample is exactly its own single solve;
 # 3. swaps the arrays: the same solver on a strict "device" array that fails wherever
 #    CuPy code would go wrong, and on CuPy itself when a GPU is there;
 # 4. says how to measure the GPU numbers (they await a GPU run).
 #
-# Run as a script; `REFNODE_QUICK=1` shrinks the batch; figures go to `$REFNODE_FIGURES`
-# (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# Run as a script; `REFNODE_QUICK=1` shrinks the batch.
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os

@@ -23,9 +23,12 @@
 #
 # Symbols follow the paper: z the state, θ the parameters, f(t, z, θ) the dynamics (refnode
 # puts time first), ℓ(t) = log p(z(t)) − log p(z(t₀)) the accumulated change of
-# log-density. `REFNODE_QUICK=1` shrinks the training cells; figures go to
-# `$REFNODE_FIGURES` (default: a new temporary directory; `REFNODE_FIGURES=figures` replaces the
-# committed figures). In Jupyter each figure also appears under the cell that makes it.
+# log-density. `REFNODE_QUICK=1` shrinks the training cells.
+#
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
@@ -106,21 +109,81 @@ print("from Jacobian: ", np.trace(np.stack(rows, axis=1), axis1=1, axis2=2))
 # (Grathwohl et al. 2019) uses Hutchinson's identity instead: for noise ε with E[ε] = 0 and
 # E[εεᵀ] = I, E[εᵀ J ε] = tr J — one Jacobian-vector product per sample. The noise is drawn
 # once per solve and held fixed, so the dynamics stay a deterministic ODE that the
-# adjoint can run backwards. Its variance: for Rademacher noise Var = 2 Σ_{i≠j} J_ij², for
-# Gaussian 2‖J‖_F²; Rademacher is never worse.
+# adjoint can run backwards.
+#
+# **Its variance.** Write X = εᵀJε = Σ_ij J_ij ε_i ε_j, with independent entries ε_i of
+# mean 0, variance 1 and fourth moment m₄ = E[ε_i⁴]. In E[X²] = Σ_ijkl J_ij J_kl
+# E[ε_i ε_j ε_k ε_l] the expectation is nonzero only when the indices pair up (i = j and
+# k = l; i = k and j = l; i = l and j = k), with a correction m₄ − 3 when all four are equal:
+#
+#     Var(εᵀJε) = ‖J‖_F² + tr(J²) + (m₄ − 3) Σ_i J_ii²
+#               = Σ_ij J_ij² + Σ_ij J_ij J_ji + (m₄ − 3) Σ_i J_ii².
+#
+# Gaussian noise has m₄ = 3 and Rademacher noise (±1) has m₄ = 1, so
+#
+#     Gaussian:    Var = Σ_ij J_ij² + Σ_ij J_ij J_ji   (= ½ ‖J + Jᵀ‖_F²)
+#     Rademacher:  Var = Σ_ij J_ij² + Σ_ij J_ij J_ji − 2 Σ_i J_ii².
+#
+# Only the symmetric part of J matters (εᵀJε = εᵀJᵀε), and Rademacher is never worse: it
+# removes the diagonal's share. For a *symmetric* J these become the often-quoted
+# 2‖J‖_F² and 2 Σ_{i≠j} J_ij²; for a Jacobian, which is rarely symmetric, those are wrong:
+# J = [[0, 1], [0, 0]] gives variance 1 with either noise, not 2.
+#
+# Check the general formula by Monte Carlo on a non-symmetric J. The sample variance s²
+# of n draws has a standard error of about sqrt((μ₄ − s⁴)/n), μ₄ the sample's fourth
+# central moment; we ask for agreement within 5 standard errors (a correct formula fails
+# that by chance with probability below 1e-6).
+
+# %%
+def hutchinson_variance(J, distribution):
+    """Var(εᵀJε) for noise of independent entries with mean 0 and variance 1."""
+    gaussian = np.sum(J * J) + np.sum(J * J.T)
+    return gaussian if distribution == "gaussian" else gaussian - 2.0 * np.sum(np.diag(J) ** 2)
+
+
+def variance_and_standard_error(x):
+    """The sample variance of x and its standard error."""
+    variance = x.var()
+    return variance, np.sqrt((np.mean((x - x.mean()) ** 4) - variance ** 2) / len(x))
+
+
+J = np.array([[0.5, 2.0, 0.0],
+              [-1.0, 1.5, 0.3],
+              [0.7, 0.0, -2.0]])                       # not symmetric
+n_draws = 20_000 if QUICK else 200_000
+print(f"J = [[0, 1], [0, 0]]: Var = {hutchinson_variance(np.array([[0, 1.0], [0, 0]]), 'gaussian')}"
+      " (Gaussian and Rademacher alike)")
+for distribution in ("rademacher", "gaussian"):
+    eps = draw_noise(rng, (n_draws, 3), distribution)
+    samples = np.einsum("ni,ij,nj->n", eps, J, eps)     # εᵀJε, one per draw
+    measured, standard_error = variance_and_standard_error(samples)
+    predicted = hutchinson_variance(J, distribution)
+    symmetric_only = 2 * np.sum(J ** 2) if distribution == "gaussian" else \
+        2 * (np.sum(J ** 2) - np.sum(np.diag(J) ** 2))
+    print(f"{distribution:>10}: Monte Carlo {measured:7.3f} ± {standard_error:.3f} ({n_draws} draws); "
+          f"formula {predicted:7.3f}; the symmetric-J formula would say {symmetric_only:.3f}")
+    assert abs(measured - predicted) < 5 * standard_error
+
+# %% [markdown]
+# Now the estimator inside a network: 2000 noise draws at one point, against the exact
+# trace, and each noise's one-sample standard deviation against the formula with the
+# network's Jacobian at that point (its rows from D VJPs, as in section 2).
 
 # %%
 exact = ConcatSquashField(dim=2, hidden=(16, 16))
 theta = exact.init(rng)
 z = np.tile(rng.standard_normal((1, 2)), (2000, 1))   # one point, 2000 noise draws
-true = exact.forward(theta, 0.5, z[:1])[1][0]
+_, true_trace, cache = exact.forward(theta, 0.5, z[:1])
+J_net = np.stack([exact.vjp(theta, cache, np.eye(2)[i][None], np.zeros(1))[0][0]
+                  for i in range(2)])                 # row i: ∂f_i/∂z
 for distribution in ("rademacher", "gaussian"):
     noisy = ConcatSquashField(2, (16, 16), estimator="hutchinson").with_noise(
         draw_noise(rng, z.shape, distribution))
     estimates = noisy.forward(theta, 0.5, z)[1]
-    standard_error = estimates.std() / np.sqrt(len(estimates))
-    print(f"{distribution:>10}: mean {estimates.mean():+.4f} ± {standard_error:.4f}"
-          f"  (exact {true:+.4f}), one-sample std {estimates.std():.3f}")
+    mean_error = estimates.std() / np.sqrt(len(estimates))
+    print(f"{distribution:>10}: mean {estimates.mean():+.4f} ± {mean_error:.4f}"
+          f"  (exact {true_trace[0]:+.4f}); one-sample std {estimates.std():.4f}, formula "
+          f"{np.sqrt(hutchinson_variance(J_net, distribution)):.4f}")
 
 # %% [markdown]
 # The gradient of the estimate εᵀ J ε with respect to z and θ involves second derivatives
@@ -133,7 +196,7 @@ for distribution in ("rademacher", "gaussian"):
 # Given an unnormalized target p̃ = e^{−U}, fit q by minimising KL(q‖p) = E_q[log q − log p̃]
 # + log Z. Sample z₀ ~ N(0, I), integrate [z₀, 0] from 0 to T, and log q(z(T)) =
 # log N(z₀) + ℓ(T). The end time is a parameter too: T = τ², and ∂L/∂T is the last entry
-# of odeint_vjp's time gradient. One gradient step by hand:
+# of odeint_vjp's time gradient. One loss and its gradient, by hand:
 
 # %%
 log_p = toy2d.target_log_density("u1")
@@ -180,6 +243,7 @@ show_file(path)
 # * The change of log-density along an ODE is the integral of −tr(∂f/∂z): no determinant,
 #   no constraint on f.
 # * Exact traces cost D Jacobian products; Hutchinson's costs one, unbiased, with noise
-#   fixed for the whole solve.
+#   fixed for the whole solve. Its variance is ‖J‖_F² + tr(J²) with Gaussian noise, less
+#   2 Σ_i J_ii² with Rademacher noise.
 # * Every piece — the dynamics, the trace, their VJPs, the end time's gradient — is checked
 #   in `tests/test_cnf.py`; the measured comparison with the paper is in `docs/cnf.md`.

@@ -11,9 +11,11 @@
 # decoder's layer VJPs, the adjoint for the ODE, closed forms for the Gaussian pieces, and
 # backpropagation through time for the encoder.
 #
-# Set `REFNODE_QUICK=1` for a run of well under a minute (the tests do); figures go to the
-# directory in `$REFNODE_FIGURES` (default: a new temporary directory;
-# `REFNODE_FIGURES=figures` replaces the committed figures). In Jupyter each figure also appears under the cell that makes it.
+# Set `REFNODE_QUICK=1` for a run of well under a minute (the tests do).
+# Figures go to the directory named by `$REFNODE_FIGURES`, or to a new temporary directory
+# when it is unset; run as a script, each prints the path it wrote, and in Jupyter each
+# appears under the cell that makes it. (`REFNODE_FIGURES=figures` writes into the
+# repository's `figures/`, over any committed figure of the same name.)
 
 # %%
 import os
@@ -126,7 +128,10 @@ assert rel < 1e-10
 # Adam with the paper's learning rate 0.01. The full comparison at 30, 50 and 100
 # observations is `refnode reproduce latent` (results in `docs/latent.md`); here we train
 # on 30 observations for a short while, through the same experiment code, and draw its two
-# figures.
+# figures. The experiment differentiates the ODE solve with the discrete gradient (exact
+# backpropagation through the solver's steps; `refnode reproduce latent --gradient adjoint`
+# uses the adjoint instead, docs/latent.md), so no backward solve runs and the latent
+# ODE's progress line shows nfe_b=0.
 
 # %%
 from dataclasses import replace
@@ -144,8 +149,9 @@ print_table(experiment.summarize(results))
 
 # %% [markdown]
 # The first figure shows test spirals: the truth (grey), the 30 observations (dots), the
-# latent ODE's reconstruction (solid) and extrapolation (dashed blue), and the RNN rolled
-# forward on its own predictions (dashed red). The second shows one latent trajectory on a
+# latent ODE's reconstruction (solid) and extrapolation (dashed blue), and the two RNNs
+# rolled forward on their own predictions (dashed red: teacher forcing; dashed orange:
+# scheduled sampling). The second shows one latent trajectory on a
 # fine time grid: the ODE gives z(t) at *every* t, between and beyond the observations —
 # interpolation comes for free.
 

@@ -3,16 +3,28 @@
 Tutorials are jupytext percent-format scripts ``tutorials/NN_name.py``. Without flags the
 command lists them with the title of each (its first markdown heading). ``--notebooks
 DIR`` writes ``DIR/NN_name.ipynb`` for every one with jupytext (the optional extra
-``pip install refnode[notebooks]``). Opened in Jupyter, each tutorial shows its figures under
-the cell that makes them (:mod:`refnode.figures`).
+``pip install refnode[notebooks]``). Each notebook names the ``python3`` kernel (the one
+``ipykernel`` installs), so Jupyter opens it without asking for one; opened in Jupyter, each
+tutorial shows its figures under the cell that makes them (:mod:`refnode.figures`).
 """
 
+import os
 from pathlib import Path
+
+from ..experiments.common import _atomic_write
+from ..experiments.common_cli import check_output_dir
 
 HELP = "list the tutorials, or convert them to Jupyter notebooks with --notebooks DIR"
 
 #: Where the tutorials live in a source checkout: next to the refnode package.
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "tutorials"
+
+#: The kernel every notebook names: ipykernel's Python 3 kernel, under its standard name.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+#: The language metadata Jupyter writes for that kernel (before any cell has run).
+LANGUAGE_INFO = {"name": "python", "file_extension": ".py", "mimetype": "text/x-python",
+                 "pygments_lexer": "ipython3", "nbconvert_exporter": "python",
+                 "codemirror_mode": {"name": "ipython", "version": 3}}
 
 
 def configure(parser):
@@ -35,15 +47,43 @@ def title(path):
     return path.stem
 
 
-def convert(paths, out):
-    """Write each percent script as an .ipynb in ``out``; returns the paths written."""
+def to_notebook(path):
+    """The percent script at ``path`` as notebook text (.ipynb JSON) naming the python3 kernel."""
     import jupytext
-    out.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(path, fmt="py:percent")
+    notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+    notebook.metadata["language_info"] = dict(LANGUAGE_INFO)
+    return jupytext.writes(notebook, fmt="ipynb")
+
+
+def current_umask():
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def convert(paths, out):
+    """Write each percent script as ``out/<name>.ipynb`` (atomically); returns the paths.
+
+    Parameters
+    ----------
+    paths : list of Path
+        Tutorial scripts, as from :func:`discover`.
+    out : Path
+        An existing, writable directory (checked by :func:`run`).
+    """
+    mode = 0o666 & ~current_umask()      # what an ordinary open() would give the file
     written = []
     for path in paths:
-        notebook = jupytext.read(path, fmt="py:percent")
         target = out / (path.stem + ".ipynb")
-        jupytext.write(notebook, target, fmt="ipynb")
+        data = to_notebook(path).encode("utf-8")
+
+        def write(file):
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+
+        _atomic_write(target, write, "wb")
         written.append(target)
     return written
 
@@ -67,6 +107,7 @@ def run(args):
               "Install the optional extra:  pip install 'refnode[notebooks]'  "
               "(or pip install jupytext).\nThe tutorials also run as plain scripts.")
         return 2
+    check_output_dir(str(args.notebooks), "--notebooks")
     for target in convert(paths, args.notebooks):
         print(f"wrote {target}")
     return 0
