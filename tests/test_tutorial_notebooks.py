@@ -116,7 +116,7 @@ def test_every_notebook_names_a_kernel_jupyter_can_find(converted):
 
 def test_notebooks_are_written_readable_as_any_new_file(tmp_path):
     from refnode.cli import main
-    from refnode.commands.tutorials import current_umask
+    from refnode.files import current_umask
     assert main(["tutorials", "--notebooks", str(tmp_path)]) == 0
     modes = {path.stat().st_mode & 0o777 for path in tmp_path.glob("*.ipynb")}
     assert modes == {0o666 & ~current_umask()}

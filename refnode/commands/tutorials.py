@@ -8,10 +8,9 @@ DIR`` writes ``DIR/NN_name.ipynb`` for every one with jupytext (the optional ext
 tutorial shows its figures under the cell that makes them (:mod:`refnode.figures`).
 """
 
-import os
 from pathlib import Path
 
-from ..experiments.common import _atomic_write
+from ..files import atomic_write
 from ..experiments.common_cli import check_output_dir
 
 HELP = "list the tutorials, or convert them to Jupyter notebooks with --notebooks DIR"
@@ -56,13 +55,6 @@ def to_notebook(path):
     return jupytext.writes(notebook, fmt="ipynb")
 
 
-def current_umask():
-    """The process's file-creation mask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def convert(paths, out):
     """Write each percent script as ``out/<name>.ipynb`` (atomically); returns the paths.
 
@@ -73,17 +65,11 @@ def convert(paths, out):
     out : Path
         An existing, writable directory (checked by :func:`run`).
     """
-    mode = 0o666 & ~current_umask()      # what an ordinary open() would give the file
     written = []
     for path in paths:
         target = out / (path.stem + ".ipynb")
         data = to_notebook(path).encode("utf-8")
-
-        def write(file):
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-
-        _atomic_write(target, write, "wb")
+        atomic_write(target, lambda file: file.write(data), "wb")
         written.append(target)
     return written
 
