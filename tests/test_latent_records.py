@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from refnode.cli import main
@@ -42,3 +43,28 @@ def test_a_run_without_its_checkpoints_is_refused(tmp_path):
 def test_first_and_last_tenth():
     assert latent_records.first_and_last_tenth(list(range(20))) == [0.5, 18.5]
     assert latent_records.first_and_last_tenth([]) is None
+
+
+def test_gap_analysis_at_the_full_horizon_is_the_recorded_test_rmse(tmp_path):
+    from refnode.experiments import latent_gap
+    run = tmp_path / "r"
+    assert main(["reproduce", "latent", "--quick", "--seeds", "1", "--run-dir", str(run)]) == 0
+    recorded = {(r["model"], r["n_obs"]): r["rmse"]
+                for r in json.loads((run / "results.json").read_text())["records"]}
+    rows = latent_gap.analyse(str(run))
+    assert {(r["model"], r["n_obs"]) for r in rows} == set(recorded) | {
+        ("last_observation", n) for n in (30, 50, 100)}
+    for r in rows:
+        by_h = r["rmse_by_horizon"]
+        assert list(by_h) == [1, 10, 25, 50, 100]
+        if r["model"] != "last_observation":
+            assert by_h[100] == pytest.approx(recorded[r["model"], r["n_obs"]], rel=1e-12)
+
+
+def test_rmse_by_horizon_uses_the_first_h_points():
+    from refnode.experiments.latent_gap import rmse_by_horizon
+    truth = np.zeros((2, 100, 2))
+    pred = truth.copy()
+    pred[:, 10:] = 1.0
+    by_h = rmse_by_horizon(pred, truth)
+    assert by_h[1] == by_h[10] == 0.0 and by_h[100] == pytest.approx(np.sqrt(0.9))

@@ -234,6 +234,11 @@ class SkipFailed:
         return self.optimizer.update(theta, grad, state, lr=lr)
 
 
+def initial_parameters(name, model, config, n_obs):
+    """The parameters ``name`` starts from: the draw ``default_rng([seed, n_obs, 2, index])``."""
+    return model.init(np.random.default_rng([config.seed, n_obs, 2, MODELS.index(name)]))
+
+
 def train(name, model, sub, data, config, n_obs, path):
     """Adam on minibatches with :func:`common.train`; every ``eval_every`` iterations the
     validation RMSE is measured and a checkpoint written at ``path`` (resumed from).
@@ -244,7 +249,7 @@ def train(name, model, sub, data, config, n_obs, path):
     """
     _, val_rows, _ = splits(config)
     index = MODELS.index(name)
-    theta0 = model.init(np.random.default_rng([config.seed, n_obs, 2, index]))
+    theta0 = initial_parameters(name, model, config, n_obs)
     val0 = evaluate(model, theta0, sub, data, val_rows)
     meta = {"config": json.loads(json.dumps(asdict(config))), "model": name,
             "n_obs": int(n_obs), "checkpoint_format": CHECKPOINT_FORMAT}
