@@ -16,6 +16,7 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .errors import RefnodeError
 
 #: Subcommands in the order ``refnode --help`` lists them.
@@ -54,6 +55,7 @@ def build_parser():
         prog="refnode",
         description="refnode: a readable NumPy reference implementation of Neural ODEs "
                     "(Chen et al., NeurIPS 2018).")
+    parser.add_argument("--version", action="version", version=f"refnode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in available_commands().items():
         module.configure(sub.add_parser(name, help=module.HELP, description=module.HELP))
