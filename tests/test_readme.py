@@ -36,8 +36,24 @@ def code_blocks(text):
     return blocks
 
 
+def set_up_commands():
+    """The command lines of README's "Set up" section, in order."""
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for block in code_blocks(section) for line in block.splitlines()
+            if line.strip()]
+
+
 def test_ci_runs_exactly_the_test_command_readme_gives():
-    test_command = next(b.strip() for b in code_blocks(README)
-                        if b.strip().endswith("pytest -q"))
+    test_command = next(c for c in set_up_commands() if c.endswith("pytest -q"))
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert test_command in ci.splitlines()
+    assert test_command in [line.strip() for line in ci.splitlines()]
+    assert "python3 -m venv" in ci          # in a new virtual environment, as the README does
+
+
+def test_set_up_starts_in_a_virtual_environment_that_git_ignores():
+    """Debian's and Ubuntu's system Python refuse pip outside a virtual environment."""
+    commands = set_up_commands()
+    assert commands[0] == "python3 -m venv .venv && . .venv/bin/activate"
+    assert all(c.startswith("python3 -m pip install -e ") for c in commands[1:])
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert "/.venv/" in ignored or ".venv/" in ignored
