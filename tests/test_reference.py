@@ -51,7 +51,9 @@ def test_cotangents_are_the_documented_sines():
     p = get_problem("linear")
     g = p.cotangents
     assert g.shape == (len(p.t),) + p.z0.shape
-    assert g.flat[0] == np.sin(1.0) and g.flat[-1] == np.sin(g.size)
+    # math.sin, one libm call, as the builder does: NumPy's np.sin differs by one ulp
+    # between builds (1.24 gives sin(24) = -0.9055783620066237, libm ...239).
+    assert g.flat[0] == math.sin(1.0) and g.flat[-1] == math.sin(g.size)
     assert np.all(g != 0.0)
 
 
@@ -208,7 +210,15 @@ def test_golden_json_round_trips_float64_exactly(tmp_path):
 def test_regenerate_command_writes_the_named_problems(tmp_path, capsys):
     assert regenerate_main(["decay", "--out", str(tmp_path)]) == 0
     assert "decay.json" in capsys.readouterr().out
-    assert json.loads((tmp_path / "decay.json").read_text()) == load_golden("decay")
+    # The same computation in this process, written by hand: equal bit for bit. (The
+    # committed file came from another machine, where exp may round differently; it is
+    # held to its stated accuracy by test_golden_file_regenerates_within_its_accuracy.)
+    from refnode import __version__
+    p = get_problem("decay")
+    write_json(tmp_path / "expected.json", golden_record(p, reference_values(p), __version__))
+    assert json.loads((tmp_path / "decay.json").read_text()) == \
+        json.loads((tmp_path / "expected.json").read_text())
+    assert load_golden("decay", tmp_path)["t"] == load_golden("decay")["t"]
     with pytest.raises(SystemExit):
         regenerate_main(["nonsense", "--out", str(tmp_path)])
 
