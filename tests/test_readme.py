@@ -77,8 +77,7 @@ SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 COMMAND_WORDS = {"refnode", "python", "python3", "pip", "pytest", "apt-get", "nohup"}
 #: Placeholder words of synopses and the values the parse check puts in their place.
 PLACEHOLDERS = {"N": "2", "S": "0", "DIR": "some-dir", "PATH": "some.json", "NN": "04",
-                "NAME": "decay", "<name>": "cnf", "A,B": "decay,spiral",
-                "pkg.mod:fn": "pkg.mod:fn"}
+                "NAME": "decay", "<name>": "cnf", "A,B": "decay,spiral"}
 
 #: Documented commands this file runs (quick variants, outputs in tmp_path): doc -> argv.
 RUN_HERE = {
@@ -194,6 +193,9 @@ def logical_lines(body):
     """The lines of a shell block with continuations joined and comments removed."""
     lines, pending = [], ""
     for raw in body.splitlines():
+        if lines and not pending and re.match(r"\s+\[", raw):
+            lines[-1] += " " + raw.strip()      # a synopsis wrapped onto an indented line
+            continue
         pending = f"{pending} {raw.strip()}" if pending else raw.strip()
         if pending.endswith("\\"):
             pending = pending[:-1].rstrip()
@@ -221,6 +223,12 @@ def is_command(line):
     return bool(words) and words[0] in COMMAND_WORDS
 
 
+def is_assignment(line):
+    """A shell variable set for the commands below it (``A="..."``), or an ellipsis."""
+    tokens = shlex.split(line)
+    return tokens == ["..."] or (len(tokens) == 1 and re.fullmatch(r"[A-Za-z_]\w*=.*", tokens[0]))
+
+
 def documented_commands():
     """[(file, command)] for every command of the documentation files."""
     found = []
@@ -229,9 +237,9 @@ def documented_commands():
             if language.strip() not in SHELL_LANGUAGES:
                 continue
             lines = logical_lines(body)
-            if not lines or not is_command(lines[0]):
+            if not lines or (not language.strip() and not is_command(lines[0])):
                 continue                  # a diagram or a listing, not commands
-            found += [(name, line) for line in lines if is_command(line)]
+            found += [(name, line) for line in lines if not is_assignment(line)]
         prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
         for span in re.findall(r"`([^`]+)`", prose):
             span = " ".join(span.split())
@@ -260,6 +268,9 @@ def test_the_command_extraction_finds_blocks_inline_spans_and_continuations():
     body = fenced_blocks(text)[0][1]
     assert logical_lines(body) == ["refnode verify --list",
                                    "python -m refnode.cli reproduce table1 --quick --json x.json"]
+    assert logical_lines("refnode bench [--quick]\n        [--json PATH]\n") == \
+        ["refnode bench [--quick] [--json PATH]"]
+    assert is_assignment('A="--epochs 1"') and not is_assignment("jupyter lab")
     assert [lang for lang, _ in fenced_blocks(text)] == ["", "python"]
 
 
