@@ -24,6 +24,7 @@ import errno
 import importlib
 import sys
 
+from . import __version__
 from .errors import RefnodeError
 from .files import WriteError
 
@@ -74,6 +75,7 @@ def build_parser():
         epilog=f"exit status: 0 done, {USAGE_ERROR} bad input (found before any work), "
                f"{WRITE_FAILED} a file could not be written (disk full, read-only), "
                f"{INTERRUPTED} interrupted (Ctrl-C); bench and verify also report failures")
+    parser.add_argument("--version", action="version", version=f"refnode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in available_commands().items():
         module.configure(sub.add_parser(name, help=module.HELP, description=module.HELP))

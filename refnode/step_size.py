@@ -152,7 +152,8 @@ def initial_step(f, t0, y0, f0, theta, direction, q, rtol, atol, norm=None):
         size can be chosen from it).
     """
     norm = norm or rms_norm(rtol, atol)
-    d0, d1 = norm(y0, y0, y0), norm(f0, y0, y0)
+    with np.errstate(over="ignore"):          # an overflow shows as d1 = inf, refused below
+        d0, d1 = norm(y0, y0, y0), norm(f0, y0, y0)
     if not all_true(isfinite(d1)):
         raise InputError(f"f(t0, z0) at t0 = {float(np.min(to_numpy(t0)))!r} is so large that its scaled "
                          "norm overflows float64, so no starting step can be chosen: rescale "

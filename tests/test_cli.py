@@ -1,6 +1,7 @@
 """The ``refnode`` command: help, the quick demo end to end, argument errors."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,29 @@ def test_help_lists_every_available_command(capsys):
     assert "demo" in cli.available_commands()
     for name, module in cli.available_commands().items():
         assert name in out and module.HELP[:30] in out
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    import refnode
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"refnode {refnode.__version__}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", refnode.__version__)
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml takes the version from refnode.__version__; it states no other."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'version = {attr = "refnode.__version__"}' in pyproject
+    assert not re.search(r"^version\s*=\s*\"", pyproject, flags=re.M)
+
+
+def test_version_from_a_new_interpreter():
+    """As a user runs it (the package metadata is built from the same refnode.__version__)."""
+    import refnode
+    result = run_refnode(["--version"], ROOT)
+    assert result.returncode == 0 and result.stdout == f"refnode {refnode.__version__}\n"
 
 
 def test_no_command_prints_help_and_exits_0(capsys):

@@ -131,14 +131,13 @@ def test_dense_output_refuses_or_answers(tau):
         assert_finite(result)
 
 
-def test_the_fuzz_saw_both_outcomes(capsys):
-    """Runs last in this file: print the counts; the pools must produce both outcomes."""
+def test_the_fuzz_saw_both_outcomes():
+    """Runs last in this file: the pools must produce both outcomes. The counts are printed
+    into the captured output (shown with ``pytest -s``, never in a quiet run)."""
     if not FUZZ_COUNTS:
         pytest.skip("run with the other tests of this file")
-    with capsys.disabled():
-        total = sum(FUZZ_COUNTS.values())
-        errors = sum(n for (_, _, kind), n in FUZZ_COUNTS.items() if kind != "ok")
-        print(f"\nFUZZ_COUNTS: {total} calls, {errors} clear refnode errors, "
-              f"{total - errors} answers")
+    total = sum(FUZZ_COUNTS.values())
+    errors = sum(n for (_, _, kind), n in FUZZ_COUNTS.items() if kind != "ok")
+    print(f"\nFUZZ_COUNTS: {total} calls, {errors} clear refnode errors, {total - errors} answers")
     assert any(kind == "ok" for _, _, kind in FUZZ_COUNTS)
     assert any(kind != "ok" for _, _, kind in FUZZ_COUNTS)

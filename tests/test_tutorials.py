@@ -164,6 +164,7 @@ def test_tex_check_recognises_tex():
 def test_figure_directory_is_the_environment_variable_or_a_new_temporary_directory(
         tmp_path, monkeypatch):
     from refnode.figures import figure_directory
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))   # the new directories go here
     chosen = tmp_path / "chosen"
     monkeypatch.setenv("REFNODE_FIGURES", str(chosen))
     assert figure_directory() == str(chosen) and chosen.is_dir()
