@@ -91,7 +91,8 @@ def test_every_flag_a_command_names_is_one_of_its_options(command):
 
 @pytest.mark.parametrize("module", list(SHARED))
 def test_every_flag_a_shared_module_names_is_an_option_of_a_command_using_it(module):
-    offered = set().union(*(options(command) for command in SHARED[module]))
+    top_level = {s for a in cli.build_parser()._actions for s in a.option_strings}  # --version
+    offered = top_level.union(*(options(command) for command in SHARED[module]))
     missing = flags_named(PACKAGE / module) - offered
     assert not missing, f"{module} names {sorted(missing)}, an option of none of its commands"
 

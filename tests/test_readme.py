@@ -113,9 +113,30 @@ RUN_ELSEWHERE = {
     "tests/test_nn_dense.py -k \"ConcatLinear and not Squash\"":
         "tests/test_course_kit.py::test_swap_plugin_grades_with_refnodes_own_tests",
     "python -m pytest tests/test_cnf.py -q": "tests/test_cnf.py (the default suite runs it)",
+    "refnode course build /tmp/course && cd /tmp/course/01_rk_step && python -m pytest -q":
+        "tests/test_course_assignments.py::test_every_assignment_fails_on_the_blank_template_with_a_hint",
+    "cd /tmp/c/01_rk_step && python -m pytest -q":
+        "tests/test_course_assignments.py::test_every_assignment_fails_on_the_blank_template_with_a_hint",
+    "refnode course build /tmp/c": "tests/test_course_assignments.py::test_generation_is_deterministic",
+    "REFNODE_SUBMISSION=refnode python -m pytest -q":
+        "tests/test_course_assignments.py::test_every_assignment_passes_on_the_reference_solution",
+    "refnode course grade /tmp/c/03_layer_vjps SUBMISSIONS":
+        "tests/test_course_assignments.py::test_a_class_is_graded_into_one_table",
+    "refnode course grade FOLDER SUBMISSIONS":
+        "tests/test_course_assignments.py::test_a_class_is_graded_into_one_table",
+    "refnode verify --callable refnode.verify:refnode_adjoint":
+        "tests/test_verify_verdict.py::test_the_documented_self_check_passes_at_the_defaults",
+    "refnode verify --callable refnode.verify:refnode_adjoint --rtol 1e-7 --states-only --problems decay":
+        "tests/test_verify_verdict.py::test_states_only_passes_only_when_asked_for",
 }
 #: Documented commands that no test runs, and why (each `refnode` one is still parsed).
 NOT_RUN = {
+    "python -m": "a phrase in a sentence (how `python -m` finds modules), not a command",
+    "refnode verify --callable student_module:solve": "the student's own module",
+    "python -m pytest -p course.swap --swap refnode.nn.dense:ConcatLinear.vjp=course/example/solution.py:vjp "
+    "-m vjp tests":
+        "runs every vjp-marked test with the swap (minutes); test_swap_plugin_grades_with_refnodes_own_tests "
+        "runs the same swap on one test file",
     "python3 -m venv .venv && . .venv/bin/activate":
         "makes the reader's environment; .ci/run makes new ones the same way",
     "refnode verify --callable pkg.mod:fn": "pkg.mod:fn stands for the reader's function",
