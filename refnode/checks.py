@@ -4,11 +4,13 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .errors import InputError, RefnodeError
-from .params import tree_leaves
+from .params import copy_leaf, tree_leaves
 
 
 def check_times(t):
-    """t as a 1-D float64 NumPy array: finite, at least one point, strictly monotonic.
+    """t as a new 1-D float64 NumPy array: finite, at least one point, strictly monotonic.
+
+    Always a copy, never the caller's array (a solution or gradient closure keeps it).
 
     Returns
     -------
@@ -20,7 +22,7 @@ def check_times(t):
     if getattr(t, "dtype", None) is None or t.dtype.kind not in "fiu":
         raise InputError(f"t must be real numbers; got dtype {getattr(t, 'dtype', None)}. "
                          "Complex or non-numeric times are not supported.")
-    t = np.asarray(t, dtype=np.float64)
+    t = np.array(t, dtype=np.float64)
     if t.ndim != 1:
         raise InputError(f"t must be a 1-D array of times; got shape {t.shape}. "
                          "Pass e.g. np.linspace(t0, t1, n).")
@@ -31,7 +33,12 @@ def check_times(t):
         raise InputError(f"t has non-finite entries at indices {bad}.")
     if t.size == 1:
         return t, 1.0
-    dt = np.diff(t)
+    with np.errstate(over="ignore"):
+        dt = np.diff(t)
+    if not np.all(np.isfinite(dt)):
+        i = int(np.flatnonzero(~np.isfinite(dt))[0])
+        raise InputError(f"t[{i + 1}] - t[{i}] = {float(t[i + 1])!r} - {float(t[i])!r} overflows "
+                         "float64: no step can cross that interval. Rescale time.")
     if np.all(dt > 0):
         return t, 1.0
     if np.all(dt < 0):
@@ -43,11 +50,18 @@ def check_times(t):
 
 
 def check_state(z0, name="z0"):
-    """z0 as a floating-point array of its own backend, finite.
+    """z0 as a new floating-point array of its own backend, finite.
 
     Lists and Python numbers become NumPy arrays; integer and boolean arrays become
-    float64 (an ODE state is real-valued).
+    float64 (an ODE state is real-valued). Always a copy, never the caller's array (a
+    solution or gradient closure keeps it).
     """
+    if isinstance(z0, (np.matrix, np.ma.MaskedArray)):
+        raise InputError(f"{name} is a {type(z0).__module__}.{type(z0).__name__}, whose "
+                         "arithmetic is not an array's (matrix products, masked entries "
+                         f"solved as if present): pass np.asarray({name}) (or "
+                         f"{name}.filled(value) for a masked array).")
+    given = z0
     if isinstance(z0, (list, tuple, int, float, complex)):
         z0 = _numeric_array(z0, name)
     if not hasattr(z0, "dtype") or not hasattr(z0, "shape"):
@@ -67,7 +81,7 @@ def check_state(z0, name="z0"):
                          "component.")
     if not bool(to_numpy(xp.all(xp.isfinite(z0)))):        # an explicit host sync
         raise InputError(f"{name} has non-finite entries (NaN or inf): fix the initial state.")
-    return z0
+    return copy_leaf(z0) if z0 is given else z0
 
 
 def _numeric_array(value, name):

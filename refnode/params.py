@@ -56,9 +56,22 @@ def tree_vdot(x, y):
     return sum(array_module(a).sum(a * b) for a, b in zip(tree_leaves(x), tree_leaves(y)))
 
 
-def tree_size(tree):
-    """Total number of scalars in ``tree``."""
-    return int(sum(np.size(leaf) for leaf in tree_leaves(tree)))
+def copy_tree(tree):
+    """A copy of every array leaf (Python numbers are immutable and kept).
+
+    What a gradient closure keeps must not change when the caller later writes into the
+    arrays it passed.
+    """
+    return tree_map(copy_leaf, tree)
+
+
+def copy_leaf(x):
+    """A new array equal to ``x`` (any backend); ``x`` itself if it is not an array."""
+    if not hasattr(x, "shape"):
+        return x
+    if hasattr(x, "copy"):
+        return x.copy()
+    return array_module(x).asarray(x, copy=True)
 
 
 def flatten(tree):

@@ -149,7 +149,8 @@ def test_seminorm_takes_fewer_steps_with_many_parameters():
     z0, t = rng.standard_normal((16, 4)), np.array([0.0, 2.0])
     nfe = {}
     for seminorm in (False, True):
-        z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-6, atol=1e-8, seminorm=seminorm)
+        z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-6, atol=1e-8,
+                               gradient=rn.Adjoint(seminorm=seminorm))
         vjp(np.ones_like(z))
         nfe[seminorm] = vjp.backward_stats["nfe"]
     assert nfe[True] <= nfe[False], nfe
