@@ -73,6 +73,8 @@ def check_state(z0, name="z0"):
                          "ODEs: split a complex state into real and imaginary parts.")
     if _is_numpy_dtype(z0.dtype) and not np.issubdtype(z0.dtype, np.floating):
         z0 = xp.asarray(z0, dtype=xp.float64)
+    if _is_numpy_dtype(z0.dtype) and not z0.dtype.isnative:      # e.g. >f8 from a file:
+        z0 = z0.astype(z0.dtype.newbyteorder("="))                # f returns native floats
     if _is_numpy_dtype(z0.dtype) and z0.dtype.itemsize < 4:
         raise InputError(f"{name} has dtype {z0.dtype}: half precision cannot hold the error "
                          "estimates of an adaptive solve (eps = 1e-3). Use float32 or float64.")
@@ -196,3 +198,45 @@ def check_positive_int(value, name):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_theta_tree(theta):
+    """theta may be any tree of arrays and numbers, but not one that contains itself.
+
+    A list or dict holding a reference to itself has no leaves to walk: refuse it here
+    rather than recurse without end inside a solve.
+    """
+    def walk(node, path):
+        if isinstance(node, (list, tuple, dict)):
+            if id(node) in path:
+                raise InputError("theta contains itself (a list, tuple or dict that holds a "
+                                 "reference to itself, or to a container around it): pass a "
+                                 "tree without cycles.")
+            path.add(id(node))
+            for child in (node.values() if isinstance(node, dict) else node):
+                walk(child, path)
+            path.discard(id(node))
+    walk(theta, set())
+
+
+class CheckedNorm:
+    """A user's error norm, its every answer checked: a real number (shared steps), or
+    one real number per sample, shape (B,) (``batch="independent"``)."""
+
+    def __init__(self, norm, per_sample):
+        self.norm, self.per_sample = norm, per_sample
+
+    def __call__(self, error, y0, y1):
+        ratio = self.norm(error, y0, y1)
+        expected = (error.shape[0],) if self.per_sample else ()
+        if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and not self.per_sample:
+            return ratio
+        kind = getattr(getattr(ratio, "dtype", None), "kind", None)
+        if kind in ("f", "i", "u") and tuple(getattr(ratio, "shape", ())) == expected:
+            return ratio
+        what = (f"shape {tuple(ratio.shape)} dtype {ratio.dtype}" if kind is not None
+                else f"a {type(ratio).__name__}")
+        want = ("an array of shape (B,) = " + str(expected) + ", one ratio per sample"
+                if self.per_sample else "one real number")
+        raise InputError(f"the error norm (StepControl(norm=...)) returned {what}; it must "
+                         f"return {want} (accept the step where ratio <= 1).")

@@ -23,7 +23,7 @@ from autograd import make_vjp
 
 from .backend import array_module, to_numpy
 from .errors import InputError, RefnodeError
-from .params import tree_leaves
+from .params import as_plain, like, tree_leaves
 
 
 class AutogradDynamics:
@@ -57,9 +57,10 @@ class AutogradDynamics:
             vjp_fn, dz = make_vjp(lambda args: self.f(args[0], args[1], None))((t, z))
             a_t, a_z = vjp_fn(a)
             return dz, a_z, None, a_t
-        vjp_fn, dz = make_vjp(lambda args: self.f(*args))((t, z, theta))
+        traced = lambda args: self.f(args[0], args[1], like(theta, args[2]))  # noqa: E731
+        vjp_fn, dz = make_vjp(traced)((t, z, as_plain(theta)))   # autograd: plain containers
         a_t, a_z, a_theta = vjp_fn(a)
-        return dz, a_z, a_theta, a_t
+        return dz, a_z, like(theta, a_theta), a_t
 
     def __repr__(self):
         return f"AutogradDynamics({self.__name__})"
@@ -127,3 +128,47 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
     if not bool(to_numpy(xp.all(finite))):                      # one host sync
         raise InputError(f"{name}.vjp returned non-finite values (NaN or inf) at t = "
                          f"{float(np.max(to_numpy(t)))!r}: check the hand-written VJP.")
+
+
+class CheckedDynamics:
+    """The user's f, with every value it returns checked against the state it was given.
+
+    Every evaluation of f — each stage of every step, in both batch modes, the dense
+    output's extra stages, the discrete gradient's replay and the adjoint's augmented
+    dynamics — goes through :meth:`__call__` or :meth:`value_and_vjp`, so an f that
+    returns another shape, another dtype or a list at some later time is refused there,
+    by name, instead of failing deep inside a step. The check compares two attributes
+    (cheap next to any f).
+    """
+
+    def __init__(self, f):
+        self.f = f
+        self.__name__ = getattr(f, "__name__", type(f).__name__)
+
+    def __call__(self, t, z, theta):
+        return self.checked(self.f(t, z, theta), t, z)
+
+    def vjp(self, t, z, theta, a):
+        return self.f.vjp(t, z, theta, a)
+
+    def value_and_vjp(self, t, z, theta, a):
+        dz, a_z, a_theta, a_t = value_and_vjp(self.f, t, z, theta, a)
+        return self.checked(dz, t, z), a_z, a_theta, a_t
+
+    @staticmethod
+    def checked(dz, t, z):
+        """``dz``, after checking it has the shape and dtype of ``z``."""
+        try:
+            if dz.shape == z.shape and dz.dtype == z.dtype:
+                return dz
+        except AttributeError:
+            pass
+        shape = getattr(dz, "shape", None)
+        got = (f"a {type(dz).__name__}" if shape is None
+               else f"shape {tuple(shape)} dtype {getattr(dz, 'dtype', '?')}")
+        raise InputError(f"f(t, z, theta) returned {got} at t = {float(np.min(to_numpy(t)))!r} "
+                         f"for a state of shape {tuple(z.shape)} dtype {z.dtype}: dz/dt must "
+                         "be an array of the state's shape and dtype at every time.")
+
+    def __repr__(self):
+        return f"CheckedDynamics({self.__name__})"

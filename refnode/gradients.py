@@ -35,7 +35,7 @@ from .grid import adaptive_grid, fixed_step_grid
 from .independent import SampleTimeDynamics, solve_interval
 from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_solve, solve_checked
 from .options import Adjoint
-from .params import copy_tree, tree_leaves
+from .params import as_plain, copy_tree, like, tree_leaves
 
 #: The gradient methods of :func:`odeint_vjp` by name (``Adjoint(...)`` is the fourth form).
 GRADIENTS = ("adjoint", "discrete", "autograd")
@@ -78,9 +78,10 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     worked example ``A = [[1, 0], [0, 0]]``, ``z0 = [0, 1]`` is in tutorial 05.
     """
     adjoint = as_gradient(gradient)
-    problem = check_solve(as_dynamics(f), z0, t, copy_tree(theta), method, rtol, atol,
-                          step_size, n_steps, control, False, batch)
+    problem = check_solve(as_dynamics(f), z0, t, theta, method, rtol, atol, step_size,
+                          n_steps, control, False, batch)
     adjoint = check_gradient(problem, gradient, adjoint)
+    problem = problem._replace(theta=copy_tree(theta))   # the closure's own copy
     sol = solve_checked(problem)
     return sol.z, gradient_closure(problem, sol, gradient, adjoint)
 
@@ -236,19 +237,20 @@ class AutogradVJP(_VJP):
 
     def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
         self.f, self.tableau, self.grid, self.dtype = f, tableau, grid, z0.dtype
-        self.has_theta = theta is not None
-        args = (z0, theta, t) if self.has_theta else (z0, t)
+        self.t, self.theta, self.has_theta = t, theta, theta is not None
+        args = (z0, as_plain(theta), t) if self.has_theta else (z0, t)
         self.pullback, self.zs = make_vjp(self.replayed)(args)
-        self.t, self.theta = t, theta
         super().__init__(self.zs.shape, z0.dtype, forward_stats)
 
     def replayed(self, args):
-        z0, theta, t = args if self.has_theta else (args[0], None, args[1])
+        z0, theta, t = ((args[0], like(self.theta, args[1]), args[2]) if self.has_theta
+                        else (args[0], None, args[1]))
         return replay(self.f, self.tableau, z0, theta, t, self.grid)[0].astype(self.dtype)
 
     def __call__(self, dL_dz):
         g = self.check(dL_dz)
         self.check_dynamics(self.f, self.t, self.zs, self.theta, g, per_sample=False)
         cotangents = self.pullback(g)
-        dz0, dtheta, dt = cotangents if self.has_theta else (cotangents[0], None, cotangents[1])
+        dz0, dtheta, dt = ((cotangents[0], like(self.theta, cotangents[1]), cotangents[2])
+                           if self.has_theta else (cotangents[0], None, cotangents[1]))
         return self.finite(dz0, dtheta, np.asarray(dt))

@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import (check_positive_int, check_real, check_state, check_times,
-                     check_tolerances, first_derivative)
+from .checks import (CheckedNorm, check_positive_int, check_real, check_state,
+                     check_theta_tree, check_times, check_tolerances, first_derivative)
+from .dynamics import CheckedDynamics
 from .drivers import fixed_grid, solve_adaptive, solve_fixed
 from .errors import InputError
 from .independent import check_independent, solve_independent
@@ -102,7 +103,7 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
 class Problem(NamedTuple):
     """A solve's arguments after :func:`check_solve`: what :func:`solve_checked` runs."""
 
-    f: object
+    f: CheckedDynamics         # the caller's f, its every value checked
     tableau: object
     z0: object
     t: object                  # float64 NumPy copy of the caller's times
@@ -113,6 +114,7 @@ class Problem(NamedTuple):
     step_size: float
     n_steps: int
     control: StepControl
+    norm: object               # the error norm: control.norm checked, or the RMS norm
     dense: bool
     batch: str
 
@@ -128,32 +130,36 @@ def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control
     check_batch(batch)
     if not callable(f):
         raise InputError(f"f must be callable as f(t, z, theta); got {type(f).__name__}.")
+    f = CheckedDynamics(f)
     tableau = get_method(method)
+    check_theta_tree(theta)
     t, direction = check_times(t)
     z0 = check_state(z0)
     check_tolerances(rtol, atol, z0)
     step_size, n_steps = check_grid(tableau, t, step_size, n_steps, control)
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
-    if batch == "independent":
+    per_sample = batch == "independent"
+    if per_sample:
         check_independent(z0, step_size is not None or n_steps is not None, control.trace,
                           dense)
+    norm = (CheckedNorm(control.norm, per_sample) if control.norm is not None
+            else rms_norm(rtol, atol, per_sample=per_sample))
     return Problem(f, tableau, z0, t, direction, theta, rtol, atol, step_size, n_steps,
-                   control, bool(dense), batch)
+                   control, norm, bool(dense), batch)
 
 
 def solve_checked(p):
     """Run the driver for a checked :class:`Problem` (no checks here: see check_solve)."""
     if p.batch == "independent":
-        norm = p.control.norm or rms_norm(p.rtol, p.atol, per_sample=True)
-        return solve_independent(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, norm,
+        return solve_independent(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, p.norm,
                                  p.control)
     k1 = first_derivative(p.f, float(p.t[0]), p.z0, p.theta)  # times reach f as Python
     if p.fixed:                                               # floats (NumPy's NEP 50)
         return solve_fixed(p.f, p.tableau, p.z0, p.t, p.theta, k1, p.step_size, p.n_steps,
                            p.control.trace)
     return solve_adaptive(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, k1,
-                          p.control.norm or rms_norm(p.rtol, p.atol), p.control, dense=p.dense)
+                          p.norm, p.control, dense=p.dense)
 
 
 def check_batch(batch):

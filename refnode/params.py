@@ -98,3 +98,18 @@ def flatten(tree):
         return tree_map(lambda _: next(it), tree)
 
     return vector, unflatten
+
+
+def as_plain(tree):
+    """``tree`` with every tuple or list subclass (a NamedTuple) as a plain tuple or list,
+    and every dict subclass as a dict: the containers autograd differentiates."""
+    if isinstance(tree, dict):
+        return {k: as_plain(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return (list if isinstance(tree, list) else tuple)(as_plain(x) for x in tree)
+    return tree
+
+
+def like(template, tree):
+    """The leaves of ``tree`` in the containers of ``template`` (undoes :func:`as_plain`)."""
+    return tree_map(lambda _, leaf: leaf, template, tree)

@@ -164,3 +164,104 @@ def test_every_route_refuses_an_infinite_derivative(gradient):
     z, vjp = rn.odeint_vjp(sqrt_decay, np.array([0.0, 1.0]), [0.0, 1.0], gradient=gradient)
     with pytest.raises(InputError, match="non-finite"), np.errstate(all="ignore"):
         vjp(np.ones_like(z))
+
+
+# --------------------------------------------------- raw exceptions at the API's edges
+
+class LaterBad:
+    """f that answers -z at first, then ``bad(z)`` from its ``after``-th call on."""
+
+    def __init__(self, bad, after=2):
+        self.bad, self.after, self.calls = bad, after, 0
+
+    def __call__(self, t, z, theta):
+        self.calls += 1
+        return -z if self.calls < self.after else self.bad(z)
+
+    def vjp(self, t, z, theta, a):
+        return -a, None, 0.0
+
+
+BAD_VALUES = {"shape": lambda z: -z[:1], "list": lambda z: list(-z),
+              "dtype": lambda z: (-z).astype(np.float32)}
+PATHS = {"dopri5": dict(), "rk4": dict(method="rk4", n_steps=3),
+         "independent": dict(batch="independent")}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_VALUES))
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_f_changing_its_output_after_t0_is_refused_by_name(bad, path):
+    with pytest.raises(InputError, match="dz/dt must be an array of the state's shape"):
+        rn.odeint(LaterBad(BAD_VALUES[bad]), np.ones((2, 2)), [0.0, 1.0], **PATHS[path])
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_VALUES))
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+def test_f_changing_its_output_in_the_reverse_pass_is_refused_by_name(bad, gradient):
+    f = LaterBad(BAD_VALUES[bad], after=10 ** 9)
+    z, vjp = rn.odeint_vjp(f, np.ones((2, 2)), [0.0, 1.0], gradient=gradient)
+    f.after = 0
+    with pytest.raises(InputError, match="dz/dt must be an array of the state's shape"):
+        vjp(np.ones_like(z))
+
+
+@pytest.mark.parametrize("batch", ["shared", "independent"])
+@pytest.mark.parametrize("answer", ["small", np.ones((2, 2)), np.ones(3), None])
+def test_a_norm_that_does_not_answer_a_number_is_refused(answer, batch):
+    control = rn.StepControl(norm=lambda error, y0, y1: answer)
+    with pytest.raises(InputError, match="the error norm"):
+        rn.odeint(decay, np.ones((2, 2)), [0.0, 1.0], 0.5, control=control, batch=batch)
+
+
+@pytest.mark.parametrize("gradient", ["autograd", "discrete", "adjoint"])
+def test_namedtuple_theta_keeps_its_type_in_every_route(gradient):
+    from collections import namedtuple
+    Rates = namedtuple("Rates", "k shift")
+    theta = Rates(np.array(0.5), {"x": np.array([0.1, 0.2])})
+    f = lambda t, z, th: -th.k * z + th.shift["x"]       # noqa: E731
+    z, vjp = rn.odeint_vjp(f, np.ones(2), [0.0, 1.0], theta, gradient=gradient, rtol=1e-10,
+                           atol=1e-12)
+    dtheta = vjp(np.ones_like(z))[1]
+    _, reference = rn.odeint_vjp(lambda t, z, th: -th[0] * z + th[1]["x"], np.ones(2),
+                                 [0.0, 1.0], (np.array(0.5), {"x": np.array([0.1, 0.2])}),
+                                 gradient="discrete", rtol=1e-10, atol=1e-12)
+    assert type(dtheta) is Rates
+    np.testing.assert_allclose(dtheta.k, reference(np.ones_like(z))[1][0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry", ["odeint", "odeint_vjp"])
+def test_a_theta_that_contains_itself_is_refused(entry):
+    theta = [np.array(1.0)]
+    theta.append(theta)
+    with pytest.raises(InputError, match="theta contains itself"):
+        getattr(rn, entry)(decay, np.ones((2, 2)), [0.0, 1.0], theta, batch="independent")
+
+
+@pytest.mark.parametrize("kind", ["matrix", "masked"])
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")     # np.matrix itself
+def test_matrix_and_masked_states_are_refused(kind):
+    z0 = (np.matrix([[1.0, 2.0]]) if kind == "matrix"
+          else np.ma.masked_array([1.0, 2.0], mask=[0, 1]))
+    with pytest.raises(InputError, match=r"np.asarray\(z0\)"):
+        rn.odeint(decay, z0, [0.0, 1.0], 0.5)
+
+
+def test_big_endian_state_is_solved_in_native_order():
+    z = rn.odeint(decay, np.ones(2, dtype=">f8"), [0.0, 1.0], 0.5)
+    np.testing.assert_allclose(z[-1], np.exp(-0.5), rtol=1e-6)
+
+
+def test_times_whose_difference_overflows_are_refused():
+    with pytest.raises(InputError, match="overflows float64"):
+        rn.odeint(decay, np.ones(2), [-1e308, 1e308], 0.5, method="rk4", step_size=1e308)
+
+
+@pytest.mark.parametrize("where", ["b", "A"])
+def test_a_tableau_with_a_text_coefficient_is_refused(where):
+    fields = dict(name="x", A=[[0, 0], [0.5, 0]], b=[0, 1], c=[0, 0.5], order=2)
+    if where == "b":
+        fields["b"] = [0, "1"]
+    else:
+        fields["A"] = [[0, 0], ["0.5", 0]]
+    with pytest.raises(InputError, match=f"{where} holds '"):
+        rn.ButcherTableau(**fields)
