@@ -47,7 +47,8 @@ class DenseOutput:
     Attributes
     ----------
     P : tuple of tuples, shape (s + s_extra, q)
-        Polynomial coefficients; P_i(1) must equal b_i.
+        Polynomial coefficients; P_i(1) must equal b_i. ``P_float`` (tuples) and
+        ``P_array`` (float64, shape (s + s_extra, q)) are their float copies.
     order : int
         Order of the interpolant.
     A_extra, c_extra : tuples
@@ -58,6 +59,14 @@ class DenseOutput:
     order: int
     A_extra: tuple = ()
     c_extra: tuple = ()
+    # Float copies for the solver, filled in __post_init__.
+    P_float: tuple = field(init=False, repr=False, compare=False)
+    P_array: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        P_float = tuple(tuple(float(p) for p in row) for row in self.P)
+        object.__setattr__(self, "P_float", P_float)
+        object.__setattr__(self, "P_array", np.array(P_float, dtype=np.float64))
 
 
 @dataclass(frozen=True)

@@ -230,3 +230,26 @@ def test_time_dependent_layers_take_one_time_per_row(layer):
         y_b, cache_b = net.forward(theta, float(t[b]), x[b:b + 1])
         np.testing.assert_allclose(y[b:b + 1], y_b, rtol=0, atol=1e-13)
         np.testing.assert_allclose(g_t[b], net.vjp(theta, cache_b, g[b:b + 1])[2], rtol=1e-12)
+
+
+def test_one_interpolant_per_kind():
+    """Hermite and the methods' own extensions are each written once (dense_output); the
+    discrete gradient's replay and the per-sample loop call the same functions, the block
+    form for many θ is the same polynomials, and the dense solutions live in solution.py."""
+    import refnode.dense_output as dense_output
+    import refnode.discrete_adjoint as discrete_adjoint
+    assert not hasattr(discrete_adjoint, "dense_value")
+    assert not hasattr(dense_output, "float_P") and not hasattr(dense_output, "_FLOAT_P")
+    assert rn.solution.DenseSolution and not hasattr(dense_output, "DenseSolution")
+    rng = np.random.default_rng(8)
+    y0, y1 = rng.normal(size=3), rng.normal(size=3)
+    for name, tableau in rn.methods.METHODS.items():
+        if not tableau.adaptive:
+            continue
+        n_stages = len(tableau.dense.P) if tableau.dense is not None else tableau.stages
+        k = [rng.normal(size=3) for _ in range(n_stages)]
+        f1, h, thetas = rng.normal(size=3), 0.3, [0.1, 0.5, 0.9]
+        block = dense_output.interpolate(tableau, thetas, h, y0, y1, k, f1)
+        for th, row in zip(thetas, block):
+            one = dense_output.interpolate_one(tableau, th, h, y0, y1, k, f1)
+            np.testing.assert_allclose(row, one, rtol=1e-14, atol=1e-14, err_msg=name)
