@@ -163,12 +163,15 @@ class CheckedDynamics:
                 return dz
         except AttributeError:
             pass
+        at = f"at t = {float(np.min(to_numpy(t)))!r}"
         shape = getattr(dz, "shape", None)
-        got = (f"a {type(dz).__name__}" if shape is None
-               else f"shape {tuple(shape)} dtype {getattr(dz, 'dtype', '?')}")
-        raise InputError(f"f(t, z, theta) returned {got} at t = {float(np.min(to_numpy(t)))!r} "
-                         f"for a state of shape {tuple(z.shape)} dtype {z.dtype}: dz/dt must "
-                         "be an array of the state's shape and dtype at every time.")
+        if shape is None or tuple(shape) != tuple(z.shape):
+            got = type(dz).__name__ if shape is None else tuple(shape)
+            raise InputError(f"f(t, z, theta) returned shape {got} {at} for a state of shape "
+                             f"{tuple(z.shape)}: dz/dt must have the state's shape at every "
+                             "time (an array, not a list).")
+        raise InputError(f"f(t, z, theta) returned dtype {dz.dtype} {at} for a state of dtype "
+                         f"{z.dtype}: keep the dynamics in the state's precision at every time.")
 
     def __repr__(self):
         return f"CheckedDynamics({self.__name__})"

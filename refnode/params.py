@@ -67,8 +67,8 @@ def copy_tree(tree):
 
 def copy_leaf(x):
     """A new array equal to ``x`` (any backend); ``x`` itself if it is not an array."""
-    if not hasattr(x, "shape"):
-        return x
+    if not hasattr(x, "shape") or type(x).__module__.startswith("autograd"):
+        return x                        # a number, or a traced value (never written into)
     if hasattr(x, "copy"):
         return x.copy()
     return array_module(x).asarray(x, copy=True)
