@@ -4,11 +4,13 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .errors import InputError, RefnodeError
-from .params import tree_leaves
+from .params import copy_leaf, tree_leaves
 
 
 def check_times(t):
-    """t as a 1-D float64 NumPy array: finite, at least one point, strictly monotonic.
+    """t as a new 1-D float64 NumPy array: finite, at least one point, strictly monotonic.
+
+    Always a copy, never the caller's array (a solution or gradient closure keeps it).
 
     Returns
     -------
@@ -20,7 +22,7 @@ def check_times(t):
     if getattr(t, "dtype", None) is None or t.dtype.kind not in "fiu":
         raise InputError(f"t must be real numbers; got dtype {getattr(t, 'dtype', None)}. "
                          "Complex or non-numeric times are not supported.")
-    t = np.asarray(t, dtype=np.float64)
+    t = np.array(t, dtype=np.float64)
     if t.ndim != 1:
         raise InputError(f"t must be a 1-D array of times; got shape {t.shape}. "
                          "Pass e.g. np.linspace(t0, t1, n).")
@@ -31,7 +33,12 @@ def check_times(t):
         raise InputError(f"t has non-finite entries at indices {bad}.")
     if t.size == 1:
         return t, 1.0
-    dt = np.diff(t)
+    with np.errstate(over="ignore"):
+        dt = np.diff(t)
+    if not np.all(np.isfinite(dt)):
+        i = int(np.flatnonzero(~np.isfinite(dt))[0])
+        raise InputError(f"t[{i + 1}] - t[{i}] = {float(t[i + 1])!r} - {float(t[i])!r} overflows "
+                         "float64: no step can cross that interval. Rescale time.")
     if np.all(dt > 0):
         return t, 1.0
     if np.all(dt < 0):
@@ -43,11 +50,18 @@ def check_times(t):
 
 
 def check_state(z0, name="z0"):
-    """z0 as a floating-point array of its own backend, finite.
+    """z0 as a new floating-point array of its own backend, finite.
 
     Lists and Python numbers become NumPy arrays; integer and boolean arrays become
-    float64 (an ODE state is real-valued).
+    float64 (an ODE state is real-valued). Always a copy, never the caller's array (a
+    solution or gradient closure keeps it).
     """
+    if isinstance(z0, (np.matrix, np.ma.MaskedArray)):
+        raise InputError(f"{name} is a {type(z0).__module__}.{type(z0).__name__}, whose "
+                         "arithmetic is not an array's (matrix products, masked entries "
+                         f"solved as if present): pass np.asarray({name}) (or "
+                         f"{name}.filled(value) for a masked array).")
+    given = z0
     if isinstance(z0, (list, tuple, int, float, complex)):
         z0 = _numeric_array(z0, name)
     if not hasattr(z0, "dtype") or not hasattr(z0, "shape"):
@@ -59,6 +73,8 @@ def check_state(z0, name="z0"):
                          "ODEs: split a complex state into real and imaginary parts.")
     if _is_numpy_dtype(z0.dtype) and not np.issubdtype(z0.dtype, np.floating):
         z0 = xp.asarray(z0, dtype=xp.float64)
+    if _is_numpy_dtype(z0.dtype) and not z0.dtype.isnative:      # e.g. >f8 from a file:
+        z0 = z0.astype(z0.dtype.newbyteorder("="))                # f returns native floats
     if _is_numpy_dtype(z0.dtype) and z0.dtype.itemsize < 4:
         raise InputError(f"{name} has dtype {z0.dtype}: half precision cannot hold the error "
                          "estimates of an adaptive solve (eps = 1e-3). Use float32 or float64.")
@@ -67,7 +83,7 @@ def check_state(z0, name="z0"):
                          "component.")
     if not bool(to_numpy(xp.all(xp.isfinite(z0)))):        # an explicit host sync
         raise InputError(f"{name} has non-finite entries (NaN or inf): fix the initial state.")
-    return z0
+    return copy_leaf(z0) if z0 is given else z0
 
 
 def _numeric_array(value, name):
@@ -182,3 +198,45 @@ def check_positive_int(value, name):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_theta_tree(theta):
+    """theta may be any tree of arrays and numbers, but not one that contains itself.
+
+    A list or dict holding a reference to itself has no leaves to walk: refuse it here
+    rather than recurse without end inside a solve.
+    """
+    def walk(node, path):
+        if isinstance(node, (list, tuple, dict)):
+            if id(node) in path:
+                raise InputError("theta contains itself (a list, tuple or dict that holds a "
+                                 "reference to itself, or to a container around it): pass a "
+                                 "tree without cycles.")
+            path.add(id(node))
+            for child in (node.values() if isinstance(node, dict) else node):
+                walk(child, path)
+            path.discard(id(node))
+    walk(theta, set())
+
+
+class CheckedNorm:
+    """A user's error norm, its every answer checked: a real number (shared steps), or
+    one real number per sample, shape (B,) (``batch="independent"``)."""
+
+    def __init__(self, norm, per_sample):
+        self.norm, self.per_sample = norm, per_sample
+
+    def __call__(self, error, y0, y1):
+        ratio = self.norm(error, y0, y1)
+        expected = (error.shape[0],) if self.per_sample else ()
+        if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and not self.per_sample:
+            return ratio
+        kind = getattr(getattr(ratio, "dtype", None), "kind", None)
+        if kind in ("f", "i", "u") and tuple(getattr(ratio, "shape", ())) == expected:
+            return ratio
+        what = (f"shape {tuple(ratio.shape)} dtype {ratio.dtype}" if kind is not None
+                else f"a {type(ratio).__name__}")
+        want = ("an array of shape (B,) = " + str(expected) + ", one ratio per sample"
+                if self.per_sample else "one real number")
+        raise InputError(f"the error norm (StepControl(norm=...)) returned {what}; it must "
+                         f"return {want} (accept the step where ratio <= 1).")

@@ -9,17 +9,17 @@ Two interpolants (HNW I §II.6):
   other method:
       y(θ) = h00(θ) y_n + h10(θ) h f_n + h01(θ) y_{n+1} + h11(θ) h f_{n+1}.
 
-Many output times inside one step cost one evaluation each and never shorten a step.
+Each kind is written once — :func:`hermite` and :func:`continuous_extension`, both
+traceable by autograd (the discrete gradient's replay uses them); :func:`interpolate_one`
+chooses the method's kind, and :func:`interpolate` evaluates the same polynomials at many
+θ as one matrix product. The solutions that hold the steps (``Solution.dense``) are in
+:mod:`refnode.solution`. Many output times inside one step cost one evaluation each and
+never shorten a step.
 θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
 each sample at its own fraction of its own step; see :func:`refnode.rk_step.scale`).
 """
 
-from typing import NamedTuple
-
-import numpy as np
-
 from .backend import array_module
-from .errors import InputError
 from .params import tree_map
 from .rk_step import combine, weighted_sum
 
@@ -58,19 +58,22 @@ def extra_stages(f, tableau, t, y, h, theta, k):
     Returns
     -------
     list of arrays
-        ``k`` followed by the extra stages.
+        ``k`` followed by the extra stages (``k`` alone for a method without them).
     """
     dense = tableau.dense
     k = list(k)
+    if dense is None:
+        return k
     for a_row, c_i in zip(dense.A_extra, dense.c_extra):
         terms = [(float(a), k[j]) for j, a in enumerate(a_row) if a != 0]
         k.append(f(t + float(c_i) * h, combine(y, h, terms), theta))
     return k
 
 
-def continuous_extension(P, theta, h, y0, k):
-    """y_n + h Σ_i k_i P_i(θ) at one θ; ``k`` holds every stage P needs."""
-    weights = stage_weights(P.tolist(), theta)
+def continuous_extension(dense, theta, h, y0, k):
+    """y_n + h Σ_i k_i P_i(θ) at one θ (or one θ_b per sample); ``k`` holds every stage
+    ``dense.P`` needs (the extra ones from :func:`extra_stages`)."""
+    weights = stage_weights(dense.P_float, theta)
     return combine(y0, h, [(w, k_i) for w, k_i in zip(weights, k)])
 
 
@@ -120,122 +123,25 @@ def _matmul_leading(W, K):
 
 
 def dense_weights(tableau, thetas):
-    """Weights of the interpolant at each θ: shape (m, s) on the stages for the method's
-    own extension, or (m, 4) on (y0, h f0, y1, h f1) for cubic Hermite."""
+    """The polynomials of :func:`stage_weights` / :func:`hermite_weights` at m values θ
+    as one matrix: shape (m, s) on the stages for the method's own extension, or (m, 4)
+    on (y0, h f0, y1, h f1) for cubic Hermite."""
     xp = array_module(thetas)
     if tableau.dense is not None:
-        P = float_P(tableau.dense)                            # (s, q)
-        if not type(thetas).__module__.startswith("autograd"):
-            P = xp.asarray(P, dtype=thetas.dtype)             # the state's precision and device
+        P = xp.asarray(tableau.dense.P_array, dtype=thetas.dtype)   # (s, q), state's precision
         powers = xp.stack([thetas ** (m + 1) for m in range(P.shape[1])], axis=1)  # (m, q)
         return powers @ P.T
     return xp.stack(hermite_weights(thetas), axis=1)
 
 
 def interpolate_one(tableau, theta, h, y0, y1, k, f1):
-    """The method's own interpolant if it has one, else cubic Hermite, at one θ."""
+    """The method's own interpolant if it has one, else cubic Hermite, at one θ (or one
+    θ_b per sample). ``k`` includes the extra stages where the method needs them."""
     if tableau.dense is not None:
-        return continuous_extension(float_P(tableau.dense), theta, h, y0, k)
+        return continuous_extension(tableau.dense, theta, h, y0, k)
     return hermite(theta, h, y0, k[0], y1, f1)
 
 
 def needs_extra_stages(tableau):
     """True when the continuous extension uses stages beyond the step's own."""
     return tableau.dense is not None and len(tableau.dense.A_extra) > 0
-
-
-_FLOAT_P = {}
-
-
-def float_P(dense):
-    """The interpolant's P matrix as a float64 array, shape (s, q) (converted once)."""
-    key = id(dense)
-    if key not in _FLOAT_P:
-        _FLOAT_P[key] = (dense, np.array([[float(p) for p in row] for row in dense.P]))
-    return _FLOAT_P[key][1]
-
-
-class DenseStep(NamedTuple):
-    """What an accepted step keeps for dense output.
-
-    ``t_next`` is the step's recorded end: the last one is exactly t[-1], which
-    ``t_n + h`` may miss by rounding.
-    """
-
-    t_n: float
-    t_next: float
-    h: float
-    y0: object
-    y1: object
-    k: list
-    f1: object
-
-
-class DenseSolution:
-    """The solution between the step points of an adaptive solve: ``sol.dense(tau)``.
-
-    Parameters
-    ----------
-    tableau : ButcherTableau
-    steps : list of DenseStep
-    direction : float
-    t0 : float
-        The initial time (the whole solved interval when ``steps`` is empty).
-    y0 : array
-        The initial state.
-    """
-
-    def __init__(self, tableau, steps, direction, t0, y0):
-        self.tableau, self.steps, self.direction = tableau, steps, direction
-        self.t_start, self.y0 = t0, y0
-        self.t_end = steps[-1].t_next if steps else t0
-
-    def __call__(self, tau):
-        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape).
-
-        Raises
-        ------
-        InputError
-            For times that are not finite real numbers, or lie outside the solved
-            interval (refnode never extrapolates).
-        """
-        try:
-            taus = np.asarray(tau)
-        except (TypeError, ValueError):
-            taus = np.asarray(None)
-        if taus.dtype.kind not in "fiu" or taus.ndim > 1:
-            raise InputError(f"tau must be a real time or a 1-D array of times; got {tau!r}.")
-        taus = np.atleast_1d(taus.astype(np.float64))
-        if not np.all(np.isfinite(taus)):
-            raise InputError(f"tau must be finite; got {tau!r}.")
-        out = [self._at(float(x)) for x in taus]
-        if not out:                                     # an empty list of times
-            return array_module(self.y0).zeros((0,) + tuple(self.y0.shape), dtype=self.y0.dtype)
-        return out[0] if np.ndim(tau) == 0 else array_module(*out).stack(out)
-
-    def _at(self, tau):
-        outside = ((tau - self.t_start) * self.direction < 0
-                   or (tau - self.t_end) * self.direction > 0)
-        if outside:
-            raise InputError(f"tau = {tau!r} lies outside the solved interval "
-                             f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
-        if not self.steps:
-            return self.y0 + 0 * self.y0                # a copy: t was the initial time alone
-        for step in self.steps:
-            if (tau - step.t_next) * self.direction <= 0:
-                theta = 1.0 if tau == step.t_next else (tau - step.t_n) / step.h
-                return interpolate(self.tableau, [theta], step.h, step.y0, step.y1, step.k,
-                                   step.f1)[0]
-        return self.steps[-1].y1
-
-
-class NoDenseSolution:
-    """``sol.dense`` of a solve that kept no steps: calling it says how to get one."""
-
-    def __call__(self, tau):
-        raise InputError("this solve kept no dense output: pass dense=True to refnode.solve "
-                         "(an adaptive method, batch='shared') to evaluate the solution between "
-                         "output times.")
-
-    def __bool__(self):
-        return False

@@ -27,7 +27,7 @@ samples in a step is masked (:func:`refnode.rk_step.select`).
 import numpy as np
 
 from .backend import array_module, to_float, to_numpy
-from .dense_output import extra_stages, float_P, hermite, hermite_weights, stage_weights
+from .dense_output import extra_stages, hermite_weights, interpolate_one, stage_weights
 from .params import tree_add, tree_zeros_like
 from .rk_step import combine, dot, is_per_sample, rk_step, scale, select, weighted_sum
 from .step_size import where
@@ -80,8 +80,9 @@ def replay(f, tableau, z0, theta, t, grid, keep_states=False):
         for i, in_step, at_end in grid.outputs_of_step(n, xp):
             value = y1
             if any_true(strictly_inside(in_step, at_end)):
-                value = select(at_end, y1, dense_value(f, tableau, theta, tau[n], h, y, y1, k,
-                                                       k1_next, per_step(t[i] - tau[n], h)))
+                k_all = extra_stages(f, tableau, tau[n], y, h, theta, k)
+                value = select(at_end, y1, interpolate_one(tableau, per_step(t[i] - tau[n], h),
+                                                           h, y, y1, k_all, k1_next))
             outputs[i] = select(in_step, value, outputs[i])
         y, k1 = y1, k1_next
         if keep_states:
@@ -105,15 +106,6 @@ def per_step(x, h):
     if not is_per_sample(h):
         return x / h
     return array_module(h).where(h == 0.0, 0.0, x / array_module(h).where(h == 0.0, 1.0, h))
-
-
-def dense_value(f, tableau, theta, t_n, h, y0, y1, k, f1, th):
-    """The interpolant at θ = ``th`` inside a step (traceable twin of dense_output)."""
-    if tableau.dense is None:
-        return hermite(th, h, y0, k[0], y1, f1)
-    k = extra_stages(f, tableau, t_n, y0, h, theta, k)
-    weights = stage_weights(float_P(tableau.dense).tolist(), th)
-    return combine(y0, h, list(zip(weights, k)))
 
 
 def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
@@ -177,7 +169,7 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
         th_bar = inner(z_bar, lincomb([(d00, y0), (d10 * h, k[0]), (d01, y1), (d11 * h, f1)], y0), h)
         h_bar = inner(z_bar, lincomb([(h10, k[0]), (h11, f1)], y0), h)
         return scale(h00, z_bar), scale(h01, z_bar), scale(h11 * h, z_bar), th_bar, h_bar, k_bar
-    P = float_P(tableau.dense).tolist()
+    P = tableau.dense.P_float
     weights = stage_weights(P, th)
     slopes = [sum((m + 1) * p * th ** m for m, p in enumerate(row)) for row in P]
     for i, (w, row) in enumerate(zip(weights, P)):

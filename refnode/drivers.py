@@ -22,13 +22,12 @@ Times and step sizes are host floats.
 import numpy as np
 
 from .backend import array_module, to_numpy
-from .dense_output import (DenseSolution, DenseStep, extra_stages, interpolate,
-                           needs_extra_stages)
+from .dense_output import extra_stages, interpolate, needs_extra_stages
 from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
                      StepSizeUnderflowError)
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
-from .solution import Solution, StepRecord
+from .solution import DenseSolution, DenseStep, Solution, StepRecord
 from .step_size import initial_step, scaled_error, step_factor
 
 #: Steps shorter than this many float64 spacings at the current t count as underflow

@@ -23,7 +23,7 @@ from autograd import make_vjp
 
 from .backend import array_module, to_numpy
 from .errors import InputError, RefnodeError, describe_call_error, shape_hint
-from .params import tree_leaves
+from .params import as_plain, like, tree_leaves
 
 
 class AutogradDynamics:
@@ -57,9 +57,10 @@ class AutogradDynamics:
             vjp_fn, dz = make_vjp(lambda args: self.f(args[0], args[1], None))((t, z))
             a_t, a_z = vjp_fn(a)
             return dz, a_z, None, a_t
-        vjp_fn, dz = make_vjp(lambda args: self.f(*args))((t, z, theta))
+        traced = lambda args: self.f(args[0], args[1], like(theta, args[2]))  # noqa: E731
+        vjp_fn, dz = make_vjp(traced)((t, z, as_plain(theta)))   # autograd: plain containers
         a_t, a_z, a_theta = vjp_fn(a)
-        return dz, a_z, a_theta, a_t
+        return dz, a_z, like(theta, a_theta), a_t
 
     def __repr__(self):
         return f"AutogradDynamics({self.__name__})"
@@ -128,3 +129,50 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
     if not bool(to_numpy(xp.all(finite))):                      # one host sync
         raise InputError(f"{name}.vjp returned non-finite values (NaN or inf) at t = "
                          f"{float(np.max(to_numpy(t)))!r}: check the hand-written VJP.")
+
+
+class CheckedDynamics:
+    """The user's f, with every value it returns checked against the state it was given.
+
+    Every evaluation of f — each stage of every step, in both batch modes, the dense
+    output's extra stages, the discrete gradient's replay and the adjoint's augmented
+    dynamics — goes through :meth:`__call__` or :meth:`value_and_vjp`, so an f that
+    returns another shape, another dtype or a list at some later time is refused there,
+    by name, instead of failing deep inside a step. The check compares two attributes
+    (cheap next to any f).
+    """
+
+    def __init__(self, f):
+        self.f = f
+        self.__name__ = getattr(f, "__name__", type(f).__name__)
+
+    def __call__(self, t, z, theta):
+        return self.checked(self.f(t, z, theta), t, z)
+
+    def vjp(self, t, z, theta, a):
+        return self.f.vjp(t, z, theta, a)
+
+    def value_and_vjp(self, t, z, theta, a):
+        dz, a_z, a_theta, a_t = value_and_vjp(self.f, t, z, theta, a)
+        return self.checked(dz, t, z), a_z, a_theta, a_t
+
+    @staticmethod
+    def checked(dz, t, z):
+        """``dz``, after checking it has the shape and dtype of ``z``."""
+        try:
+            if dz.shape == z.shape and dz.dtype == z.dtype:
+                return dz
+        except AttributeError:
+            pass
+        at = f"at t = {float(np.min(to_numpy(t)))!r}"
+        shape = getattr(dz, "shape", None)
+        if shape is None or tuple(shape) != tuple(z.shape):
+            got = type(dz).__name__ if shape is None else tuple(shape)
+            raise InputError(f"f(t, z, theta) returned shape {got} {at} for a state of shape "
+                             f"{tuple(z.shape)}: dz/dt must have the state's shape at every "
+                             "time (an array, not a list).")
+        raise InputError(f"f(t, z, theta) returned dtype {dz.dtype} {at} for a state of dtype "
+                         f"{z.dtype}: keep the dynamics in the state's precision at every time.")
+
+    def __repr__(self):
+        return f"CheckedDynamics({self.__name__})"

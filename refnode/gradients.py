@@ -33,9 +33,9 @@ from .dynamics import as_dynamics, check_vjp_output
 from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
 from .independent import SampleTimeDynamics, solve_interval
-from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_batch, check_problem, solve
-from .options import Adjoint, as_control, from_legacy_keywords
-from .params import tree_leaves
+from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_solve, solve_checked
+from .options import Adjoint
+from .params import as_plain, copy_tree, like, tree_leaves
 
 #: The gradient methods of :func:`odeint_vjp` by name (``Adjoint(...)`` is the fourth form).
 GRADIENTS = ("adjoint", "discrete", "autograd")
@@ -43,7 +43,7 @@ GRADIENTS = ("adjoint", "discrete", "autograd")
 
 def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL,
                gradient="adjoint", *, step_size=None, n_steps=None, control=None,
-               batch="shared", **legacy):
+               batch="shared"):
     """Solve dz/dt = f(t, z, theta) and return the states with their VJP.
 
     Parameters
@@ -56,15 +56,12 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
         reverse solve of the continuous adjoint; ``"adjoint"`` is ``Adjoint()``: the
         forward's method, tolerances and step limit. ``batch="independent"`` supports
         ``"discrete"`` and the adjoint.
-    **legacy
-        ``adjoint_method``, ``adjoint_rtol``, ``adjoint_atol``, ``seminorm``, ``reset``
-        (deprecated spellings of ``gradient=Adjoint(...)``) and ``first_step``,
-        ``max_steps``, ``min_step``, ``trace`` (of ``control=StepControl(...)``),
-        accepted with a DeprecationWarning for one release.
 
     Returns
     -------
     z : array, shape (N, *z0.shape)
+        A new array: the closure keeps its own copies of z, z0, t and theta, so writing
+        into ``z`` or into the inputs after the call does not change the gradient.
     vjp : callable
         ``vjp(dL_dz) -> (dz0, dtheta, dt)`` with ``dL_dz.shape == z.shape``;
         dz0 like z0, dtheta like theta (None if theta is None), dt of shape (N,).
@@ -81,34 +78,41 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DE
     worked example ``A = [[1, 0], [0, 0]]``, ``z0 = [0, 1]`` is in tutorial 05.
     """
     adjoint = as_gradient(gradient)
-    check_batch(batch)
-    control, adjoint = from_legacy_keywords(legacy, control, adjoint, where="odeint_vjp")
-    control = as_control(control)
-    f = as_dynamics(f)
-    tableau, t_checked, _, z0 = check_problem(f, z0, t, method, rtol, atol)
-    check_theta_differentiable(theta)
-    if len(t_checked) < 2:
+    problem = check_solve(as_dynamics(f), z0, t, theta, method, rtol, atol, step_size,
+                          n_steps, control, False, batch)
+    adjoint = check_gradient(problem, gradient, adjoint)
+    problem = problem._replace(theta=copy_tree(theta))   # the closure's own copy
+    sol = solve_checked(problem)
+    return sol.z, gradient_closure(problem, sol, gradient, adjoint)
+
+
+def check_gradient(problem, gradient, adjoint):
+    """What only a gradient needs, checked before the forward solve: the resolved Adjoint."""
+    check_theta_differentiable(problem.theta)
+    if len(problem.t) < 2:
         raise InputError("odeint_vjp needs at least two times (an initial and a final one).")
-    if batch == "independent" and gradient == "autograd":
+    if problem.batch == "independent" and gradient == "autograd":
         raise InputError("gradient='autograd' replays one shared step grid; with "
                          "batch='independent' use gradient='discrete' or 'adjoint'.")
+    if adjoint is None:
+        return None
+    p = problem
+    return check_adjoint(adjoint.resolved(p.tableau, p.rtol, p.atol, p.step_size, p.n_steps,
+                                          p.control.max_steps), adjoint, p.z0, p.batch)
+
+
+def gradient_closure(p, sol, gradient, adjoint):
+    """The VJP closure of a checked problem and its forward solution."""
+    f = SampleTimeDynamics(p.f, p.z0.dtype) if p.batch == "independent" else p.f
     if adjoint is not None:
-        adjoint = check_adjoint(adjoint.resolved(tableau, rtol, atol, step_size, n_steps,
-                                                 control.max_steps), z0, batch)
-    sol = solve(f, z0, t_checked, theta, method=method, rtol=rtol, atol=atol,
-                step_size=step_size, n_steps=n_steps, control=control, batch=batch)
-    per_sample = batch == "independent"
-    if per_sample:
-        f = SampleTimeDynamics(f, z0.dtype)
-    if adjoint is not None:
-        return sol.z, AdjointVJP(f, t_checked, sol, theta, adjoint, per_sample)
-    if step_size is not None or n_steps is not None:
-        grid = fixed_step_grid(fixed_grid(t_checked, step_size, n_steps))
+        return AdjointVJP(f, p.t, sol, p.theta, adjoint, p.batch == "independent")
+    if p.fixed:
+        grid = fixed_step_grid(fixed_grid(p.t, p.step_size, p.n_steps))
     else:
-        grid = adaptive_grid(t_checked, sol.grid)
+        grid = adaptive_grid(p.t, sol.grid)
     if gradient == "discrete":
-        return sol.z, DiscreteVJP(f, tableau, z0, t_checked, theta, grid, sol.stats)
-    return autograd_vjp(f, tableau, z0, t_checked, theta, grid, sol.stats)
+        return DiscreteVJP(f, p.tableau, p.z0, p.t, p.theta, grid, sol.stats)
+    return AutogradVJP(f, p.tableau, p.z0, p.t, p.theta, grid, sol.stats)
 
 
 def as_gradient(gradient):
@@ -121,18 +125,23 @@ def as_gradient(gradient):
     return Adjoint() if gradient == "adjoint" else None
 
 
-def check_adjoint(adjoint, z0, batch):
-    """The resolved adjoint settings, checked before the forward solve does any work."""
-    check_tolerances(adjoint.rtol, adjoint.atol, z0)
-    fixed = adjoint.step_size is not None or adjoint.n_steps is not None
-    if not fixed and not adjoint.method.adaptive:
-        raise InputError(f"the adjoint's method {adjoint.method.name!r} has no error estimate: "
+def check_adjoint(resolved, given, z0, batch):
+    """The resolved adjoint settings, checked before the forward solve does any work.
+
+    Tolerances the caller gave the Adjoint are checked against the state here; those
+    taken from the forward solve were checked with it.
+    """
+    if given.rtol is not None or given.atol is not None:
+        check_tolerances(resolved.rtol, resolved.atol, z0)
+    fixed = resolved.step_size is not None or resolved.n_steps is not None
+    if not fixed and not resolved.method.adaptive:
+        raise InputError(f"the adjoint's method {resolved.method.name!r} has no error estimate: "
                          "give the reverse solve a grid, Adjoint(step_size=...) or "
                          "Adjoint(n_steps=...), or use an adaptive method.")
     if fixed and batch == "independent":
         raise InputError("batch='independent' chooses reverse steps per sample: the adjoint "
                          "needs an adaptive method without step_size/n_steps.")
-    return adjoint
+    return resolved
 
 
 class _VJP:
@@ -187,7 +196,8 @@ class AdjointVJP(_VJP):
 
     def __init__(self, f, t, sol, theta, settings, per_sample=False):
         super().__init__(sol.z.shape, sol.z.dtype, sol.stats)
-        self.f, self.t, self.zs, self.theta, self.settings = f, t, sol.z, theta, settings
+        self.f, self.t, self.theta, self.settings = f, t, theta, settings
+        self.zs = copy_tree(sol.z)          # the caller gets sol.z and may write into it
         self.per_sample = per_sample
 
     def __call__(self, dL_dz):
@@ -218,31 +228,29 @@ class DiscreteVJP(_VJP):
         return self.finite(dz0, dtheta, dt)
 
 
-def autograd_vjp(f, tableau, z0, t, theta, grid, forward_stats):
-    """The oracle: autograd traces :func:`refnode.discrete_adjoint.replay`.
+class AutogradVJP(_VJP):
+    """vjp(dL_dz) by autograd tracing :func:`refnode.discrete_adjoint.replay` (the oracle).
 
     The traced times are float64, so the states are cast back to z0's dtype (a float32
     state stays float32, as in the other two gradients).
     """
-    dtype = z0.dtype
-    if theta is None:
-        fun = lambda args: replay(f, tableau, args[0], None, args[1], grid)[0].astype(dtype)
-        vjp_fn, z = make_vjp(fun)((z0, t))
-        pullback = lambda g: (lambda dz0, dt: (dz0, None, np.asarray(dt)))(*vjp_fn(g))
-    else:
-        fun = lambda args: replay(f, tableau, args[0], args[1], args[2], grid)[0].astype(dtype)
-        vjp_fn, z = make_vjp(fun)((z0, theta, t))
-        pullback = lambda g: (lambda dz0, dth, dt: (dz0, dth, np.asarray(dt)))(*vjp_fn(g))
-    vjp = AutogradVJP(z.shape, z0.dtype, forward_stats, pullback)
-    return z, vjp
 
+    def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
+        self.f, self.tableau, self.grid, self.dtype = f, tableau, grid, z0.dtype
+        self.t, self.theta, self.has_theta = t, theta, theta is not None
+        args = (z0, as_plain(theta), t) if self.has_theta else (z0, t)
+        self.pullback, self.zs = make_vjp(self.replayed)(args)
+        super().__init__(self.zs.shape, z0.dtype, forward_stats)
 
-class AutogradVJP(_VJP):
-    """vjp(dL_dz) by autograd through the replayed solver."""
-
-    def __init__(self, z_shape, z_dtype, forward_stats, pullback):
-        super().__init__(z_shape, z_dtype, forward_stats)
-        self.pullback = pullback
+    def replayed(self, args):
+        z0, theta, t = ((args[0], like(self.theta, args[1]), args[2]) if self.has_theta
+                        else (args[0], None, args[1]))
+        return replay(self.f, self.tableau, z0, theta, t, self.grid)[0].astype(self.dtype)
 
     def __call__(self, dL_dz):
-        return self.pullback(self.check(dL_dz))
+        g = self.check(dL_dz)
+        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, per_sample=False)
+        cotangents = self.pullback(g)
+        dz0, dtheta, dt = ((cotangents[0], like(self.theta, cotangents[1]), cotangents[2])
+                           if self.has_theta else (cotangents[0], None, cotangents[1]))
+        return self.finite(dz0, dtheta, np.asarray(dt))

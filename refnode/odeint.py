@@ -10,15 +10,18 @@ All three run the same step arithmetic (:mod:`refnode.rk_step`, :mod:`refnode.st
 :mod:`refnode.dense_output`); the method computes its own error ratio.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from .checks import check_state, check_times, check_tolerances, first_derivative
+from .checks import (CheckedNorm, check_positive_int, check_real, check_state,
+                     check_theta_tree, check_times, check_tolerances, first_derivative)
+from .dynamics import CheckedDynamics
 from .drivers import fixed_grid, solve_adaptive, solve_fixed
 from .errors import InputError
 from .independent import check_independent, solve_independent
 from .methods import ADAPTIVE_METHODS, get_method
-from .checks import check_positive_int, check_real
-from .options import StepControl, as_control, from_legacy_keywords
+from .options import StepControl, as_control
 from .step_size import rms_norm
 
 #: Default relative and absolute tolerances (as in the public API contract).
@@ -27,20 +30,22 @@ DEFAULT_RTOL, DEFAULT_ATOL = 1e-7, 1e-9
 BATCH_MODES = ("shared", "independent")
 
 
-def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, **options):
+def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
+           step_size=None, n_steps=None, control=None, dense=False, batch="shared"):
     """Solve dz/dt = f(t, z, theta) and return the states at the times ``t``.
 
-    Parameters are those of :func:`solve`.
+    Parameters are those of :func:`solve` (``dense`` is checked, and unused here).
 
     Returns
     -------
     z : array, shape (len(t), *z0.shape)
     """
-    return solve(f, z0, t, theta, method=method, rtol=rtol, atol=atol, **options).z
+    return solve(f, z0, t, theta, method=method, rtol=rtol, atol=atol, step_size=step_size,
+                 n_steps=n_steps, control=control, dense=dense, batch=batch).z
 
 
 def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
-          step_size=None, n_steps=None, control=None, dense=False, batch="shared", **legacy):
+          step_size=None, n_steps=None, control=None, dense=False, batch="shared"):
     """Solve the initial value problem dz/dt = f(t, z, theta), z(t[0]) = z0.
 
     Parameters
@@ -72,17 +77,16 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
         For a batch z0 of shape (B, ...): one step size for the whole batch ("shared",
         the default), or a step size, accept/reject and stats per sample
         ("independent", adaptive methods only). In the independent mode f receives
-        ``t`` of shape (B,), one time per row, and ``f.vjp`` returns ``a_t`` of shape
-        (B,); per-sample data in ``theta`` (leaves whose leading axis is B) stays aligned
-        with the rows: see :mod:`refnode.independent`.
-    **legacy
-        ``first_step``, ``max_steps``, ``min_step``, ``trace``: deprecated spellings of
-        ``control=StepControl(...)``, accepted with a DeprecationWarning for one release.
+        ``t`` of shape (B, 1, ..., 1), one time per row with as many axes as z, so
+        that ``t * z`` pairs row b with time b; ``f.vjp`` returns ``a_t`` of shape
+        (B,) (or of t's shape); per-sample data in ``theta`` (leaves whose leading axis
+        is B) stays aligned with the rows: see :mod:`refnode.independent`.
 
     Returns
     -------
     Solution
-        ``z`` of shape (N, *z0.shape), ``stats``, and the options' extras.
+        ``z`` of shape (N, *z0.shape), ``stats``, and the options' extras. ``Solution.t``
+        is a float64 copy of ``t``.
 
     Raises
     ------
@@ -91,23 +95,71 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     NonFiniteStateError, StepSizeUnderflowError, MaxStepsExceededError
         When the solve fails; the message names the time reached and what to try.
     """
-    control, _ = from_legacy_keywords(legacy, control, where="solve")
+    problem = check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control,
+                          dense, batch)
+    return solve_checked(problem)
+
+
+class Problem(NamedTuple):
+    """A solve's arguments after :func:`check_solve`: what :func:`solve_checked` runs."""
+
+    f: CheckedDynamics         # the caller's f, its every value checked
+    tableau: object
+    z0: object
+    t: object                  # float64 NumPy copy of the caller's times
+    direction: float
+    theta: object
+    rtol: object
+    atol: object
+    step_size: float
+    n_steps: int
+    control: StepControl
+    norm: object               # the error norm: control.norm checked, or the RMS norm
+    dense: bool
+    batch: str
+
+    @property
+    def fixed(self):
+        """True for a fixed-grid solve."""
+        return self.step_size is not None or self.n_steps is not None
+
+
+def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control, dense, batch):
+    """Every argument of :func:`solve` checked once, before any work: a :class:`Problem`."""
     control = as_control(control)
-    tableau, t, direction, z0 = check_problem(f, z0, t, method, rtol, atol)
-    fixed = check_grid(tableau, t, step_size, n_steps, control)
+    check_batch(batch)
+    if not callable(f):
+        raise InputError(f"f must be callable as f(t, z, theta); got {type(f).__name__}.")
+    f = CheckedDynamics(f)
+    tableau = get_method(method)
+    check_theta_tree(theta)
+    t, direction = check_times(t)
+    z0 = check_state(z0)
+    check_tolerances(rtol, atol, z0)
+    step_size, n_steps = check_grid(tableau, t, step_size, n_steps, control)
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
-    check_batch(batch)
-    if batch == "independent":
-        check_independent(z0, fixed, control.trace, dense)
-        norm = control.norm or rms_norm(rtol, atol, per_sample=True)
-        return solve_independent(f, tableau, z0, t, direction, theta, norm, control)
-    k1 = first_derivative(f, float(t[0]), z0, theta)   # times reach f as Python floats, which
-                                                       # never promote float32 (NumPy's NEP 50)
-    if fixed:
-        return solve_fixed(f, tableau, z0, t, theta, k1, step_size, n_steps, control.trace)
-    return solve_adaptive(f, tableau, z0, t, direction, theta, k1,
-                          control.norm or rms_norm(rtol, atol), control, dense=dense)
+    per_sample = batch == "independent"
+    if per_sample:
+        check_independent(z0, step_size is not None or n_steps is not None, control.trace,
+                          dense)
+    norm = (CheckedNorm(control.norm, per_sample) if control.norm is not None
+            else rms_norm(rtol, atol, per_sample=per_sample))
+    return Problem(f, tableau, z0, t, direction, theta, rtol, atol, step_size, n_steps,
+                   control, norm, bool(dense), batch)
+
+
+def solve_checked(p):
+    """Run the driver for a checked :class:`Problem` (no checks here: see check_solve)."""
+    if p.batch == "independent":
+        return solve_independent(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, p.norm,
+                                 p.control)
+    k1 = first_derivative(p.f, float(p.t[0]), p.z0, p.theta)  # times reach f as Python
+    if p.fixed:                                               # floats (NumPy's NEP 50)
+        return solve_fixed(p.f, p.tableau, p.z0, p.t, p.theta, k1, p.step_size, p.n_steps,
+                           p.control.trace)
+    return solve_adaptive(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, k1,
+                          p.norm, p.control, dense=p.dense)
 
 
 def check_batch(batch):
@@ -115,19 +167,8 @@ def check_batch(batch):
         raise InputError(f"batch must be 'shared' or 'independent'; got {batch!r}.")
 
 
-def check_problem(f, z0, t, method, rtol, atol):
-    """(tableau, t, direction, z0), every one checked before any work."""
-    if not callable(f):
-        raise InputError(f"f must be callable as f(t, z, theta); got {type(f).__name__}.")
-    tableau = get_method(method)
-    t, direction = check_times(t)
-    z0 = check_state(z0)
-    check_tolerances(rtol, atol, z0)
-    return tableau, t, direction, z0
-
-
 def check_grid(tableau, t, step_size, n_steps, control):
-    """Whether the solve runs on a fixed grid; its arguments checked, its size capped.
+    """(step_size, n_steps) checked (both None: adaptive); the grid's size capped.
 
     Raises
     ------
@@ -152,7 +193,7 @@ def check_grid(tableau, t, step_size, n_steps, control):
             raise InputError(f"the fixed grid needs {total} steps, more than max_steps = "
                              f"{control.max_steps}: use a larger step_size (or fewer n_steps), "
                              "or raise the cap with control=StepControl(max_steps=...).")
-    return fixed
+    return step_size, n_steps
 
 
 __all__ = ["odeint", "solve", "StepControl", "DEFAULT_RTOL", "DEFAULT_ATOL"]

@@ -8,14 +8,8 @@ names it:
 * :class:`StepControl` — limits of the step-size controller and its diagnostic trace;
 * :class:`Adjoint` — the continuous adjoint's reverse solve, passed as
   ``gradient=Adjoint(...)`` (``gradient="adjoint"`` is ``Adjoint()``).
-
-The flat keywords of earlier releases (``first_step=``, ``max_steps=``, ``min_step=``,
-``trace=``; ``adjoint_method=``, ``adjoint_rtol=``, ``adjoint_atol=``, ``seminorm=``,
-``reset=``) still work for one release, with a :class:`DeprecationWarning`
-(:func:`from_legacy_keywords`).
 """
 
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -132,50 +126,6 @@ class Adjoint:
             max_steps=max_steps if self.max_steps is None else self.max_steps)
 
 
-#: Flat keywords of earlier releases -> (object, field).
-LEGACY_KEYWORDS = {
-    "first_step": ("control", "first_step"), "max_steps": ("control", "max_steps"),
-    "min_step": ("control", "min_step"), "trace": ("control", "trace"),
-    "adjoint_method": ("adjoint", "method"), "adjoint_rtol": ("adjoint", "rtol"),
-    "adjoint_atol": ("adjoint", "atol"), "seminorm": ("adjoint", "seminorm"),
-    "reset": ("adjoint", "reset"),
-}
-
-
-def from_legacy_keywords(legacy, control, adjoint=None, where="solve"):
-    """Fold the deprecated flat keywords into ``(control, adjoint)``, with a warning.
-
-    Raises
-    ------
-    InputError
-        For a keyword that is not a known legacy one (a typo must not pass silently),
-        or for an adjoint keyword where no adjoint is solved.
-    """
-    if not legacy:
-        return control, adjoint
-    unknown = sorted(set(legacy) - set(LEGACY_KEYWORDS))
-    if unknown:
-        raise InputError(f"{where}() got unexpected keyword argument(s) {', '.join(unknown)}.")
-    control_kw = {k: v for k, v in legacy.items() if LEGACY_KEYWORDS[k][0] == "control"}
-    adjoint_kw = {LEGACY_KEYWORDS[k][1]: v for k, v in legacy.items()
-                  if LEGACY_KEYWORDS[k][0] == "adjoint"}
-    if adjoint_kw and adjoint is None:
-        raise InputError(f"{', '.join(sorted(set(legacy) & set(LEGACY_KEYWORDS)))}: adjoint "
-                         "settings apply only to gradient='adjoint' (or gradient=Adjoint(...)).")
-    hint = []
-    if control_kw:
-        hint.append(f"control=StepControl({', '.join(f'{k}=...' for k in control_kw)})")
-    if adjoint_kw:
-        hint.append(f"gradient=Adjoint({', '.join(f'{k}=...' for k in adjoint_kw)})")
-    warnings.warn(f"{where}(): the keyword(s) {', '.join(legacy)} are deprecated and will be "
-                  f"removed in the next release; pass {' and '.join(hint)}.",
-                  DeprecationWarning, stacklevel=3)
-    control = replace(control or StepControl(), **control_kw)
-    if adjoint_kw:
-        adjoint = replace(adjoint, **adjoint_kw)
-    return control, adjoint
-
-
 def as_control(control):
     """``control`` checked: None means the defaults (one shared immutable instance)."""
     if control is None:
@@ -183,9 +133,6 @@ def as_control(control):
     if not isinstance(control, StepControl):
         raise InputError(f"control must be a refnode.StepControl; got {type(control).__name__}.")
     return control
-
-
-
 
 
 #: The defaults, built (and checked) once.

@@ -154,7 +154,7 @@ def check_declared_orders(tableau):
                          "h sum_i (b_i - b_hat_i) k_i is always zero and every step would be "
                          "accepted; give the embedded weights of the lower-order solution")
     numbers = [x for row in tableau.A for x in row]
-    all_weights = [w for w in (tableau.b, tableau.b_hat, tableau.b_hat3) if w is not None]
+    all_weights = [w for _, w, _ in tableau.weights()]
     exact = is_exact(*numbers, *(x for w in all_weights for x in w))
     if exact:   # integers over one common denominator D
         D = math.lcm(*(Fraction(x).denominator for x in numbers + list(tableau.b)))
@@ -164,11 +164,8 @@ def check_declared_orders(tableau):
     else:
         D, number = None, float
     A, cache = [[number(x) for x in row] for row in tableau.A], {}
-    for label, weights, order in (("b", tableau.b, tableau.order),
-                                  ("b_hat", tableau.b_hat, tableau.error_order),
-                                  ("b_hat3", tableau.b_hat3, 3)):
-        if weights is not None:
-            check_weights(name, label, A, [number(x) for x in weights], order, D, cache)
+    for label, weights, order in tableau.weights():
+        check_weights(name, label, A, [number(x) for x in weights], order, D, cache)
 
 
 def _equal(x, y):

@@ -56,9 +56,22 @@ def tree_vdot(x, y):
     return sum(array_module(a).sum(a * b) for a, b in zip(tree_leaves(x), tree_leaves(y)))
 
 
-def tree_size(tree):
-    """Total number of scalars in ``tree``."""
-    return int(sum(np.size(leaf) for leaf in tree_leaves(tree)))
+def copy_tree(tree):
+    """A copy of every array leaf (Python numbers are immutable and kept).
+
+    What a gradient closure keeps must not change when the caller later writes into the
+    arrays it passed.
+    """
+    return tree_map(copy_leaf, tree)
+
+
+def copy_leaf(x):
+    """A new array equal to ``x`` (any backend); ``x`` itself if it is not an array."""
+    if not hasattr(x, "shape") or type(x).__module__.startswith("autograd"):
+        return x                        # a number, or a traced value (never written into)
+    if hasattr(x, "copy"):
+        return x.copy()
+    return array_module(x).asarray(x, copy=True)
 
 
 def flatten(tree):
@@ -85,3 +98,18 @@ def flatten(tree):
         return tree_map(lambda _: next(it), tree)
 
     return vector, unflatten
+
+
+def as_plain(tree):
+    """``tree`` with every tuple or list subclass (a NamedTuple) as a plain tuple or list,
+    and every dict subclass as a dict: the containers autograd differentiates."""
+    if isinstance(tree, dict):
+        return {k: as_plain(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return (list if isinstance(tree, list) else tuple)(as_plain(x) for x in tree)
+    return tree
+
+
+def like(template, tree):
+    """The leaves of ``tree`` in the containers of ``template`` (undoes :func:`as_plain`)."""
+    return tree_map(lambda _, leaf: leaf, template, tree)

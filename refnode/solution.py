@@ -1,8 +1,14 @@
-"""The result of a solve: states at the requested times, statistics, an optional trace."""
+"""The result of a solve: states at the requested times, statistics, an optional trace,
+and the dense solution between the step points (``Solution.dense``)."""
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from .dense_output import NoDenseSolution
+import numpy as np
+
+from .backend import array_module
+from .dense_output import interpolate
+from .errors import InputError
 
 
 @dataclass
@@ -69,3 +75,89 @@ class Solution:
     def nfe(self):
         """Number of evaluations of f."""
         return self.stats["nfe"]
+
+
+class DenseStep(NamedTuple):
+    """What an accepted step keeps for dense output.
+
+    ``t_next`` is the step's recorded end: the last one is exactly t[-1], which
+    ``t_n + h`` may miss by rounding.
+    """
+
+    t_n: float
+    t_next: float
+    h: float
+    y0: object
+    y1: object
+    k: list
+    f1: object
+
+
+class DenseSolution:
+    """The solution between the step points of an adaptive solve: ``sol.dense(tau)``.
+
+    Parameters
+    ----------
+    tableau : ButcherTableau
+    steps : list of DenseStep
+    direction : float
+    t0 : float
+        The initial time (the whole solved interval when ``steps`` is empty).
+    y0 : array
+        The initial state.
+    """
+
+    def __init__(self, tableau, steps, direction, t0, y0):
+        self.tableau, self.steps, self.direction = tableau, steps, direction
+        self.t_start, self.y0 = t0, y0
+        self.t_end = steps[-1].t_next if steps else t0
+
+    def __call__(self, tau):
+        """The interpolated state at the time(s) ``tau``: shape (*z0.shape) or (M, *z0.shape).
+
+        Raises
+        ------
+        InputError
+            For times that are not finite real numbers, or lie outside the solved
+            interval (refnode never extrapolates).
+        """
+        try:
+            taus = np.asarray(tau)
+        except (TypeError, ValueError):
+            taus = np.asarray(None)
+        if taus.dtype.kind not in "fiu" or taus.ndim > 1:
+            raise InputError(f"tau must be a real time or a 1-D array of times; got {tau!r}.")
+        taus = np.atleast_1d(taus.astype(np.float64))
+        if not np.all(np.isfinite(taus)):
+            raise InputError(f"tau must be finite; got {tau!r}.")
+        out = [self._at(float(x)) for x in taus]
+        if not out:                                     # an empty list of times
+            return array_module(self.y0).zeros((0,) + tuple(self.y0.shape), dtype=self.y0.dtype)
+        return out[0] if np.ndim(tau) == 0 else array_module(*out).stack(out)
+
+    def _at(self, tau):
+        outside = ((tau - self.t_start) * self.direction < 0
+                   or (tau - self.t_end) * self.direction > 0)
+        if outside:
+            raise InputError(f"tau = {tau!r} lies outside the solved interval "
+                             f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
+        if not self.steps:
+            return self.y0 + 0 * self.y0                # a copy: t was the initial time alone
+        for step in self.steps:
+            if (tau - step.t_next) * self.direction <= 0:
+                theta = 1.0 if tau == step.t_next else (tau - step.t_n) / step.h
+                return interpolate(self.tableau, [theta], step.h, step.y0, step.y1, step.k,
+                                   step.f1)[0]
+        return self.steps[-1].y1
+
+
+class NoDenseSolution:
+    """``sol.dense`` of a solve that kept no steps: calling it says how to get one."""
+
+    def __call__(self, tau):
+        raise InputError("this solve kept no dense output: pass dense=True to refnode.solve "
+                         "(an adaptive method, batch='shared') to evaluate the solution between "
+                         "output times.")
+
+    def __bool__(self):
+        return False

@@ -47,7 +47,8 @@ class DenseOutput:
     Attributes
     ----------
     P : tuple of tuples, shape (s + s_extra, q)
-        Polynomial coefficients; P_i(1) must equal b_i.
+        Polynomial coefficients; P_i(1) must equal b_i. ``P_float`` (tuples) and
+        ``P_array`` (float64, shape (s + s_extra, q)) are their float copies.
     order : int
         Order of the interpolant.
     A_extra, c_extra : tuples
@@ -58,6 +59,14 @@ class DenseOutput:
     order: int
     A_extra: tuple = ()
     c_extra: tuple = ()
+    # Float copies for the solver, filled in __post_init__.
+    P_float: tuple = field(init=False, repr=False, compare=False)
+    P_array: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        P_float = tuple(tuple(float(p) for p in row) for row in self.P)
+        object.__setattr__(self, "P_float", P_float)
+        object.__setattr__(self, "P_array", np.array(P_float, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,10 @@ class ButcherTableau:
         Where a reader can check the coefficients.
     dense : DenseOutput, optional
         The method's own interpolant; Hermite interpolation is used otherwise.
-    b_hat3 : sequence, shape (s,), optional
-        A second embedded solution of order 3 (dop853 only); its error weights are
-        ``e3_float``. The method combines the two estimates in its own
-        :meth:`error_ratio` (see ``refnode.methods.dop853``); drivers only call that.
+
+    A method with a further estimate (dop853's third-order one) subclasses this, adds
+    its weights to :meth:`weights` (checked like ``b`` and ``b_hat``) and combines the
+    estimates in its own :meth:`error_ratio`; drivers only call that.
     """
 
     name: str
@@ -100,13 +109,11 @@ class ButcherTableau:
     error_order: int = None
     reference: str = ""
     dense: DenseOutput = None
-    b_hat3: tuple = None
     # Float copies for the solver, filled in __post_init__.
     a_rows: tuple = field(init=False, repr=False, compare=False)
     b_float: tuple = field(init=False, repr=False, compare=False)
     c_float: tuple = field(init=False, repr=False, compare=False)
     e_float: tuple = field(init=False, repr=False, compare=False)
-    e3_float: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         s = len(self.b)
@@ -121,13 +128,13 @@ class ButcherTableau:
         object.__setattr__(self, "b_float", tuple(float(x) for x in self.b))
         object.__setattr__(self, "c_float", tuple(float(x) for x in self.c))
         object.__setattr__(self, "e_float", _error_weights(self.b, self.b_hat))
-        object.__setattr__(self, "e3_float", _error_weights(self.b, self.b_hat3))
 
     # -- validation -------------------------------------------------------------------
     def _validate(self, s):
         def fail(msg):
             raise InputError(f"tableau {self.name!r}: {msg}")
 
+        self._validate_numbers(fail)
         if len(self.A) != s or len(self.c) != s:
             fail(f"A has {len(self.A)} rows and c has {len(self.c)} entries; b has {s}")
         for i, row in enumerate(self.A):
@@ -138,20 +145,30 @@ class ButcherTableau:
             if not _close_sum(row, self.c[i]):
                 fail(f"c[{i}] = {self.c[i]} but row {i} of A sums to {sum(row)}; "
                      "each node must be the row sum c_i = sum_j a_ij")
-        for label, weights in (("b", self.b), ("b_hat", self.b_hat), ("b_hat3", self.b_hat3)):
-            if weights is None:
-                continue
+        for label, weights, _ in self.weights():
             if len(weights) != s:
                 fail(f"{label} has {len(weights)} entries, expected {s}")
             if not _close_sum(weights, 1):
                 fail(f"the weights {label} sum to {sum(weights)}, not 1 (order 1 fails)")
         if self.b_hat is not None and self.error_order is None:
             fail("an embedded pair must declare error_order")
-        if self.b_hat3 is not None and self.b_hat is None:
-            fail("b_hat3 is a second embedded solution; give b_hat as well")
         if self.dense is not None:
             self._validate_dense(s, fail)
         check_declared_orders(self)  # order conditions up to min(order, 5), b_hat != b
+
+    def _validate_numbers(self, fail):
+        """Every coefficient is a real number (int, Fraction, float), not text or a bool."""
+        dense = self.dense or DenseOutput(P=(), order=0)
+        for label, values in (("A", [x for row in self.A for x in row]), ("b", self.b),
+                              ("c", self.c), ("b_hat", self.b_hat or ()),
+                              ("dense.P", [x for row in dense.P for x in row]),
+                              ("dense.A_extra", [x for row in dense.A_extra for x in row]),
+                              ("dense.c_extra", dense.c_extra)):
+            for x in values:
+                if isinstance(x, (bool, np.bool_)) or not isinstance(
+                        x, (int, float, Fraction, np.integer, np.floating)):
+                    fail(f"{label} holds {x!r} ({type(x).__name__}); coefficients must be "
+                         "real numbers: ints, fractions.Fraction or floats")
 
     def _validate_dense(self, s, fail):
         dense = self.dense
@@ -174,6 +191,12 @@ class ButcherTableau:
             if not _close_sum(dense.P[i], bi):
                 fail(f"dense output P_{i}(1) = {sum(dense.P[i])} differs from b_{i} = {bi}: "
                      "the interpolant must reproduce y_1 at theta = 1")
+
+    def weights(self):
+        """[(label, weights, declared order)] of every solution the table defines: ``b``,
+        and ``b_hat`` for an embedded pair (the order conditions check each)."""
+        embedded = [("b_hat", self.b_hat, self.error_order)] if self.b_hat is not None else []
+        return [("b", self.b, self.order)] + embedded
 
     # -- derived properties -------------------------------------------------------------
     @property

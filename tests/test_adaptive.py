@@ -154,7 +154,8 @@ def test_reverse_time(method):
     z1 = CHIRP.exact(CHIRP.t1, CHIRP.z0, CHIRP.t0)
     t = np.linspace(CHIRP.t1, CHIRP.t0, 7)
     tol = 1e-6
-    sol = rn.solve(CHIRP.f, z1, t, method=method, rtol=tol, atol=tol, trace=True)
+    sol = rn.solve(CHIRP.f, z1, t, method=method, rtol=tol, atol=tol,
+                   control=rn.StepControl(trace=True))
     exact = CHIRP.exact(t[:, None], z1, CHIRP.t1)
     assert np.max(np.abs(sol.z - exact)) <= GLOBAL_ERROR_FACTOR * tol ** tolerance_exponent(METHODS[method])
     assert all(r.h < 0 for r in sol.trace)
@@ -166,7 +167,7 @@ def test_reverse_time(method):
 def test_trace_records_every_attempted_step(method):
     # A first step far too long forces rejections.
     sol = rn.solve(spiral_f, SPIRAL_Z0, [0.0, 10.0], method=method, rtol=1e-5, atol=1e-5,
-                   first_step=0.5, trace=True)
+                   control=rn.StepControl(first_step=0.5, trace=True))
     trace, stats = sol.trace, sol.stats
     assert len(trace) == stats["n_steps"] == stats["n_accepted"] + stats["n_rejected"]
     accepted = [r for r in trace if r.accepted]
@@ -190,7 +191,8 @@ def test_nfe_is_the_count_of_stages(method, first_step):
     t = np.linspace(0.0, 10.0, 40)
     calls = []
     counting_f = lambda t_, z, theta: calls.append(t_) or spiral_f(t_, z)
-    sol = rn.solve(counting_f, SPIRAL_Z0, t, method=method, rtol=1e-5, atol=1e-5, first_step=first_step)
+    sol = rn.solve(counting_f, SPIRAL_Z0, t, method=method, rtol=1e-5, atol=1e-5,
+                   control=rn.StepControl(first_step=first_step))
     stats = sol.stats
     grid = np.array(sol.grid)
     steps_with_inner_output = sum(np.any((t > a) & (t < b)) for a, b in zip(grid[:-1], grid[1:]))
@@ -201,7 +203,8 @@ def test_nfe_is_the_count_of_stages(method, first_step):
 
 
 def test_first_step_is_used():
-    sol = rn.solve(GAUSSIAN.f, GAUSSIAN.z0, [0.0, 2.0], first_step=1e-3, trace=True)
+    sol = rn.solve(GAUSSIAN.f, GAUSSIAN.z0, [0.0, 2.0],
+                   control=rn.StepControl(first_step=1e-3, trace=True))
     assert sol.trace[0].h == 1e-3
 
 

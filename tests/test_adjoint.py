@@ -127,13 +127,13 @@ def test_fixed_step_adjoint_of_a_batch_is_the_sum_over_samples():
 
 # ---------------------------------------------------------------------------- options
 
-@pytest.mark.parametrize("variant", [dict(adjoint_method="dop853"),
-                                     dict(adjoint_rtol=1e-11, adjoint_atol=1e-13),
+@pytest.mark.parametrize("variant", [dict(method="dop853"), dict(rtol=1e-11, atol=1e-13),
                                      dict(seminorm=True), dict(reset=False)])
 def test_adjoint_options_keep_the_gradient(variant):
     f, theta, rng = small_mlp(3)
     z0, t = rng.standard_normal(2), np.array([0.0, 0.3, 0.9, 1.5])
-    z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-9, atol=1e-11, **variant)
+    z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-9, atol=1e-11,
+                           gradient=rn.Adjoint(**variant))
     _, exact = rn.odeint_vjp(f, z0, t, theta, method="dop853", gradient="discrete",
                              rtol=1e-13, atol=1e-15)
     g = rng.standard_normal(z.shape)
@@ -149,7 +149,8 @@ def test_seminorm_takes_fewer_steps_with_many_parameters():
     z0, t = rng.standard_normal((16, 4)), np.array([0.0, 2.0])
     nfe = {}
     for seminorm in (False, True):
-        z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-6, atol=1e-8, seminorm=seminorm)
+        z, vjp = rn.odeint_vjp(f, z0, t, theta, rtol=1e-6, atol=1e-8,
+                               gradient=rn.Adjoint(seminorm=seminorm))
         vjp(np.ones_like(z))
         nfe[seminorm] = vjp.backward_stats["nfe"]
     assert nfe[True] <= nfe[False], nfe

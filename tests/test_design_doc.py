@@ -220,3 +220,75 @@ def test_no_file_cites_a_design_document_outside_the_repository():
         if UPPER_NAME in content or (not in_docs and DOC_NAME in content.lower()):
             offenders.append(str(file.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+# --------------------------------------------------------------- the layer table
+
+PACKAGE = ROOT / "refnode"
+
+
+def unit_of(module):
+    """The table's name for a module: ``x.py`` at the top, ``pkg/`` for a subpackage."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return None                                   # the package's __init__: left out
+    if len(parts) > 1 or (PACKAGE / parts[0]).is_dir():
+        return parts[0] + "/"
+    return parts[0] + ".py"
+
+
+def import_units():
+    """{unit: set of units it imports at module level}, from the code's own imports (ast)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if parts[-1] == "__init__" else name.rpartition(".")[0]
+        unit = unit_of(name)
+        if unit is None:
+            continue
+        deps = graph.setdefault(unit, set())
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = (package.split(".")[:len(package.split(".")) - node.level + 1]
+                        if node.level else [])
+                target = ".".join(base + ([node.module] if node.module else []))
+                targets = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                if target.startswith("refnode."):
+                    dep = unit_of(target)
+                    if dep and dep != unit and ((PACKAGE / dep).exists()):
+                        deps.add(dep)
+    return graph
+
+
+def stated_layers():
+    """{unit: layer} from the table "Who imports whom"."""
+    stated = {}
+    for row in table_rows(section("Who imports whom")):
+        for unit in row[1].split(","):
+            stated[unit.strip(" `")] = int(row[0])
+    return stated
+
+
+def test_layer_table_matches_the_imports():
+    """Each unit sits one layer above the highest layer it imports from: the table and the
+    code's imports must say the same, so the document cannot drift."""
+    graph, stated = import_units(), stated_layers()
+    unknown = sorted(set(stated) - set(graph))
+    assert not unknown, f"the layer table names {unknown}, which are not modules of refnode/"
+    problems = []
+    for unit in sorted(graph):
+        below = [stated[d] for d in graph[unit] if d in stated]
+        derived = 1 + max(below, default=-1)
+        imports = ", ".join(sorted(graph[unit])) or "nothing"
+        if unit not in stated:
+            problems.append(f"refnode/{unit} is in no row: add `{unit}` to the row of layer "
+                            f"{derived} (it imports {imports})")
+        elif stated[unit] != derived:
+            problems.append(f"refnode/{unit} is in the row of layer {stated[unit]} but imports "
+                            f"{imports}: move `{unit}` to the row of layer {derived}")
+    assert not problems, "docs/design.md, Who imports whom:\n" + "\n".join(problems)

@@ -82,14 +82,15 @@ def test_linear_dynamics_vjp():
 
 # ------------------------------------------------------- every gradient vs the closed form
 
-@pytest.mark.parametrize("variant", [dict(), dict(seminorm=True), dict(reset=False),
+@pytest.mark.parametrize("variant", [dict(), dict(gradient=rn.Adjoint(seminorm=True)),
+                                     dict(gradient=rn.Adjoint(reset=False)),
                                      dict(method="dop853"), dict(method="tsit5")],
                          ids=["default", "seminorm", "no-reset", "dop853", "tsit5"])
 @pytest.mark.parametrize("batch", [(), (4,)], ids=["D", "BxD"])
 @pytest.mark.parametrize("decreasing", [False, True], ids=["forward", "backward"])
 def test_adjoint_reaches_the_exact_gradient(variant, batch, decreasing):
     A, z0, t, g = linear_problem(2, batch, decreasing=decreasing)
-    z, vjp = rn.odeint_vjp(LinearDynamics(), z0, t, A, gradient="adjoint", **TIGHT, **variant)
+    z, vjp = rn.odeint_vjp(LinearDynamics(), z0, t, A, **TIGHT, **variant)
     np.testing.assert_allclose(z, linear_solution(A, z0, t), rtol=1e-8, atol=1e-10)
     for name, got, exact in zip(("dz0", "dA", "dt"), vjp(g), exact_gradients(A, z0, t, g)):
         assert relative_error(got, exact) < EXACT_AGREEMENT, (name, relative_error(got, exact))
@@ -111,7 +112,7 @@ def test_adjoint_error_falls_with_the_tolerance(seminorm):
     errors = []
     for rtol in (1e-3, 1e-5, 1e-7, 1e-9):
         _, vjp = rn.odeint_vjp(LinearDynamics(), z0, t, A, rtol=rtol, atol=rtol * 1e-2,
-                               seminorm=seminorm)
+                               gradient=rn.Adjoint(seminorm=seminorm))
         errors.append(relative_error(vjp(g), exact))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all(ratios > 10.0), (errors, ratios)

@@ -60,7 +60,6 @@ def check_rule(entry, argument, call):
     """Run ``call``: a RefnodeError or a finite result pass; anything else fails the test."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("error")                 # a ComplexWarning is a silent cut
             result = call()
     except RefnodeError as err:

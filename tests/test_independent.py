@@ -157,7 +157,7 @@ def test_adjoint_gradient_equals_per_sample_adjoints():
     f, theta, z0 = problem(batch=3, time_dependent=True)
     t = np.array([0.0, 0.6, 1.0])
     g = np.random.default_rng(6).normal(size=(len(t),) + z0.shape)
-    options = dict(rtol=1e-7, atol=1e-7, gradient="adjoint", seminorm=True)
+    options = dict(rtol=1e-7, atol=1e-7, gradient=rn.Adjoint(seminorm=True))
     _, vjp = rn.odeint_vjp(f, z0, t, theta, batch="independent", **options)
     got = vjp(g)
     assert_gradients_close(got, single_gradients(f, theta, z0, t, g, **options), 1e-9, 1e-9)
@@ -178,7 +178,8 @@ def test_adjoint_gradient_within_tolerance_of_discrete():
 
 def test_invalid_uses_are_refused_before_work():
     f, theta, z0 = problem(batch=2)
-    for options in (dict(method="rk4", n_steps=4), dict(trace=True), dict(dense=True),
+    for options in (dict(method="rk4", n_steps=4), dict(control=rn.StepControl(trace=True)),
+                    dict(dense=True),
                     dict(batch="per-sample")):
         options.setdefault("batch", "independent")
         with pytest.raises(InputError):
@@ -192,5 +193,5 @@ def test_invalid_uses_are_refused_before_work():
 def test_max_steps_names_the_sample():
     f, theta, z0 = problem(batch=3, hard=1)
     with pytest.raises(MaxStepsExceededError, match="sample 1"):
-        rn.solve(f, z0, [0.0, 5.0], theta, rtol=1e-10, atol=1e-10, max_steps=60,
+        rn.solve(f, z0, [0.0, 5.0], theta, rtol=1e-10, atol=1e-10, control=rn.StepControl(max_steps=60),
                  batch="independent")

@@ -58,7 +58,7 @@ BAD_INPUTS = [
     (dict(step_size=np.inf), ["step_size must be a positive number"]),
     (dict(n_steps=0), ["n_steps must be a positive integer"]),
     (dict(n_steps=2.5), ["n_steps must be a positive integer"]),
-    (dict(max_steps=0), ["max_steps must be a positive integer"]),
+    (dict(control={"max_steps": 100}), ["control must be a refnode.StepControl"]),
 ]
 
 
@@ -122,13 +122,13 @@ def test_step_size_underflow_at_a_blow_up():
 
 def test_min_step_raises_underflow_early():
     with pytest.raises(StepSizeUnderflowError) as info:
-        rn.solve(BLOWUP.f, BLOWUP.z0, [0.0, 2.0], min_step=1e-4)
+        rn.solve(BLOWUP.f, BLOWUP.z0, [0.0, 2.0], control=rn.StepControl(min_step=1e-4))
     assert 0.99 < info.value.t < 1.0
 
 
 def test_max_steps_exceeded_names_last_t_and_h():
     with pytest.raises(MaxStepsExceededError) as info:
-        rn.solve(spiral_f, SPIRAL_Z0, [0.0, 25.0], max_steps=20)
+        rn.solve(spiral_f, SPIRAL_Z0, [0.0, 25.0], control=rn.StepControl(max_steps=20))
     message, t_reached = str(info.value), info.value.t
     assert 0.0 < t_reached < 25.0
     assert f"max_steps = 20 attempted steps at t = {t_reached!r} with step size h = " in message
@@ -149,7 +149,7 @@ def test_non_finite_dynamics_in_an_adaptive_solve():
     """f is NaN away from t0: every trial step fails, shrinking h, until the solve gives up."""
     f = lambda t, z, theta: -z if t == 0.0 else z * np.nan
     with np.errstate(invalid="ignore"), pytest.raises(NonFiniteStateError) as info:
-        rn.solve(f, GAUSSIAN.z0, [0.0, 1.0], first_step=0.1)
+        rn.solve(f, GAUSSIAN.z0, [0.0, 1.0], control=rn.StepControl(first_step=0.1))
     assert info.value.t == 0.0
     assert "non-finite (NaN or inf) at every trial step from t = 0.0" in str(info.value)
 

@@ -8,15 +8,14 @@ Claims checked here:
 * a closure of fixed batch size that cannot follow the rows gets an InputError saying
   what to do;
 * a user error norm has one signature for every method, dop853 included;
-* ``Adjoint(max_steps=...)`` reaches the reverse solve; flat adjoint keywords still work
-  with a DeprecationWarning; ``solve`` and ``odeint_vjp`` take at most 12 parameters;
+* ``Adjoint(max_steps=...)`` reaches the reverse solve; flat option keywords are unknown
+  keywords; ``solve`` and ``odeint_vjp`` take at most 12 parameters;
 * the package has no import cycles, and the drivers no per-method branches.
 """
 
 import ast
 import inspect
 import pathlib
-import warnings
 
 import numpy as np
 import pytest
@@ -32,9 +31,11 @@ PACKAGE = pathlib.Path(rn.__file__).parent
 
 
 def decay(t, z, theta):
-    """dz/dt = -k_b (1 + 0.1 sin t) z with a per-row rate k = theta[0], shape (B,)."""
+    """dz/dt = -k_b (1 + 0.1 sin t) z with a per-row rate k = theta[0], shape (B,).
+
+    Per sample, t has shape (B, 1): one time per row, broadcast along z's other axes."""
     k, = theta
-    return -(k * (1.0 + 0.1 * np.sin(t)))[:, None] * z
+    return -(k[:, None] * (1.0 + 0.1 * np.sin(t))) * z
 
 
 def decay_single(t, z, theta):
@@ -136,38 +137,21 @@ def test_fixed_step_adjoint_without_a_grid_is_refused_before_the_forward_solve()
     assert not calls
 
 
-@pytest.mark.parametrize("legacy, object_form", [
-    (dict(adjoint_rtol=1e-9, adjoint_atol=1e-11), rn.Adjoint(rtol=1e-9, atol=1e-11)),
-    (dict(seminorm=True), rn.Adjoint(seminorm=True)),
-    (dict(reset=False), rn.Adjoint(reset=False)),
-    (dict(adjoint_method="tsit5"), rn.Adjoint(method="tsit5")),
-])
-def test_flat_adjoint_keywords_still_work_with_a_warning(legacy, object_form):
-    f = lambda t, z, theta: -theta * z              # noqa: E731
-    args = (f, np.array([1.0, 2.0]), [0.0, 0.5, 1.0], 0.7)
-    with pytest.warns(DeprecationWarning, match="Adjoint"):
-        z, vjp = rn.odeint_vjp(*args, **legacy)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        z2, vjp2 = rn.odeint_vjp(*args, gradient=object_form)
-    for a, b in zip(vjp(np.ones_like(z)), vjp2(np.ones_like(z2))):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_flat_control_keywords_still_work_with_a_warning():
-    f = lambda t, z, theta: -z                      # noqa: E731
-    with pytest.warns(DeprecationWarning, match="StepControl"):
-        sol = rn.solve(f, np.ones(2), [0.0, 1.0], first_step=1e-3, trace=True)
-    assert sol.trace[0].h == 1e-3
-
-
-def test_unknown_keyword_is_an_input_error():
-    with pytest.raises(InputError, match="unexpected keyword"):
-        rn.solve(lambda t, z, th: -z, np.ones(2), [0.0, 1.0], max_step=5)
+@pytest.mark.parametrize("entry", ["solve", "odeint", "odeint_vjp"])
+@pytest.mark.parametrize("keyword", ["first_step", "max_steps", "min_step", "trace",
+                                     "adjoint_method", "adjoint_rtol", "adjoint_atol",
+                                     "seminorm", "reset", "max_step"])
+def test_flat_option_keywords_are_unknown(entry, keyword):
+    """The options live in StepControl and Adjoint only: a flat spelling is an unknown
+    keyword, refused by Python before any work."""
+    calls = []
+    f = lambda t, z, theta: calls.append(t) or -z          # noqa: E731
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+        getattr(rn, entry)(f, np.ones(2), [0.0, 1.0], **{keyword: 1})
+    assert not calls
 
 
 def test_entry_points_take_at_most_twelve_named_parameters():
-    """The deprecated flat spellings arrive through **legacy, which names nothing."""
     for fn in (rn.solve, rn.odeint_vjp):
         named = [p for p in inspect.signature(fn).parameters.values()
                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
@@ -226,7 +210,8 @@ def test_drivers_have_no_per_method_branches(module):
 
 @pytest.mark.parametrize("layer", ["ConcatLinear", "ConcatConv2d"])
 def test_time_dependent_layers_take_one_time_per_row(layer):
-    """The layer contract's time rule: t of shape (B,) gives a_t of shape (B,), row by row."""
+    """The layer contract's time rule: t of shape (B,), or (B, 1, ..., 1) as the per-sample
+    solver passes it, gives a_t of shape (B,), row by row."""
     rng = np.random.default_rng(3)
     if layer == "ConcatLinear":
         net, x = rn.nn.ConcatLinear(3, 2), rng.normal(size=(4, 3))
@@ -237,7 +222,34 @@ def test_time_dependent_layers_take_one_time_per_row(layer):
     g = rng.normal(size=y.shape)
     g_t = net.vjp(theta, cache, g)[2]
     assert np.shape(g_t) == (4,)
+    column = t.reshape((4,) + (1,) * (x.ndim - 1))
+    y_column, cache_column = net.forward(theta, column, x)
+    np.testing.assert_array_equal(y_column, y)
+    np.testing.assert_array_equal(net.vjp(theta, cache_column, g)[2], g_t)
     for b in range(4):                    # row b alone, at its own scalar time
         y_b, cache_b = net.forward(theta, float(t[b]), x[b:b + 1])
         np.testing.assert_allclose(y[b:b + 1], y_b, rtol=0, atol=1e-13)
         np.testing.assert_allclose(g_t[b], net.vjp(theta, cache_b, g[b:b + 1])[2], rtol=1e-12)
+
+
+def test_one_interpolant_per_kind():
+    """Hermite and the methods' own extensions are each written once (dense_output); the
+    discrete gradient's replay and the per-sample loop call the same functions, the block
+    form for many θ is the same polynomials, and the dense solutions live in solution.py."""
+    import refnode.dense_output as dense_output
+    import refnode.discrete_adjoint as discrete_adjoint
+    assert not hasattr(discrete_adjoint, "dense_value")
+    assert not hasattr(dense_output, "float_P") and not hasattr(dense_output, "_FLOAT_P")
+    assert rn.solution.DenseSolution and not hasattr(dense_output, "DenseSolution")
+    rng = np.random.default_rng(8)
+    y0, y1 = rng.normal(size=3), rng.normal(size=3)
+    for name, tableau in rn.methods.METHODS.items():
+        if not tableau.adaptive:
+            continue
+        n_stages = len(tableau.dense.P) if tableau.dense is not None else tableau.stages
+        k = [rng.normal(size=3) for _ in range(n_stages)]
+        f1, h, thetas = rng.normal(size=3), 0.3, [0.1, 0.5, 0.9]
+        block = dense_output.interpolate(tableau, thetas, h, y0, y1, k, f1)
+        for th, row in zip(thetas, block):
+            one = dense_output.interpolate_one(tableau, th, h, y0, y1, k, f1)
+            np.testing.assert_allclose(row, one, rtol=1e-14, atol=1e-14, err_msg=name)

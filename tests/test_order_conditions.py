@@ -13,6 +13,7 @@ import pytest
 from refnode import odeint
 from refnode.errors import InputError
 from refnode.methods import METHODS
+from refnode.methods.dop853 import CombinedEstimateTableau
 from refnode.order_conditions import CHECKED_ORDER, check_declared_orders, tree_name, trees
 from refnode.tableau import ButcherTableau
 
@@ -80,11 +81,11 @@ def test_b_hat3_is_checked_to_order_3():
     dop853 = METHODS["dop853"]
     fields = dict(name="d", A=dop853.A, b=dop853.b, c=dop853.c, order=8, b_hat=dop853.b_hat,
                   error_order=5, b_hat3=dop853.b)
-    ButcherTableau(**fields)    # b has order 8 >= 3
+    CombinedEstimateTableau(**fields)    # b has order 8 >= 3
     wrong = list(dop853.b_hat3)
     wrong[0], wrong[-1] = wrong[-1], wrong[0]
     with pytest.raises(InputError, match="b_hat3 does not have its declared order 3"):
-        ButcherTableau(**dict(fields, b_hat3=tuple(wrong)))
+        CombinedEstimateTableau(**dict(fields, b_hat3=tuple(wrong)))
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

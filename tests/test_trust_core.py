@@ -144,7 +144,7 @@ def test_tolerances_must_be_numbers(rtol, atol):
 
 
 def test_keep_grid_is_not_a_public_option():
-    with pytest.raises(InputError, match="unexpected keyword"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'keep_grid'"):
         rn.odeint_vjp(DECAY, np.ones(2), [0.0, 1.0], keep_grid=False)
 
 

@@ -136,8 +136,9 @@ show(fig, path)
 # overhead per step, no masks, and the batch RMS norm is what torchdiffeq users expect.
 # Independent: samples that differ — easy samples stop paying for the hard one's small
 # steps, every sample meets the tolerance on its own, and per-sample NFE is measurable.
-# In independent mode f receives a per-sample time, t of shape (B,): time-independent
-# dynamics ignore it; refnode's `ConcatLinear` broadcasts it over the batch.
+# In independent mode f receives a per-sample time, t of shape (B, 1, ..., 1) (as many
+# axes as z, so `t * z` pairs row b with time b): time-independent dynamics ignore it;
+# refnode's `ConcatLinear` broadcasts it over the batch.
 # Gradients: `rn.odeint_vjp(..., batch="independent", gradient="discrete" | "adjoint")`.
 
 # %%

@@ -27,7 +27,8 @@ as arrays of shape (B,): ``nfe``, ``n_steps``, ``n_accepted``, ``n_rejected``;
 the end with the final time (L = the most steps any sample took).
 
 The dynamics protocol in this mode: f is called with a per-sample time, ``t`` of shape
-(B,), and ``f.vjp`` must return ``a_t`` of that shape (or a scalar 0 for dynamics that
+(B, 1, ..., 1) (as many axes as the state, so ``t * z`` pairs row b with time b), and
+``f.vjp`` returns ``a_t`` of shape (B,) or of t's shape (or a scalar 0 for dynamics that
 ignore time). Time-independent dynamics need no change; time-dependent layers must
 broadcast t over the batch axis (refnode's ConcatLinear and ConcatSquashLinear do).
 

@@ -158,28 +158,37 @@ def assemble(p, outputs, finished):
 
 
 class SampleTimeDynamics:
-    """f seen with per-sample times: t of shape (B,) in the state's dtype, a_t of shape (B,).
+    """f seen with per-sample times: t of shape (B, 1, ..., 1), a_t of shape (B,).
 
-    The driver keeps times in float64; a float64 time array would promote a float32
-    state (shared mode passes a Python float, which never does), so t is cast. A VJP
-    whose ``a_t`` is a scalar (time-independent dynamics return 0) is broadcast to (B,).
+    t has one time per row and as many axes as the state z (B, ...), so ``t * z`` pairs
+    row b with time b whatever the other axes are (a (B,) time would broadcast along
+    z's last axis, silently wrong when it also has length B). The driver keeps times in
+    float64; a float64 time array would promote a float32 state (shared mode passes a
+    Python float, which never does), so t is cast. ``a_t`` of t's shape, of shape (B,),
+    or a scalar (time-independent dynamics return 0) comes back with shape (B,).
     """
 
     def __init__(self, f, dtype):
         self.f, self.dtype = f, dtype
 
-    def _time(self, t):
-        return t if t.dtype == self.dtype else t.astype(self.dtype)
+    def _time(self, t, z):
+        t = t if t.dtype == self.dtype else t.astype(self.dtype)
+        if t.ndim == 1 and getattr(z, "ndim", 1) > 1:       # a tree state keeps t (B,)
+            t = array_module(t).reshape(t, (t.shape[0],) + (1,) * (z.ndim - 1))
+        return t
 
     def __call__(self, t, z, theta):
-        return self.f(self._time(t), z, theta)
+        return self.f(self._time(t, z), z, theta)
 
     def vjp(self, t, z, theta, a):
         return self.value_and_vjp(t, z, theta, a)[1:]
 
     def value_and_vjp(self, t, z, theta, a):
-        dz, a_z, a_theta, a_t = value_and_vjp(self.f, self._time(t), z, theta, a)
-        return dz, a_z, a_theta, a_t + array_module(a_z).zeros(t.shape, dtype=a_z.dtype)
+        dz, a_z, a_theta, a_t = value_and_vjp(self.f, self._time(t, z), z, theta, a)
+        xp = array_module(a_z)
+        if getattr(a_t, "ndim", 0) > 1:
+            a_t = xp.reshape(a_t, (a_t.shape[0],))
+        return dz, a_z, a_theta, a_t + xp.zeros((t.shape[0],), dtype=a_z.dtype)
 
 
 class Loop:

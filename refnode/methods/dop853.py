@@ -31,11 +31,12 @@ Dense output: Hairer's 7th-order continuous extension, which needs three extra s
 P-matrix form over all 16 stages by :func:`refnode.tableau.hairer_dense_output`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from refnode.backend import array_module
+from refnode.errors import InputError
 from refnode.rk_step import nonzero, weighted_sum
-from refnode.tableau import ButcherTableau, hairer_dense_output
+from refnode.tableau import ButcherTableau, _error_weights, hairer_dense_output
 
 #: Weight of E3² in the combined estimate (dop853.f: ``DENO = ERR + 0.01*ERR2``).
 ERR3_WEIGHT = 0.01
@@ -228,7 +229,28 @@ D = [_dense_vector(row, N_STAGES_DENSE) for row in D_SPARSE]
 
 @dataclass(frozen=True)
 class CombinedEstimateTableau(ButcherTableau):
-    """A tableau whose error ratio combines the 5th- and 3rd-order estimates (dop853.f)."""
+    """A tableau whose error ratio combines the 5th- and 3rd-order estimates (dop853.f).
+
+    Parameters
+    ----------
+    b_hat3 : sequence, shape (s,)
+        The second embedded solution, of order 3 (checked by the order conditions like
+        ``b`` and ``b_hat``); its float error weights are ``e3_float`` = b - b̂3.
+    """
+
+    b_hat3: tuple = None
+    e3_float: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.b_hat3 is None or self.b_hat is None:
+            raise InputError(f"tableau {self.name!r}: a combined estimate needs b_hat and "
+                             "b_hat3 (the two embedded solutions)")
+        super().__post_init__()
+        object.__setattr__(self, "e3_float", _error_weights(self.b, self.b_hat3))
+
+    def weights(self):
+        """b, b_hat and b_hat3 with their orders (3 for b_hat3)."""
+        return super().weights() + [("b_hat3", self.b_hat3, 3)]
 
     def error_power(self):
         """8: the combined estimate behaves like O(h^8) (Hairer: ``EXPO1 = 1/8``)."""

@@ -12,7 +12,8 @@ Every layer is an object with three methods::
 The time rule. In a shared-step solve (``batch="shared"``, the default) ``t`` is one
 number for the whole batch, and ``g_t`` is aᵀ∂f/∂t summed over the batch: a scalar. With
 a step size per sample (``batch="independent"``) every row of the batch x, shape (B, ...),
-sits at its own time: ``t`` has shape (B,), and a time-dependent layer broadcasts it
+sits at its own time: ``t`` has shape (B,), or (B, 1, ..., 1) as the per-sample solver
+passes it (as many axes as the state), and a time-dependent layer broadcasts it
 along the batch axis and returns ``g_t`` of shape (B,), one entry per row, not summed
 (refnode's ConcatLinear, ConcatConv2d and ConcatSquashLinear do). A layer that ignores
 time may return the scalar 0.0 in both modes; the solver broadcasts it. ``cache`` holds what the forward pass computed

@@ -240,7 +240,7 @@ class ConcatConv2d:
         # Joined channels-last, the layout the convolution works in (no NCHW copy).
         tx = xp.transpose(xp.concatenate([tt, x_last], axis=3), (0, 3, 1, 2))
         y, cache = self.conv.forward(theta, t, tx)
-        return y, dict(cache, per_sample_t=np.ndim(t) == 1)
+        return y, dict(cache, per_sample_t=np.ndim(t) >= 1)
 
     def vjp(self, theta, cache, g):
         """(g_x, {"W", "b"}, g_t) with g_t = Σ of the gradient into the time channel."""
