@@ -61,7 +61,6 @@ def test_a_missing_cupy_is_an_input_error(monkeypatch):
 
 
 COMMANDS = [["demo", "--quick"], ["reproduce", "table1", "--tiny"],
-            ["reproduce", "cnf", "--quick"], ["reproduce", "cnf-curves", "--quick"],
             ["reproduce", "latent", "--quick"], ["bench", "--quick"]]
 
 
@@ -188,3 +187,70 @@ def test_random_crop_keeps_the_images_on_their_device():
 def test_commands_run_on_the_gpu(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(command + ["--device", "gpu"]) == 0
+
+
+# --- latent ----------------------------------------------------------------------------------
+
+
+@pytest.mark.latent
+def test_latent_quick_on_the_device_path_gives_the_cpu_records(tmp_path):
+    """Every model (RNN, RNN with scheduled sampling, latent ODE), trained and scored."""
+    results = {}
+    for name in ("cpu", "strict"):
+        run_dir = tmp_path / name
+        assert main(["reproduce", "latent", "--quick", "--seeds", "1", "--device", name,
+                     "--run-dir", str(run_dir)]) == 0
+        results[name] = json.loads((run_dir / "results.json").read_text())["records"]
+    assert results["strict"] == results["cpu"]
+
+
+@pytest.mark.latent
+@pytest.mark.parametrize("first, then", [("strict", "cpu"), ("cpu", "strict")])
+def test_a_latent_checkpoint_resumes_on_the_other_device(tmp_path, monkeypatch, first, then):
+    from dataclasses import replace
+    from refnode.data.spirals import irregular_subsample
+    from refnode.experiments import common, latent
+    config = replace(latent.Config(), **dict(latent.QUICK, iterations=4))
+    data = latent.make_data(config)
+    sub = irregular_subsample(data, 30, np.random.default_rng([0, 30]))
+    model = latent.make_model("latent_ode", config, data.noise_std)
+    straight, _ = latent.train("latent_ode", model, sub, data, config, 30, None)
+    path = str(tmp_path / "ckpt.npz")
+    common_train = common.train
+    monkeypatch.setattr(common, "train", lambda *a, **k: common_train(*a, **k, stop_after=2))
+    latent.train("latent_ode", model, sub, data, config, 30, path, first)
+    monkeypatch.setattr(common, "train", common_train)
+    resumed, _ = latent.train("latent_ode", model, sub, data, config, 30, path, then)
+    assert device.device_of(resumed) == then
+    assert_same_tree(resumed, straight)
+
+
+# --- bench --------------------------------------------------------------------------------------
+
+
+@pytest.mark.cli
+def test_bench_on_the_gpu_runs_only_the_scripts_with_a_gpu_mode(monkeypatch):
+    from refnode.commands import bench
+    monkeypatch.setattr(device, "_cupy", lambda: None)             # as if a GPU were there
+    args = cli_args(["bench", "--device", "gpu"])
+    bench.check(args)
+    assert [bench.short_name(p) for p in args.scripts] == ["gpu"]
+
+
+@pytest.mark.cli
+def test_bench_gpu_script_without_a_gpu_is_one_line_and_exit_2(monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--device", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--device gpu needs CuPy" in err
+
+
+def cli_args(argv):
+    from refnode.cli import build_parser
+    return build_parser().parse_args(argv)
