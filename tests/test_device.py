@@ -22,6 +22,9 @@ from refnode.models.classifier import TrainConfig, predict, train
 from refnode.params import flatten
 
 
+pytestmark = pytest.mark.cli
+
+
 def _gpu_available():
     try:
         import cupy
