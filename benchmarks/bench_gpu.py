@@ -16,6 +16,8 @@ On a GPU machine, one command:
 Pieces that are missing are skipped with a note (no CuPy or no GPU: NumPy only; no
 torch/torchdiffeq: no torchdiffeq column; ``--no-numpy`` skips the slow CPU runs).
 ``--cpu-only`` runs NumPy and torchdiffeq on the CPU (tiny sizes: a check of this script).
+``--device gpu`` insists on the GPU (no CuPy or no GPU: one line, exit status 2; this is
+what ``refnode bench --device gpu`` passes); ``--device cpu`` is ``--cpu-only``.
 """
 
 import argparse
@@ -38,13 +40,14 @@ TARGETS = [("numpy/cupy fwd", "largest", ">=", 50.0),
            ("cupy/torch fwd", 1024, "<=", 0.8), ("cupy/torch adj", 1024, "<=", 0.8)]
 
 
-def cupy_or_none():
+def cupy_or_none(quiet=False):
     try:
         import cupy
         if cupy.cuda.runtime.getDeviceCount() > 0:
             return cupy
     except Exception as error:           # ImportError, or CUDA without a driver/device
-        print(f"note: CuPy unavailable ({type(error).__name__}); CuPy columns read n/a")
+        if not quiet:
+            print(f"note: CuPy unavailable ({type(error).__name__}); CuPy columns read n/a")
     return None
 
 
@@ -211,10 +214,18 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="skip torchdiffeq")
     parser.add_argument("--cpu-only", action="store_true",
                         help="no GPU: NumPy and torchdiffeq on the CPU (checks this script)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                        help="gpu: require CuPy and a GPU (exit 2 without); cpu: --cpu-only "
+                        "(default: the GPU when there is one)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    args.cpu_only = args.cpu_only or args.device == "cpu"
     device = "cpu" if args.cpu_only else "cuda"
-    cupy = None if args.cpu_only else cupy_or_none()
+    cupy = None if args.cpu_only else cupy_or_none(quiet=args.device == "gpu")
+    if args.device == "gpu" and cupy is None:
+        print("bench_gpu.py: --device gpu needs CuPy and a GPU (pip install 'refnode[gpu]' "
+              "or 'refnode[gpu-cuda13]'); none was found", file=sys.stderr)
+        return 2
     torch_libs = None if args.no_torch else torch_or_none(device)
     all_results = {}
     for dtype in args.dtypes:

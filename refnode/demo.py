@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from .backend import array_module, to_float
 from .discrete_adjoint import replay
 from .experiments.common import train as train_loop
 from .gradients import odeint_vjp
@@ -114,14 +115,15 @@ def sample_windows(rng, t, z_true, batch_time=BATCH_TIME, batch_size=BATCH_SIZE)
 
     Returns
     -------
-    z0 : ndarray, shape (batch_size, 2)
-        The start of each window.
+    z0 : array, shape (batch_size, 2)
+        The start of each window (on z_true's device; the starts are drawn on the host).
     t_window : ndarray, shape (batch_time,)
         t[0] .. t[batch_time - 1]: the dynamics are autonomous, so every window starts at 0.
     z_window : ndarray, shape (batch_time, batch_size, 2)
     """
-    starts = rng.choice(len(t) - batch_time, size=batch_size, replace=False)
-    z_window = np.stack([z_true[starts + i] for i in range(batch_time)])
+    xp = array_module(z_true)
+    starts = xp.asarray(rng.choice(len(t) - batch_time, size=batch_size, replace=False))
+    z_window = xp.stack([z_true[starts + i] for i in range(batch_time)])
     return z_window[0], t[:batch_time], z_window
 
 
@@ -133,7 +135,7 @@ def window_loss(z, z_window):
     z, z_window : ndarray, shape (batch_time, batch_size, 2)
     """
     r = z - z_window
-    return float(np.mean(r * r)), 2.0 * r / r.size
+    return to_float(array_module(r).mean(r * r)), 2.0 * r / r.size
 
 
 def loss_and_gradient(f, theta, batch, gradient="adjoint"):
@@ -214,5 +216,7 @@ def train(f, theta, t, z_true, rng, iterations, show_progress=True):
 
 
 def predict(f, theta, t):
-    """The learned trajectory from SPIRAL_Z0 at the times t: shape (len(t), 2)."""
-    return solve(f, SPIRAL_Z0, t, theta, rtol=SOLVER_RTOL, atol=SOLVER_ATOL).z
+    """The learned trajectory from SPIRAL_Z0 at the times t: shape (len(t), 2), on θ's
+    device."""
+    z0 = array_module(theta).asarray(SPIRAL_Z0)
+    return solve(f, z0, t, theta, rtol=SOLVER_RTOL, atol=SOLVER_ATOL).z

@@ -13,6 +13,8 @@
   GPU; refnode synchronises only through :func:`refnode.backend.to_numpy` /
   :func:`~refnode.backend.to_float`, which call :meth:`StrictArray.get` (CuPy's name) —
   and :data:`TRANSFERS` counts those, so a test can bound the syncs per step.
+* In-place writes (``x[i:j] += y``) work, as on CuPy, with device values only; traced
+  code never uses them (docs/design.md), which autograd, not this array, checks.
 * Its module, ``xp = array_module(x)``, is :data:`namespace`: NumPy's functions with
   strict arrays in and out; ``xp.asarray(host_array)`` is the explicit upload.
 
@@ -136,7 +138,9 @@ class StrictArray:
         return _wrap(self._data[_unwrap(key, "indexing")])
 
     def __setitem__(self, key, value):
-        raise TypeError("in-place writes are not allowed in refnode's array code.")
+        """In-place writes, as CuPy allows them (hand-written VJPs accumulate, e.g. col2im);
+        the key and the value must be device data or Python numbers, as on CuPy."""
+        self._data[_unwrap(key, "indexing")] = _unwrap(value, "item assignment")
 
     def __getattr__(self, name):
         if name.startswith("__"):       # no __array_interface__ etc.: NumPy must not see in

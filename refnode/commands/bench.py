@@ -12,6 +12,10 @@ output (the ratio tables) is printed as it comes. With ``--quick`` a script gets
 ``--quick`` flag if it has one, else ``--repeats 1`` if it takes ``--repeats``, else
 nothing. The exit status is the number of scripts that failed (0: all ran).
 
+``--device gpu`` runs only the scripts with a GPU mode (those that take ``--device``, e.g.
+``bench_gpu.py``), each with ``--device gpu``, after checking that CuPy sees a GPU; the
+default, ``--device cpu``, runs every script as it is.
+
 Every argument is checked before any work (:func:`check`): a bad one is one line on stderr
 and exit status 2.
 """
@@ -22,7 +26,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..experiments.common_cli import check_output_dir, check_output_file, positive_float, positive_int
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      check_output_file, positive_float, positive_int)
 
 HELP = "run the benchmark scripts in benchmarks/ and print their ratio tables"
 
@@ -54,6 +59,8 @@ def configure(parser):
                         help=f"directory of the bench_*.py scripts (default: {DEFAULT_DIR})")
     parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                         help=f"seconds allowed to each script (default {TIMEOUT:g})")
+    add_device_option(parser, "gpu runs only the benchmarks with a GPU mode (bench_gpu.py), "
+                      "on the GPU")
 
 
 def discover(directory):
@@ -84,12 +91,23 @@ def quick_arguments(path):
     return []
 
 
+def has_gpu_mode(path):
+    """Whether the script takes ``--device`` (its GPU mode)."""
+    return '"--device"' in path.read_text(encoding="utf-8")
+
+
 def check(args):
     """Check every argument before any work; raises InputError (exit 2) naming the bad one.
 
     Fills in ``args.scripts`` (the scripts to run) or, for workprecision, ``args.out`` and
     ``args.json`` (the paths to write).
     """
+    if args.device not in ("cpu", "gpu"):
+        raise InputError(f"--device {args.device}: the benchmarks run on cpu or gpu")
+    if args.device == "gpu" and args.what == "workprecision":
+        raise InputError("--device gpu: the work-precision diagrams run on the CPU; use "
+                         "`refnode bench --device gpu` for the GPU benchmarks")
+    check_device_option(args)
     if args.what == "workprecision":
         for flag, value in (("--timeout", args.timeout), ("--only", args.only),
                             ("--list", args.list or None)):
@@ -119,6 +137,11 @@ def check(args):
             raise InputError(f"--only: unknown benchmark(s) {sorted(unknown)}; choose from "
                              f"{', '.join(short_name(p) for p in scripts)}")
         scripts = [p for p in scripts if short_name(p) in wanted]
+    if args.device == "gpu":
+        scripts = [p for p in scripts if has_gpu_mode(p)]
+        if not scripts:
+            raise InputError("--device gpu: none of the chosen benchmarks has a GPU mode; "
+                             "choose --only gpu")
     args.scripts = scripts
     return args
 
@@ -154,6 +177,8 @@ def run(args):
     failed = 0
     for path in args.scripts:
         command = [sys.executable, str(path)] + (quick_arguments(path) if args.quick else [])
+        if args.device == "gpu":
+            command += ["--device", "gpu"]
         print(f"=== {short_name(path)}: {' '.join(command[1:])}", flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             filter(None, [str(path.parent.parent), os.environ.get("PYTHONPATH")])))

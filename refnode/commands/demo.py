@@ -9,8 +9,10 @@ import time
 import numpy as np
 
 from .. import demo
+from ..device import to_device, to_host
 from ..experiments.common import save_figure
-from ..experiments.common_cli import check_output_dir, nonnegative_int, positive_int, run_directory
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      nonnegative_int, positive_int, run_directory)
 
 HELP = "the paper's spiral demo: every solver, a neural ODE fitted by the adjoint, gradients checked"
 
@@ -31,12 +33,16 @@ def configure(parser):
     parser.add_argument("--iterations", type=positive_int, default=None, metavar="N",
                         help=f"training iterations (default: {ITERATIONS}, "
                              f"{QUICK_ITERATIONS} with --quick)")
+    add_device_option(parser, "the neural ODE trains and predicts there (the solver table "
+                      "and the four-way gradient check stay on the CPU: autograd and the "
+                      "finite differences are NumPy's)")
 
 
 def run(args):
     import matplotlib
     matplotlib.use("Agg")
     iterations = args.iterations or (QUICK_ITERATIONS if args.quick else ITERATIONS)
+    check_device_option(args)
     args.out = output_dir(args)
     rng = np.random.default_rng(args.seed)
     t = demo.spiral_times()
@@ -47,7 +53,7 @@ def run(args):
     f, theta = demo.make_model(rng)
     first_batch = demo.sample_windows(rng, t, z_true)
     gradients_agree = show_gradient_check(f, theta, first_batch)
-    show_training(f, theta, t, z_true, rng, iterations, args.out)
+    show_training(f, theta, t, z_true, rng, iterations, args.out, args.device)
     if not gradients_agree:
         print("FAILED: the gradients disagree beyond the tolerances above.")
         return 1
@@ -99,14 +105,18 @@ def show_gradient_check(f, theta, batch):
     return passed
 
 
-def show_training(f, theta, t, z_true, rng, iterations, out):
+def show_training(f, theta, t, z_true, rng, iterations, out, device="cpu"):
+    """Train on ``device`` (the data and θ move there once), report and plot on the host."""
     print(f"3. Training dz/dt = MLP(z³) (2-50-2, tanh) on {iterations} random batches of "
           f"{demo.BATCH_SIZE} windows of {demo.BATCH_TIME} points,\n   Adam lr "
           f"{demo.LEARNING_RATE:g} (/10 after {demo.DECAY_AT:.0%}), mean squared error, "
-          f"gradients by the adjoint (NFE per iteration shown).\n")
+          f"gradients by the adjoint (NFE per iteration shown)"
+          f"{'' if device == 'cpu' else ', on device ' + device}.\n")
     start = time.perf_counter()
-    theta, history = demo.train(f, theta, t, z_true, rng, iterations)
-    z_fit = demo.predict(f, theta, t)
+    t_d, z_true_d, theta_d = to_device((t, z_true, theta), device)
+    theta_d, history = demo.train(f, theta_d, t_d, z_true_d, rng, iterations)
+    z_fit = to_host(demo.predict(f, theta_d, t_d))
+    theta = to_host(theta_d)
     last = slice(-min(50, iterations), None)
     print(f"\n   {time.perf_counter() - start:.1f} s; loss of the last iterations "
           f"{np.mean(history['loss'][last]):.3g} (first {history['loss'][0]:.3g}); mean NFE "

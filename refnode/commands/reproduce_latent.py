@@ -11,8 +11,9 @@ from dataclasses import asdict, replace
 
 from ..experiments import latent
 from ..experiments.common import mean_sd, write_json
-from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_int, run_directory, seed_count)
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      check_output_file, nonnegative_int, positive_int,
+                                      run_directory, seed_count)
 from ..experiments.latent_figures import plot_interpolation, plot_seeds, plot_spirals
 
 HELP = "Table 2: latent ODE vs RNNs, predictive RMSE on spirals (30/50/100 observations)"
@@ -47,6 +48,8 @@ def configure(parser):
                              "runs/latent[-one-turn][-quick])")
     parser.add_argument("--out", metavar="DIR", help="figures here instead of the run "
                         "directory (--out figures replaces the committed ones)")
+    add_device_option(parser, "the models train and predict there (each minibatch is "
+                      "assembled on the host, where its irregular time grid is, and moved)")
 
 
 def config_from_args(args):
@@ -72,6 +75,7 @@ def check_outputs(args, config):
 
 
 def run(args):
+    check_device_option(args)
     config = config_from_args(args)
     n_seeds = args.seeds or (latent.QUICK_SEEDS if args.quick else latent.FULL_SEEDS)
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
@@ -80,7 +84,7 @@ def run(args):
     start, records, first = time.perf_counter(), [], None
     for seed in seeds:
         seed_records, fig_data = latent.experiment(replace(config, seed=seed), run_dir,
-                                                   models=models)
+                                                   models=models, device=args.device)
         records += seed_records
         first = first or fig_data
     wall_s = time.perf_counter() - start

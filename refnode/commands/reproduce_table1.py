@@ -18,8 +18,10 @@ import time
 
 from ..experiments import table1
 from ..experiments.common import write_json
-from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_float, positive_int, run_directory)
+from ..device import to_device
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      check_output_file, nonnegative_int, positive_float,
+                                      positive_int, run_directory)
 from ..experiments.table1_memory import memory_sweeps, plot_memory
 from ..models.odenet import MODELS
 
@@ -55,6 +57,8 @@ def configure(parser):
     parser.add_argument("--no-figures", dest="figures", action="store_false")
     parser.add_argument("--runs", metavar="DIR", help="directory for checkpoints, resumed "
                         "when they exist (default runs/table1; none for --quick)")
+    add_device_option(parser, "the models train and are tested there (the peak memory of a "
+                      "step is measured on the CPU)")
 
 
 def settings(args):
@@ -69,7 +73,8 @@ def settings(args):
         **{**preset, **chosen}, dataset=args.dataset, data=args.data, models=tuple(args.models),
         optimizer=args.optimizer, lr=args.lr, augment=args.augment, dtype=args.dtype,
         downsampling=args.downsampling, odenet_gradient=args.odenet_gradient, seed=args.seed,
-        runs=runs, synthetic_if_missing=small, show_progress=not args.tiny)
+        runs=runs, synthetic_if_missing=small, show_progress=not args.tiny,
+        device=args.device)
 
 
 def check_outputs(args, s):
@@ -85,16 +90,19 @@ def check_outputs(args, s):
 
 
 def run(args):
+    check_device_option(args)
     s = settings(args)
     out = check_outputs(args, s)
     with tempfile.TemporaryDirectory() as tmp:
         *data, description = table1.load_data(s, tmp)
     print(f"Table 1 on {description}: {len(data[0])} training / {len(data[2])} test examples, "
-          f"batch {s.batch_size}, {s.epochs} epoch(s), {s.optimizer}, {s.dtype}")
+          f"batch {s.batch_size}, {s.epochs} epoch(s), {s.optimizer}, {s.dtype}"
+          f"{'' if s.device == 'cpu' else ', device ' + s.device}")
+    on_device = to_device(data, s.device)                  # once, for every model
     records, histories = [], {}
     for name in s.models:
         start = time.perf_counter()
-        record, histories[name] = table1.run_model(name, s, data)
+        record, histories[name] = table1.run_model(name, s, data, on_device)
         records.append(record)
         print(f"{table1.LABELS[name]}: done in {time.perf_counter() - start:.1f} s", flush=True)
     print(table1.format_table(records))

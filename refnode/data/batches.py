@@ -11,6 +11,7 @@ every side and cut out a random 28×28 window — and no other transform (pixels
 
 import numpy as np
 
+from ..backend import array_module
 from ..errors import InputError
 
 #: Zero padding of the random crop (torchdiffeq examples/odenet_mnist.py: RandomCrop(28, padding=4)).
@@ -62,7 +63,8 @@ def random_crop(images, rng, padding=CROP_PADDING):
     if np.ndim(images) != 4:
         raise InputError(f"random_crop expects images of shape (N, C, H, W); got {np.shape(images)}")
     n, _, h, w = images.shape
-    padded = np.pad(images, [(0, 0), (0, 0), (padding, padding), (padding, padding)])
+    xp = array_module(images)                 # the images' device; the offsets are host ints
+    padded = xp.pad(images, [(0, 0), (0, 0), (padding, padding), (padding, padding)])
     dy = rng.integers(0, 2 * padding + 1, size=n)
     dx = rng.integers(0, 2 * padding + 1, size=n)
-    return np.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return xp.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])

@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 from ..checkpoint import check_same_run, load_checkpoint, save_checkpoint
+from ..device import device_of, to_device
 from ..errors import InputError
 from ..files import atomic_write
 from ..progress import progress
@@ -186,6 +187,7 @@ def _resume(path, metadata, fresh):
     saved, saved_metadata = load_checkpoint(path)
     check_same_run(path, saved_metadata, metadata, "delete it to start that model afresh, or "
                    "choose another run directory")
+    saved = to_device(saved, device_of(fresh["params"]))   # host arrays -> the run's device
     if fresh["rng"] is not None:
         fresh["rng"].bit_generator.state = saved["rng"].bit_generator.state
         saved["rng"] = fresh["rng"]

@@ -8,6 +8,9 @@ a bad one ends the command with one clear line and exit status 2.
 * Output paths: call :func:`check_output_dir` / :func:`check_output_file` at the start of
   ``run(args)``. They raise :class:`~refnode.errors.InputError`, which ``refnode`` prints
   as one line with exit 2 (:func:`refnode.cli.main`).
+* The device: :func:`add_device_option` gives a command ``--device cpu|gpu`` (default cpu)
+  and :func:`check_device_option` checks it at the start of ``run(args)`` (CuPy and a GPU
+  present, else one line and exit 2); :mod:`refnode.device` moves the arrays.
 * Where results go: without ``--out`` a command writes into its run directory
   (:func:`run_directory`, under ``runs/``), never over the committed ``figures/``; only an
   explicit ``--out figures`` replaces those.
@@ -18,6 +21,7 @@ import math
 import os
 import tempfile
 
+from .. import device
 from ..errors import InputError
 
 #: Root of the run directories, relative to the working directory (git-ignored).
@@ -69,6 +73,33 @@ def positive_float(text):
     if value <= 0.0:
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
+
+
+# --- the device ---------------------------------------------------------------------------
+
+
+def _device_name(text):
+    if text not in device.DEVICES + device.TEST_DEVICES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(device.DEVICES)}, "
+                                         f"got {text!r}")
+    return text
+
+
+def add_device_option(parser, what="training and evaluation run there"):
+    """``--device cpu|gpu`` (default cpu): where the data and parameters live.
+
+    ``strict`` (:mod:`refnode.strict`, CuPy's rules on the CPU) is accepted too but not
+    advertised: the tests run each command's GPU path with it.
+    """
+    parser.add_argument("--device", type=_device_name, default="cpu", metavar="{cpu,gpu}",
+                        help=f"cpu (NumPy, the default) or gpu (CuPy; pip install "
+                        f"'refnode[gpu]'): the data and parameters move there once, {what}; "
+                        "checkpoints and records are written from host copies")
+
+
+def check_device_option(args):
+    """Check ``args.device`` before any work (an InputError, exit 2, if the GPU is missing)."""
+    return device.check_device(args.device)
 
 
 # --- output paths -------------------------------------------------------------------------

@@ -32,12 +32,14 @@ Training is :func:`refnode.experiments.common.train`, resumable from its checkpo
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..data.spirals import (Windows, generate_spirals, irregular_subsample, spiral_windows,
                             split_windows)
+from ..backend import to_float
+from ..device import device_of, to_device, to_host
 from ..errors import InputError, SolverError
 from ..models.latent_ode import LatentODE, make_batch
 from ..models.rnn import RNNBaseline
@@ -135,12 +137,18 @@ def make_model(name, config, noise_std):
 
 
 def predict(model, theta, x, t, t_future):
-    """Predictions (B, H, 2) at t_future from observations x (B, n, 2) at times t (B, n)."""
+    """Predictions (B, H, 2) at t_future from observations x (B, n, 2) at times t (B, n).
+
+    x and t are host arrays, θ is on its device (:mod:`refnode.device`): the inputs move
+    there, the model runs there, and the predictions come back as a NumPy array.
+    """
+    name = device_of(theta)
     if isinstance(model, RNNBaseline):
-        return model.extrapolate(theta, x, t, t_future)
+        return to_host(model.extrapolate(theta, *to_device((x, t), name), t_future))
     batch = make_batch(x, t, 0.0)
     t_out = np.concatenate([[0.0], t_future])
-    return np.transpose(model.predict(theta, batch.encoder_inputs, t_out)[1:], (1, 0, 2))
+    z = model.predict(theta, to_device(batch.encoder_inputs, name), t_out)
+    return np.transpose(to_host(z)[1:], (1, 0, 2))
 
 
 def evaluate(model, theta, sub, data, rows):
@@ -159,19 +167,33 @@ def sampling_probability(config, iteration):
 
 
 def train_step(name, model, theta, x, t, config, iteration, rng_model):
-    """One minibatch: (loss, gradient, metrics for the progress bar)."""
+    """One minibatch: (loss, gradient, metrics for the progress bar).
+
+    x (B, n, 2) and t (B, n) are host arrays; the batch is assembled on the host (the
+    latent ODE's union of irregular times is the solver's host time grid) and its arrays,
+    with the noise drawn on the host, move to θ's device.
+    """
+    device = device_of(theta)
     if name == "latent_ode":
-        eps = rng_model.standard_normal((len(x), model.latent_dim))
-        loss, grad, stats = model.loss_and_grad(theta, make_batch(x, t, 0.0), eps,
-                                                gradient=config.gradient)
+        eps = to_device(rng_model.standard_normal((len(x), model.latent_dim)), device)
+        batch = on_device(make_batch(x, t, 0.0), device)
+        loss, grad, stats = model.loss_and_grad(theta, batch, eps, gradient=config.gradient)
+        loss = to_float(loss)
         return loss, grad, dict(elbo=-loss, nfe_f=stats["nfe_forward"],
                                 nfe_b=stats["nfe_backward"])
     feed_back = None
     if name == "rnn_ss":
         p = sampling_probability(config, iteration)
         feed_back = rng_model.random((x.shape[1] - 1, len(x))) < p
-    loss, grad = model.loss_and_grad(theta, x, t, feed_back)
+    loss, grad = model.loss_and_grad(theta, *to_device((x, t), device), feed_back)
+    loss = to_float(loss)
     return loss, grad, dict(mse=loss)
+
+
+def on_device(batch, device):
+    """A LatentBatch with its arrays on ``device``; its times stay on the host (the grid)."""
+    return replace(batch, **to_device(dict(encoder_inputs=batch.encoder_inputs, x=batch.x,
+                                           mask=batch.mask), device))
 
 
 #: The metrics of each model's step; a skipped step reports NaN for each.
@@ -239,17 +261,18 @@ def initial_parameters(name, model, config, n_obs):
     return model.init(np.random.default_rng([config.seed, n_obs, 2, MODELS.index(name)]))
 
 
-def train(name, model, sub, data, config, n_obs, path):
+def train(name, model, sub, data, config, n_obs, path, device="cpu"):
     """Adam on minibatches with :func:`common.train`; every ``eval_every`` iterations the
     validation RMSE is measured and a checkpoint written at ``path`` (resumed from).
 
     Returns the parameters with the lowest validation RMSE (the initial ones count, as
     iteration 0) and ``{"val_rmse", "best_iteration", "history", "failed_steps"}``;
-    ``history`` is ``[[iteration, validation RMSE], ...]``.
+    ``history`` is ``[[iteration, validation RMSE], ...]``. θ trains on ``device``
+    (returned there); the checkpoints hold host copies.
     """
     _, val_rows, _ = splits(config)
     index = MODELS.index(name)
-    theta0 = initial_parameters(name, model, config, n_obs)
+    theta0 = to_device(initial_parameters(name, model, config, n_obs), device)
     val0 = evaluate(model, theta0, sub, data, val_rows)
     meta = {"config": json.loads(json.dumps(asdict(config))), "model": name,
             "n_obs": int(n_obs), "checkpoint_format": CHECKPOINT_FORMAT}
@@ -272,8 +295,11 @@ def train(name, model, sub, data, config, n_obs, path):
 # --- one seed, several seeds --------------------------------------------------------------
 
 
-def experiment(config, checkpoint_dir=None, models=MODELS):
+def experiment(config, checkpoint_dir=None, models=MODELS, device="cpu"):
     """Train and evaluate every model at every observation count, for ``config.seed``.
+
+    ``device`` (:mod:`refnode.device`): where the parameters train and the models run;
+    it is not part of the checkpoints' identity, so a run moves between devices.
 
     Returns the records ``{"model", "n_obs", "seed", "rmse", "val_rmse", "best_iteration",
     "failed_steps", "paper_rmse"}`` (a score that is not finite is None) and what the
@@ -289,7 +315,7 @@ def experiment(config, checkpoint_dir=None, models=MODELS):
             model = make_model(name, config, data.noise_std)
             path = checkpoint_dir and os.path.join(
                 checkpoint_dir, f"seed{config.seed}_{name}_{n_obs}.npz")
-            theta, info = train(name, model, sub, data, config, n_obs, path)
+            theta, info = train(name, model, sub, data, config, n_obs, path, device)
             pred = predict(model, theta, sub.z[test], sub.t[test], data.t_future)
             records.append({"model": name, "n_obs": int(n_obs), "seed": int(config.seed),
                             "rmse": finite_or_none(rmse(pred, data.z_future[test])),
@@ -297,7 +323,7 @@ def experiment(config, checkpoint_dir=None, models=MODELS):
                             "best_iteration": info["best_iteration"],
                             "failed_steps": info["failed_steps"],
                             "paper_rmse": paper_rmse(name, n_obs)})
-            trained[name, n_obs] = (model, theta, pred)
+            trained[name, n_obs] = (model, to_host(theta), pred)
     return records, dict(data=data, test=test, trained=trained, subsamples=subsamples)
 
 

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from ..data.idx import FASHION_MNIST_DIR, MNIST_FILES, load_mnist, normalize
+from ..device import to_device, to_host
 from ..errors import InputError
 from ..models.classifier import TrainConfig, test_error, train
 from ..models.odenet import MODELS, build_model, count_parameters
@@ -42,7 +43,8 @@ JSON_KEYS = ("model", "test_error", "params", "peak_memory_mb", "nfe_forward", "
 class Settings:
     """One Table 1 run. ``None`` sizes mean "all"; ``runs`` is the checkpoint directory
     (None: no checkpoints). ``synthetic_if_missing``: stand in generated data when no data
-    set is installed (the quick runs)."""
+    set is installed (the quick runs). ``device``: where training runs (:mod:`refnode.device`;
+    not part of a checkpoint's identity, so a run moves between devices)."""
 
     dataset: str = "mnist"
     data: str = None
@@ -62,6 +64,7 @@ class Settings:
     runs: str = None
     synthetic_if_missing: bool = False
     show_progress: bool = True
+    device: str = "cpu"
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -139,26 +142,41 @@ def _subset_size(requested, available, flag, kind):
 # --- the experiment ---------------------------------------------------------------------------
 
 
-def run_model(name, settings, data):
-    """Train and evaluate one model; its JSON record and training history."""
+def run_model(name, settings, data, on_device=None):
+    """Train and evaluate one model; its JSON record and training history.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`~refnode.models.odenet.MODELS`.
+    settings : Settings
+    data : (x_train, y_train, x_test, y_test), NumPy arrays
+    on_device : the same four on ``settings.device`` (:func:`refnode.device.to_device`,
+        done once by the caller for every model); default: ``data``, which must then be
+        there already. Training and the test error run on them; the checkpoint's identity
+        (a hash of the host data) and the peak memory of one step (tracemalloc: host
+        memory, so measured on the CPU) use ``data``.
+    """
     s = settings
     x_train, y_train, x_test, y_test = data
+    on_device = to_device(data, s.device) if on_device is None else on_device
     options = {} if name == "mlp" else dict(channels=s.channels, downsampling=s.downsampling)
     if name == "odenet":
         options["gradient"] = s.odenet_gradient
     model = build_model(name, **options)
-    theta = model.init(np.random.default_rng(s.seed), x_train.dtype)
+    theta_host = model.init(np.random.default_rng(s.seed), x_train.dtype)
     config = TrainConfig(batch_size=s.batch_size, epochs=s.epochs, optimizer=s.optimizer,
                          lr=s.lr, augment=s.augment, seed=s.seed)
     checkpoint = os.path.join(
         s.runs, f"{s.dataset}-{name}-{len(x_train)}-{x_train.dtype}"
         f"{'-' + s.odenet_gradient if name == 'odenet' else ''}.npz") if s.runs else None
-    theta, history = train(model, theta, x_train, y_train, config, checkpoint, name=name,
-                           show_progress=s.show_progress,
+    theta, history = train(model, to_device(theta_host, s.device), on_device[0], on_device[1],
+                           config, checkpoint, name=name, show_progress=s.show_progress,
                            identity=identity(name, options, s, x_train, y_train))
-    memory, _ = peak_step_memory(model, theta, x_train[:s.batch_size], y_train[:s.batch_size])
+    memory, _ = peak_step_memory(model, to_host(theta), x_train[:s.batch_size],
+                                 y_train[:s.batch_size])
     per_epoch = len(x_train) // s.batch_size
-    record = dict(model=name, test_error=test_error(model, theta, x_test, y_test),
+    record = dict(model=name, test_error=test_error(model, theta, on_device[2], on_device[3]),
                   params=count_parameters(theta), peak_memory_mb=memory,
                   nfe_forward=float(np.mean(history["nfe_forward"])) if name == "odenet" else None,
                   nfe_backward=(float(np.mean(history["nfe_backward"]))

@@ -16,7 +16,9 @@ import time
 
 import numpy as np
 
+from ..backend import array_module, to_float
 from ..checkpoint import check_same_run, load_checkpoint, save_checkpoint
+from ..device import device_of, to_device
 from ..errors import InputError
 from ..nn import accuracy, softmax_cross_entropy
 from ..optim import SGD, Adam, ODENET_MOMENTUM, odenet_schedule, constant
@@ -85,7 +87,7 @@ def train_step(model, theta, x, labels):
     logits, caches = model.forward(theta, 0.0, x)
     loss, g_logits = softmax_cross_entropy(logits, labels)
     _, grad, _ = model.vjp(theta, caches, g_logits)
-    return float(loss), accuracy(logits, labels), grad, ode_stats(model, caches)
+    return to_float(loss), accuracy(logits, labels), grad, ode_stats(model, caches)
 
 
 def predict(model, theta, x, batch_size=500):
@@ -96,7 +98,7 @@ def predict(model, theta, x, batch_size=500):
         for layer, theta_i in zip(model.layers, theta):
             h = layer.predict(theta_i, h) if hasattr(layer, "predict") else layer.forward(theta_i, 0.0, h)[0]
         out.append(h)
-    return np.concatenate(out)
+    return array_module(out).concatenate(out)
 
 
 def test_error(model, theta, x, labels):
@@ -105,6 +107,7 @@ def test_error(model, theta, x, labels):
 
 
 def _batch(x, labels, index, config, epoch, b):
+    index = array_module(x).asarray(index)      # host indices -> x's device (no-op on NumPy)
     xb = x[index]
     if config.augment:
         xb = random_crop(xb, np.random.default_rng([config.seed, epoch, b]))
@@ -117,12 +120,14 @@ def _fresh_state(theta, optimizer):
 
 
 def _resume(path, theta, optimizer, metadata):
+    """The saved state, its arrays moved to the device of ``theta`` (a checkpoint holds host
+    arrays: one written on the GPU resumes on the CPU and back), or a fresh state."""
     if path is None or not os.path.isfile(path):
         return _fresh_state(theta, optimizer)
     state, saved = load_checkpoint(path)
     check_same_run(path, saved, metadata, "use another --runs DIR, or delete the checkpoint "
                    "to train that model afresh")
-    return state
+    return to_device(state, device_of(theta))
 
 
 def train(model, theta, x, labels, config, checkpoint=None, name="train", stop_after=None,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, to_float
 from ..errors import InputError
 from ..gradients import odeint_vjp
 from ..nn import Linear, mlp, mlp_dynamics
@@ -193,7 +193,8 @@ class LatentODE:
         x_mean, dec_cache = self.decoder.forward(theta["decoder"], 0.0, z)
         log_px = gaussian_log_likelihood(batch.x, x_mean, self.noise_std, batch.mask)
         kl = kl_standard_normal(mu, log_var)
-        loss = array_module(kl).mean(kl - log_px)
+        xp = array_module(kl)
+        loss = xp.mean(kl - log_px)
         # Backwards: decoder, ODE, reparameterisation + KL, encoder.
         g_x_mean = -gaussian_log_likelihood_grad(batch.x, x_mean, self.noise_std, batch.mask) / B
         g_z, g_decoder, _ = self.decoder.vjp(theta["decoder"], dec_cache, g_x_mean)
@@ -204,7 +205,7 @@ class LatentODE:
         grad = {"encoder": g_encoder, "dynamics": g_dynamics, "decoder": g_decoder}
         stats = {"nfe_forward": ode_vjp.forward_stats["nfe"],
                  "nfe_backward": (ode_vjp.backward_stats or {}).get("nfe", 0),
-                 "kl": float(np.mean(kl)), "log_px": float(np.mean(log_px))}
+                 "kl": to_float(xp.mean(kl)), "log_px": to_float(xp.mean(log_px))}
         return loss, grad, stats
 
     def predict(self, theta, encoder_inputs, t_out):

@@ -25,7 +25,7 @@ through time is unchanged: it runs over the inputs the forward pass actually use
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, to_float
 from ..errors import InputError
 from ..nn import Linear
 from ..nn.dense import uniform_init
@@ -150,7 +150,7 @@ class RNNBaseline:
     def loss_and_grad(self, theta, x, t, feed_back=None):
         """The loss and its hand-derived gradient (read-out VJP, then BPTT).
 
-        feed_back : (n − 1, B) bool, optional
+        feed_back : (n − 1, B) bool NumPy array (host), optional
             Scheduled sampling: where ``feed_back[j, b]`` (j >= 1) is True, step j reads
             the model's own prediction of ``x_j`` instead of ``x_j`` (a constant for the
             gradient). None or all False is teacher forcing, the plain :meth:`loss`.
@@ -181,8 +181,9 @@ class RNNBaseline:
         for j, u in enumerate(inputs):
             if j > 0 and feed_back[j].any():
                 own = self.readout.forward(theta["readout"], 0.0, h)[0]  # x̂_j from h_{j-1}
+                rows = xp.asarray(feed_back[j])           # host coins -> the inputs' device
                 u = u.copy()
-                u[feed_back[j], :d] = own[feed_back[j]]
+                u[rows, :d] = own[rows]
             h, cache = self.cell.forward(theta["cell"], u, h)
             hs.append(h)
             caches.append(cache)
@@ -195,7 +196,7 @@ class RNNBaseline:
         Returns the predictions (B, M, d) at ``t_future``.
         """
         xp = array_module(x)
-        if np.any(np.asarray(t_future)[0] <= np.max(np.asarray(t))):
+        if np.asarray(t_future)[0] <= to_float(xp.max(t)):
             raise InputError("t_future must lie after every observation time.")
         hs, _ = rnn_forward(self.cell, theta["cell"], gap_inputs(x, t))
         h = hs[-1] if len(hs) else xp.zeros((x.shape[0], self.cell.n_hidden))
