@@ -7,7 +7,9 @@ template ``student.py`` is generated from refnode's own functions listed under
 reference solution is refnode itself (``REFNODE_SUBMISSION=refnode``).
 
 ``blanks`` maps the name in ``student.py`` to refnode's function ``module:qualified.name``
-(a method keeps its ``self``); ``given`` is the import block at the top of the template.
+(a method keeps its ``self``), or to the course's own reference solution
+(``course.solutions.*``) where refnode's function is written for batches, devices and step
+control rather than for reading; ``given`` is the import block at the top of the template.
 """
 
 ASSIGNMENTS = [
@@ -30,5 +32,11 @@ ASSIGNMENTS = [
      "blanks": {"concat_linear_vjp": "refnode.nn.dense:ConcatLinear.vjp",
                 "tanh_vjp": "refnode.nn.activations:Tanh.vjp",
                 "sequential_vjp": "refnode.nn.base:Sequential.vjp"},
+     "given": "import numpy as np\n"},
+    {"folder": "04_adjoint",
+     "title": "The adjoint method: the augmented dynamics and Algorithm 2's reverse sweep",
+     "minutes": 120,
+     "blanks": {"augmented_dynamics": "course.solutions.adjoint:augmented_dynamics",
+                "adjoint_sweep": "course.solutions.adjoint:adjoint_sweep"},
      "given": "import numpy as np\n"},
 ]

@@ -7,7 +7,6 @@ grader's message, or the exception the student's code raised with its line; no s
 listings of the grading code.
 """
 
-import importlib
 import importlib.util
 import json
 import os
@@ -17,20 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from refnode.commands.course import reference_function
 from refnode.errors import RefnodeError
 
 HERE = Path(__file__).resolve().parent
 #: {name in student.py: "module:qualified.name" in refnode}, written by ``refnode course build``.
 FUNCTIONS = json.loads((HERE / "assignment.json").read_text(encoding="utf-8"))["blanks"]
-
-
-def reference_function(target):
-    """refnode's function for ``"module:qualified.name"`` (a method as a plain function)."""
-    module_name, _, qualname = target.partition(":")
-    owner = importlib.import_module(module_name)
-    for name in qualname.split("."):
-        owner = getattr(owner, name)
-    return owner
 
 
 def submission_path():

@@ -79,6 +79,31 @@ def sequential_vjp(self, theta, cache, g):
         g_t = g_t + g_t_i
     return g, g_theta, g_t
 ''',
+    "04_adjoint": '''
+import numpy as np
+
+def augmented_dynamics(f, t, s, theta):
+    P = len(theta)
+    D = (len(s) - P - 1) // 2
+    z, a = s[:D], s[D:2 * D]
+    a_z, a_theta, a_t = f.vjp(t, z, theta, a)
+    return np.concatenate([f(t, z, theta), -a_z, -a_theta, [-a_t]])
+
+def adjoint_sweep(f, theta, t, zs, g, solve):
+    N, D = len(t) - 1, zs.shape[1]
+    dt = np.zeros(N + 1)
+    dt[N] = g[N] @ f(t[N], zs[N], theta)
+    s = np.concatenate([zs[N], g[N], np.zeros_like(theta), [-dt[N]]])
+    aug = lambda t_, s_, theta_: augmented_dynamics(f, t_, s_, theta_)
+    for i in range(N, 0, -1):
+        s = np.array(solve(aug, s, t[i], t[i - 1], theta))
+        s[D:2 * D] = s[D:2 * D] + g[i - 1]
+        if i > 1:
+            dt[i - 1] = g[i - 1] @ f(t[i - 1], s[:D], theta)
+            s[-1] = s[-1] - dt[i - 1]
+    dt[0] = s[-1]
+    return s[D:2 * D], s[2 * D:-1], dt
+''',
 }
 
 #: (assignment, the mistake: (text in the solution, its wrong replacement), words of the hint).
@@ -94,6 +119,13 @@ MISTAKES = [
     ("03_layer_vjps", ("return g @ W[:, :-1],", "return -(g @ W[:, :-1]),"), "a sign error"),
     ("03_layer_vjps", ('"W": g_rows.T @ xt', '"W": g_rows.T @ x_rows'), "missing 1 column"),
     ("03_layer_vjps", ('"b": g_rows.sum(axis=0)', '"b": g_rows.mean(axis=0)'), "missing sum"),
+    ("04_adjoint", ("[f(t, z, theta), -a_z,", "[f(t, z, theta), a_z,"), "da/dt has the wrong sign"),
+    ("04_adjoint", ("-a_theta, [-a_t]]", "-a_theta, [a_t]]"), "da_t/dt has the wrong sign"),
+    ("04_adjoint", ("solve(aug, s, t[i], t[i - 1], theta)", "solve(aug, s, t[i - 1], t[i], theta)"),
+     "forgetting to reverse time"),
+    ("04_adjoint", ("s[-1] = s[-1] - dt[i - 1]", "pass"), "the dL/dt_i jump"),
+    ("04_adjoint", ("s[D:2 * D] = s[D:2 * D] + g[i - 1]", "pass"), "a ← a + ∂L/∂z(t_i)"),
+    ("04_adjoint", ("[-dt[N]]", "[dt[N]]"), "starts at a_t(t_N) = −∂L/∂t_N"),
 ]
 
 
