@@ -39,4 +39,14 @@ ASSIGNMENTS = [
      "blanks": {"augmented_dynamics": "course.solutions.adjoint:augmented_dynamics",
                 "adjoint_sweep": "course.solutions.adjoint:adjoint_sweep"},
      "given": "import numpy as np\n"},
+    {"folder": "05_cnf",
+     "title": "The instantaneous change of variables: a CNF's log-density, exact and Hutchinson",
+     "minutes": 90,
+     "blanks": {"trace_exact": "course.solutions.cnf:trace_exact",
+                "trace_hutchinson": "course.solutions.cnf:trace_hutchinson",
+                "cnf_dynamics": "course.solutions.cnf:cnf_dynamics",
+                "log_density": "course.solutions.cnf:log_density"},
+     "given": "import numpy as np\n\n"
+              "from refnode.models.ffjord import draw_noise\n"
+              "from refnode.models.planar_flow import standard_normal_logpdf\n"},
 ]

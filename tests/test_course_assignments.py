@@ -104,6 +104,37 @@ def adjoint_sweep(f, theta, t, zs, g, solve):
     dt[0] = s[-1]
     return s[D:2 * D], s[2 * D:-1], dt
 ''',
+    "05_cnf": '''
+import numpy as np
+from refnode.models.ffjord import draw_noise
+from refnode.models.planar_flow import standard_normal_logpdf
+
+def trace_exact(jvp, z):
+    B, D = z.shape
+    total = np.zeros(B)
+    for i in range(D):
+        e = np.zeros((B, D))
+        e[:, i] = 1.0
+        total = total + jvp(e)[:, i]
+    return total
+
+def trace_hutchinson(jvp, eps):
+    return np.sum(eps * jvp(eps), axis=1)
+
+def cnf_dynamics(field, eps=None):
+    def F(t, s, theta):
+        z = s[:, :-1]
+        jvp = lambda v: field.jvp(t, z, theta, v)
+        tr = trace_exact(jvp, z) if eps is None else trace_hutchinson(jvp, eps)
+        return np.concatenate([field(t, z, theta), -tr[:, None]], axis=1)
+    return F
+
+def log_density(field, theta, x, T, solve, rng=None):
+    eps = None if rng is None else draw_noise(rng, x.shape)
+    s = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    s0 = solve(cnf_dynamics(field, eps), s, T, 0.0, theta)
+    return standard_normal_logpdf(s0[:, :-1]) - s0[:, -1]
+''',
 }
 
 #: (assignment, the mistake: (text in the solution, its wrong replacement), words of the hint).
@@ -126,6 +157,15 @@ MISTAKES = [
     ("04_adjoint", ("s[-1] = s[-1] - dt[i - 1]", "pass"), "the dL/dt_i jump"),
     ("04_adjoint", ("s[D:2 * D] = s[D:2 * D] + g[i - 1]", "pass"), "a ← a + ∂L/∂z(t_i)"),
     ("04_adjoint", ("[-dt[N]]", "[dt[N]]"), "starts at a_t(t_N) = −∂L/∂t_N"),
+    ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e), axis=1)"), "sum of all the Jacobian"),
+    ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e) ** 2, axis=1)"), "Frobenius norm"),
+    ("05_cnf", ("np.sum(eps * jvp(eps), axis=1)", "np.mean(eps * jvp(eps), axis=1)"), "divided by D"),
+    ("05_cnf", ("-tr[:, None]", "tr[:, None]"), "dℓ/dt = +tr(∂f/∂z): a sign error"),
+    ("05_cnf", ("s0[:, :-1]) - s0[:, -1]", "s0[:, :-1]) + s0[:, -1]"), "log N(z(0)) + ℓ(0): a sign error"),
+    ("05_cnf", ("s, T, 0.0, theta)", "s, 0.0, T, theta)"), "forgetting to reverse time"),
+    ("05_cnf", ("s0 = solve(cnf_dynamics(field, eps), s,",
+                "s0 = solve(lambda t, s, th: cnf_dynamics(field, None if rng is None else "
+                "draw_noise(rng, x.shape))(t, s, th), s,"), "a non-fixed noise"),
 ]
 
 
