@@ -12,6 +12,37 @@ reference solution is refnode itself (``REFNODE_SUBMISSION=refnode``).
 control rather than for reading; ``given`` is the import block at the top of the template.
 """
 
+#: The capstone's imports: refnode's spiral demo and optimizer, and the student's own
+#: rk_step (01) and adjoint_sweep (04) from the handout's folders.
+CAPSTONE_GIVEN = '''import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+
+from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
+from refnode.methods import METHODS
+from refnode.optim import Adam
+from refnode.params import flatten
+
+#: RK4 steps of at most this length.
+MAX_STEP = 0.01
+
+
+def previous(folder):
+    """Your student.py of an earlier assignment of this handout (to hand in one file,
+    paste your rk_step and adjoint_sweep here instead)."""
+    path = Path(__file__).resolve().parent.parent / folder / "student.py"
+    spec = importlib.util.spec_from_file_location(f"your_{folder}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rk_step = previous("01_rk_step").rk_step                  # assignment 01
+adjoint_sweep = previous("04_adjoint").adjoint_sweep      # assignment 04
+'''
+
 ASSIGNMENTS = [
     {"folder": "01_rk_step",
      "title": "A Runge-Kutta step from a Butcher tableau, and its order measured",
@@ -49,4 +80,13 @@ ASSIGNMENTS = [
      "given": "import numpy as np\n\n"
               "from refnode.models.ffjord import draw_noise\n"
               "from refnode.models.planar_flow import standard_normal_logpdf\n"},
+    {"folder": "06_capstone",
+     "title": "Capstone: the spiral fitted with your own solver and adjoint, verified by refnode",
+     "minutes": 120,
+     "blanks": {"rk_solve": "course.solutions.capstone:rk_solve",
+                "odeint": "course.solutions.capstone:odeint",
+                "flat_dynamics": "course.solutions.capstone:flat_dynamics",
+                "verify_solve": "course.solutions.capstone:verify_solve",
+                "train_spiral": "course.solutions.capstone:train_spiral"},
+     "given": CAPSTONE_GIVEN},
 ]

@@ -56,11 +56,16 @@ def submission():
 
 
 def describe(err):
-    """'NotImplementedError at student.py line 12: ...' for an exception from the student's code."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if Path(f.filename).resolve() == submission_path().resolve()]
-    where = f" at {Path(frames[-1].filename).name} line {frames[-1].lineno}" if frames else ""
-    return f"{type(err).__name__}{where}: {err}"
+    """'NotImplementedError at student.py line 12: ...' for an exception from the student's
+    code: the submission, or an earlier assignment's student.py it uses (the capstone)."""
+    own = [f for f in traceback.extract_tb(err.__traceback__)
+           if Path(f.filename).name == "student.py"
+           or Path(f.filename).resolve() == submission_path().resolve()]
+    if not own:
+        return f"{type(err).__name__}: {err}"
+    path = Path(own[-1].filename).resolve()
+    name = path.name if path == submission_path().resolve() else f"../{path.parent.name}/{path.name}"
+    return f"{type(err).__name__} at {name} line {own[-1].lineno}: {err}"
 
 
 @pytest.hookimpl(hookwrapper=True)
