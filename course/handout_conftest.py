@@ -1,8 +1,8 @@
 """Grading support for one assignment (copied as conftest.py into each assignment folder).
 
 The fixture ``submission`` is the student's file ``student.py`` (or the file named by the
-environment variable REFNODE_SUBMISSION; ``REFNODE_SUBMISSION=refnode`` grades refnode's
-own functions, the reference solution). A failing test is reported by its hint alone: the
+environment variable REFNODE_SUBMISSION; ``REFNODE_SUBMISSION=refnode`` grades the
+reference solution: refnode's own functions, or the course's ``course/solutions/``). A failing test is reported by its hint alone: the
 grader's message, or the exception the student's code raised with its line; no source
 listings of the grading code.
 """
