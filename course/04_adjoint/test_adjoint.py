@@ -31,9 +31,8 @@ class Field:
         return (1.0 - self(t, z, theta) ** 2)[:, None] * W
 
     def vjp(self, t, z, theta, a):
-        _, b = self.split(theta)
+        W, b = self.split(theta)
         u = (1.0 - self(t, z, theta) ** 2) * a
-        W, _ = self.split(theta)
         return W.T @ u, np.concatenate([np.outer(u, z).ravel(), u * t]), float(u @ b)
 
 
