@@ -7,8 +7,41 @@ template ``student.py`` is generated from refnode's own functions listed under
 reference solution is refnode itself (``REFNODE_SUBMISSION=refnode``).
 
 ``blanks`` maps the name in ``student.py`` to refnode's function ``module:qualified.name``
-(a method keeps its ``self``); ``given`` is the import block at the top of the template.
+(a method keeps its ``self``), or to the course's own reference solution
+(``course.solutions.*``) where refnode's function is written for batches, devices and step
+control rather than for reading; ``given`` is the import block at the top of the template.
 """
+
+#: The capstone's imports: refnode's spiral demo and optimizer, and the student's own
+#: rk_step (01) and adjoint_sweep (04) from the handout's folders.
+CAPSTONE_GIVEN = '''import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+
+from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
+from refnode.methods import METHODS
+from refnode.optim import Adam
+from refnode.params import flatten
+
+#: RK4 steps of at most this length.
+MAX_STEP = 0.01
+
+
+def previous(folder):
+    """Your student.py of an earlier assignment of this handout (to hand in one file,
+    paste your rk_step and adjoint_sweep here instead)."""
+    path = Path(__file__).resolve().parent.parent / folder / "student.py"
+    spec = importlib.util.spec_from_file_location(f"your_{folder}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rk_step = previous("01_rk_step").rk_step                  # assignment 01
+adjoint_sweep = previous("04_adjoint").adjoint_sweep      # assignment 04
+'''
 
 ASSIGNMENTS = [
     {"folder": "01_rk_step",
@@ -31,4 +64,29 @@ ASSIGNMENTS = [
                 "tanh_vjp": "refnode.nn.activations:Tanh.vjp",
                 "sequential_vjp": "refnode.nn.base:Sequential.vjp"},
      "given": "import numpy as np\n"},
+    {"folder": "04_adjoint",
+     "title": "The adjoint method: the augmented dynamics and Algorithm 2's reverse sweep",
+     "minutes": 120,
+     "blanks": {"augmented_dynamics": "course.solutions.adjoint:augmented_dynamics",
+                "adjoint_sweep": "course.solutions.adjoint:adjoint_sweep"},
+     "given": "import numpy as np\n"},
+    {"folder": "05_cnf",
+     "title": "The instantaneous change of variables: a CNF's log-density, exact and Hutchinson",
+     "minutes": 90,
+     "blanks": {"trace_exact": "course.solutions.cnf:trace_exact",
+                "trace_hutchinson": "course.solutions.cnf:trace_hutchinson",
+                "cnf_dynamics": "course.solutions.cnf:cnf_dynamics",
+                "log_density": "course.solutions.cnf:log_density"},
+     "given": "import numpy as np\n\n"
+              "from refnode.models.ffjord import draw_noise\n"
+              "from refnode.models.planar_flow import standard_normal_logpdf\n"},
+    {"folder": "06_capstone",
+     "title": "Capstone: the spiral fitted with your own solver and adjoint, verified by refnode",
+     "minutes": 120,
+     "blanks": {"rk_solve": "course.solutions.capstone:rk_solve",
+                "odeint": "course.solutions.capstone:odeint",
+                "flat_dynamics": "course.solutions.capstone:flat_dynamics",
+                "verify_solve": "course.solutions.capstone:verify_solve",
+                "train_spiral": "course.solutions.capstone:train_spiral"},
+     "given": CAPSTONE_GIVEN},
 ]

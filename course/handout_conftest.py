@@ -1,13 +1,12 @@
 """Grading support for one assignment (copied as conftest.py into each assignment folder).
 
 The fixture ``submission`` is the student's file ``student.py`` (or the file named by the
-environment variable REFNODE_SUBMISSION; ``REFNODE_SUBMISSION=refnode`` grades refnode's
-own functions, the reference solution). A failing test is reported by its hint alone: the
+environment variable REFNODE_SUBMISSION; ``REFNODE_SUBMISSION=refnode`` grades the
+reference solution: refnode's own functions, or the course's ``course/solutions/``). A failing test is reported by its hint alone: the
 grader's message, or the exception the student's code raised with its line; no source
 listings of the grading code.
 """
 
-import importlib
 import importlib.util
 import json
 import os
@@ -17,20 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from refnode.commands.course import reference_function
 from refnode.errors import RefnodeError
 
 HERE = Path(__file__).resolve().parent
 #: {name in student.py: "module:qualified.name" in refnode}, written by ``refnode course build``.
 FUNCTIONS = json.loads((HERE / "assignment.json").read_text(encoding="utf-8"))["blanks"]
-
-
-def reference_function(target):
-    """refnode's function for ``"module:qualified.name"`` (a method as a plain function)."""
-    module_name, _, qualname = target.partition(":")
-    owner = importlib.import_module(module_name)
-    for name in qualname.split("."):
-        owner = getattr(owner, name)
-    return owner
 
 
 def submission_path():
@@ -65,11 +56,16 @@ def submission():
 
 
 def describe(err):
-    """'NotImplementedError at student.py line 12: ...' for an exception from the student's code."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if Path(f.filename).resolve() == submission_path().resolve()]
-    where = f" at {Path(frames[-1].filename).name} line {frames[-1].lineno}" if frames else ""
-    return f"{type(err).__name__}{where}: {err}"
+    """'NotImplementedError at student.py line 12: ...' for an exception from the student's
+    code: the submission, or an earlier assignment's student.py it uses (the capstone)."""
+    own = [f for f in traceback.extract_tb(err.__traceback__)
+           if Path(f.filename).name == "student.py"
+           or Path(f.filename).resolve() == submission_path().resolve()]
+    if not own:
+        return f"{type(err).__name__}: {err}"
+    path = Path(own[-1].filename).resolve()
+    name = path.name if path == submission_path().resolve() else f"../{path.parent.name}/{path.name}"
+    return f"{type(err).__name__} at {name} line {own[-1].lineno}: {err}"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -79,7 +79,121 @@ def sequential_vjp(self, theta, cache, g):
         g_t = g_t + g_t_i
     return g, g_theta, g_t
 ''',
+    "04_adjoint": '''
+import numpy as np
+
+def augmented_dynamics(f, t, s, theta):
+    P = len(theta)
+    D = (len(s) - P - 1) // 2
+    z, a = s[:D], s[D:2 * D]
+    a_z, a_theta, a_t = f.vjp(t, z, theta, a)
+    return np.concatenate([f(t, z, theta), -a_z, -a_theta, [-a_t]])
+
+def adjoint_sweep(f, theta, t, zs, g, solve):
+    N, D = len(t) - 1, zs.shape[1]
+    dt = np.zeros(N + 1)
+    dt[N] = g[N] @ f(t[N], zs[N], theta)
+    s = np.concatenate([zs[N], g[N], np.zeros_like(theta), [-dt[N]]])
+    aug = lambda t_, s_, theta_: augmented_dynamics(f, t_, s_, theta_)
+    for i in range(N, 0, -1):
+        s = np.array(solve(aug, s, t[i], t[i - 1], theta))
+        s[D:2 * D] = s[D:2 * D] + g[i - 1]
+        if i > 1:
+            dt[i - 1] = g[i - 1] @ f(t[i - 1], s[:D], theta)
+            s[-1] = s[-1] - dt[i - 1]
+    dt[0] = s[-1]
+    return s[D:2 * D], s[2 * D:-1], dt
+''',
+    "05_cnf": '''
+import numpy as np
+from refnode.models.ffjord import draw_noise
+from refnode.models.planar_flow import standard_normal_logpdf
+
+def trace_exact(jvp, z):
+    B, D = z.shape
+    total = np.zeros(B)
+    for i in range(D):
+        e = np.zeros((B, D))
+        e[:, i] = 1.0
+        total = total + jvp(e)[:, i]
+    return total
+
+def trace_hutchinson(jvp, eps):
+    return np.sum(eps * jvp(eps), axis=1)
+
+def cnf_dynamics(field, eps=None):
+    def F(t, s, theta):
+        z = s[:, :-1]
+        jvp = lambda v: field.jvp(t, z, theta, v)
+        tr = trace_exact(jvp, z) if eps is None else trace_hutchinson(jvp, eps)
+        return np.concatenate([field(t, z, theta), -tr[:, None]], axis=1)
+    return F
+
+def log_density(field, theta, x, T, solve, rng=None):
+    eps = None if rng is None else draw_noise(rng, x.shape)
+    s = np.concatenate([x, np.zeros((len(x), 1))], axis=1)
+    s0 = solve(cnf_dynamics(field, eps), s, T, 0.0, theta)
+    return standard_normal_logpdf(s0[:, :-1]) - s0[:, -1]
+''',
 }
+#: The capstone wires the student's own rk_step (01) and adjoint_sweep (04) together.
+SOLUTIONS["06_capstone"] = SOLUTIONS["01_rk_step"] + SOLUTIONS["04_adjoint"] + '''
+import math
+from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
+from refnode.methods import METHODS
+from refnode.optim import Adam
+from refnode.params import flatten
+
+def rk_solve(f, y, t_start, t_end, theta, max_step=0.01):
+    n = max(1, math.ceil(abs(t_end - t_start) / max_step))
+    h = (t_end - t_start) / n
+    for j in range(n):
+        y = rk_step(f, METHODS["rk4"], t_start + j * h, y, h, theta, f(t_start + j * h, y, theta))[0]
+    return y
+
+def odeint(f, z0, t, theta, max_step=0.01):
+    zs = [z0]
+    for i in range(1, len(t)):
+        zs.append(rk_solve(f, zs[-1], t[i - 1], t[i], theta, max_step))
+    return np.array(zs)
+
+def flat_dynamics(f, vjp, shape, unflatten):
+    def F(t, z, theta):
+        return f(t, z.reshape(shape), unflatten(theta)).ravel()
+    def F_vjp(t, z, theta, a):
+        a_z, a_theta, a_t = vjp(t, z.reshape(shape), unflatten(theta), a.reshape(shape))
+        return a_z.ravel(), flatten(a_theta)[0], float(np.sum(a_t))
+    F.vjp = F_vjp
+    return F
+
+def verify_solve(problem):
+    theta, unflatten = flatten(problem["parameters"])
+    z0, t = problem["z0"], problem["t"]
+    F = flat_dynamics(problem["f"], problem["vjp"], z0.shape, unflatten)
+    zs = odeint(F, z0.ravel(), t, theta)
+    dz0, dtheta, dt = adjoint_sweep(F, theta, t, zs, problem["cotangents"].reshape(len(t), -1), rk_solve)
+    return {"states": zs.reshape((len(t),) + z0.shape),
+            "gradients": {"z0": dz0.reshape(z0.shape), "theta": unflatten(dtheta), "t": dt}}
+
+def train_spiral(iterations=100, seed=0):
+    rng = np.random.default_rng(seed)
+    t_all = spiral_times()
+    z_true = reference_solution(t_all)
+    f, tree = make_model(rng)
+    theta, unflatten = flatten(tree)
+    adam = Adam(lr=0.01)
+    state, losses = adam.init(theta), []
+    coarse = lambda F, s, t0, t1, th: rk_solve(F, s, t0, t1, th, 0.025)
+    for _ in range(iterations):
+        z0, t, z_window = sample_windows(rng, t_all, z_true)
+        F = flat_dynamics(f, f.vjp, z0.shape, unflatten)
+        zs = odeint(F, z0.ravel(), t, theta, 0.025)
+        loss, g = window_loss(zs.reshape(z_window.shape), z_window)
+        dtheta = adjoint_sweep(F, theta, t, zs, g.reshape(len(t), -1), coarse)[1]
+        theta, state = adam.update(theta, dtheta, state)
+        losses.append(loss)
+    return f, unflatten(theta), losses
+'''
 
 #: (assignment, the mistake: (text in the solution, its wrong replacement), words of the hint).
 MISTAKES = [
@@ -94,6 +208,28 @@ MISTAKES = [
     ("03_layer_vjps", ("return g @ W[:, :-1],", "return -(g @ W[:, :-1]),"), "a sign error"),
     ("03_layer_vjps", ('"W": g_rows.T @ xt', '"W": g_rows.T @ x_rows'), "missing 1 column"),
     ("03_layer_vjps", ('"b": g_rows.sum(axis=0)', '"b": g_rows.mean(axis=0)'), "missing sum"),
+    ("04_adjoint", ("[f(t, z, theta), -a_z,", "[f(t, z, theta), a_z,"), "da/dt has the wrong sign"),
+    ("04_adjoint", ("-a_theta, [-a_t]]", "-a_theta, [a_t]]"), "da_t/dt has the wrong sign"),
+    ("04_adjoint", ("solve(aug, s, t[i], t[i - 1], theta)", "solve(aug, s, t[i - 1], t[i], theta)"),
+     "forgetting to reverse time"),
+    ("04_adjoint", ("s[-1] = s[-1] - dt[i - 1]", "pass"), "the dL/dt_i jump"),
+    ("04_adjoint", ("s[D:2 * D] = s[D:2 * D] + g[i - 1]", "pass"), "a ← a + ∂L/∂z(t_i)"),
+    ("04_adjoint", ("[-dt[N]]", "[dt[N]]"), "starts at a_t(t_N) = −∂L/∂t_N"),
+    ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e), axis=1)"), "sum of all the Jacobian"),
+    ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e) ** 2, axis=1)"), "Frobenius norm"),
+    ("05_cnf", ("np.sum(eps * jvp(eps), axis=1)", "np.mean(eps * jvp(eps), axis=1)"), "divided by D"),
+    ("05_cnf", ("-tr[:, None]", "tr[:, None]"), "dℓ/dt = +tr(∂f/∂z): a sign error"),
+    ("05_cnf", ("s0[:, :-1]) - s0[:, -1]", "s0[:, :-1]) + s0[:, -1]"), "log N(z(0)) + ℓ(0): a sign error"),
+    ("05_cnf", ("s, T, 0.0, theta)", "s, 0.0, T, theta)"), "forgetting to reverse time"),
+    ("06_capstone", ("h = (t_end - t_start) / n", "h = abs(t_end - t_start) / n"),
+     "forgetting to reverse time"),
+    ("06_capstone", ("n = max(1, math.ceil(abs(t_end - t_start) / max_step))",
+                     "n = max(1, int(abs(t_end - t_start) / max_step))"), "rounded up, not down"),
+    ("06_capstone", ("theta, state = adam.update(theta, dtheta, state)",
+                     "theta, state = adam.update(theta, -dtheta, state)"), "held-out loss"),
+    ("05_cnf", ("s0 = solve(cnf_dynamics(field, eps), s,",
+                "s0 = solve(lambda t, s, th: cnf_dynamics(field, None if rng is None else "
+                "draw_noise(rng, x.shape))(t, s, th), s,"), "a non-fixed noise"),
 ]
 
 

@@ -66,8 +66,11 @@ def assignments():
 
 
 def reference_function(target):
-    """refnode's function for ``"module:qualified.name"``."""
+    """The reference solution for ``"module:qualified.name"``: refnode's own function, or
+    one of the course's (``course.solutions.*``, read from the source checkout)."""
     module_name, _, qualname = target.partition(":")
+    if module_name.partition(".")[0] == "course" and str(REPOSITORY) not in sys.path:
+        sys.path.append(str(REPOSITORY))
     owner = importlib.import_module(module_name)
     for name in qualname.split("."):
         owner = getattr(owner, name)
