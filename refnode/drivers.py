@@ -27,8 +27,9 @@ from .errors import InputError, NonFiniteStateError
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
 from .solution import Solution, StepRecord
-from .step_policy import (carried_step, clip_step, count_nonfinite, evaluations, failure,
-                          failure_error, n_extra_stages, next_step, output_inside, step_end)
+from .step_policy import (carried_step, clip_step, count_nonfinite, end_derivative,
+                          evaluations, failure, failure_error, n_extra_stages, next_step,
+                          output_inside, step_end)
 from .step_size import initial_step
 
 
@@ -149,21 +150,21 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
         y1, error, k = rk_step(f, tableau, t_n, y, h_try, theta, k1)
         check_stages(k, y, t_n)
         ratio = tableau.error_ratio(norm, h_try, error, k, y, y1)
-        accepted, inside, h_new = ratio <= 1.0, False, next_step(h_try, ratio, q, rejected_last)
+        accepted, extra = ratio <= 1.0, False
         if accepted:
             t_next = step_end(t_n, h_try, t_end)
-            f1 = k[-1] if tableau.fsal else f(t_next, y1, theta)
-            inside = n_extra_stages(tableau) > 0 and (
+            f1 = end_derivative(f, tableau, t_next, y1, theta, k)
+            extra = n_extra_stages(tableau) > 0 and (
                 dense or output_inside(t, record.i_out, t_next, direction))
-            if inside:
-                k = extra_stages(f, tableau, t_n, y, h_try, theta, k)
+            k = extra_stages(f, tableau, t_n, y, h_try, theta, k) if extra else k
             record.accept(tableau, t_n, t_next, h_try, y, y1, k, f1, direction)
-            carried = carried_step(h, h_try, h_new)
-        record.attempt(t_n, h_try, ratio, accepted, evaluations(tableau, accepted, inside))
-        last, nonfinite, rejected_last, h = (error, y, y1), count_nonfinite(nonfinite, ratio), \
-            not accepted, h_new
+        record.attempt(t_n, h_try, ratio, accepted, evaluations(tableau, accepted, extra))
+        h_new = next_step(h_try, ratio, q, rejected_last)
+        last, nonfinite = (error, y, y1), count_nonfinite(nonfinite, ratio)
+        rejected_last = not accepted
         if accepted:
-            t_n, y, k1 = t_next, y1, f1
+            t_n, y, k1, carried = t_next, y1, f1, carried_step(h, h_try, h_new)
+        h = h_new
     return record.solution(tableau, direction, y0, carried)
 
 

@@ -8,7 +8,8 @@ a Python float or a (B,) array for t, h and the error ratio (:mod:`refnode.per_s
   rounding of it lands on it exactly (:func:`step_end`);
 * the controller's next step (:func:`next_step`) and the step carried into a continuing
   solve (:func:`carried_step`);
-* the cost of a step in evaluations of f (:func:`evaluations`: FSAL, dense output);
+* the next step's first stage (:func:`end_derivative`, FSAL) and the cost of a step in
+  evaluations of f (:func:`evaluations`);
 * when the solve cannot go on (:func:`failure`): max_steps, non-finite steps, a step too
   short for min_step or for the float64 resolution of t — and the error each raises, with
   one message for both loops (:func:`failure_error`).
@@ -74,19 +75,24 @@ def count_nonfinite(count, ratio):
     return where(isfinite(ratio), 0, count + 1)
 
 
+def end_derivative(f, tableau, t_next, y1, theta, k):
+    """f(t_next, y1) for the next step's first stage: the last stage itself if FSAL."""
+    return k[-1] if tableau.fsal else f(t_next, y1, theta)
+
+
 def n_extra_stages(tableau):
     """The evaluations of f the interpolant needs beyond the step's own stages."""
     return len(tableau.dense.A_extra) if needs_extra_stages(tableau) else 0
 
 
-def evaluations(tableau, accepted, inside):
+def evaluations(tableau, accepted, extra):
     """Evaluations of f a trial step costs (its first stage is the previous step's last).
 
     s − 1 stages; one more at the end of an accepted step unless the method is FSAL; the
-    interpolant's extra stages if an output lies ``inside`` the step.
+    interpolant's extra stages if they were taken (``extra``: an output inside the step).
     """
     return (tableau.stages - 1 + accepted * (0 if tableau.fsal else 1)
-            + inside * n_extra_stages(tableau))
+            + extra * n_extra_stages(tableau))
 
 
 def output_inside(times, i_out, t_next, direction):
@@ -147,7 +153,7 @@ def nonfinite_message(t_n, h, last):
         return (f"the error norm returned NaN or inf for the finite step from t = {t_n!r} "
                 f"(down to h = {h!r}): a norm must return a number >= 0, finite for finite "
                 "arrays. Check the norm (StepControl(norm=...)).")
-    return (f"f or the state became non-finite (NaN or inf) in every trial step from t = "
+    return (f"f or the state became non-finite (NaN or inf) at every trial step from t = "
             f"{t_n!r}, down to h = {h!r}: the dynamics return non-finite values there. "
             "Check f near this time (a division by zero, a log of a negative number, "
             "overflow).")

@@ -15,8 +15,9 @@ from ..params import tree_leaves, tree_map
 from ..per_sample import divide, select
 from ..rk_step import rk_step
 from ..solution import Solution
-from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, evaluations, failure,
-                           failure_error, n_extra_stages, next_step, output_inside, step_end)
+from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_derivative,
+                           evaluations, failure, failure_error, n_extra_stages, next_step,
+                           output_inside, step_end)
 
 #: Gather the running samples into a smaller batch once at most this fraction of the
 #: working batch still runs (halving bounds the gathers by log2 B).
@@ -229,12 +230,12 @@ class Loop:
                       nfe=p.nfe + xp.where(active, evaluations(tableau, accepted, inside), 0),
                       n_accepted=p.n_accepted + accepted, n_rejected=p.n_rejected + rejected)
         flags = self.check(new, (error, p.y, y1), accepted, inside, p.i_out)
-        n_calls, f1 = tableau.stages - 1, k[-1]
-        if not tableau.fsal and flags["any_accepted"]:
-            f1, n_calls = self.f(t_next, y1, self.theta), n_calls + 1
+        f1 = k[-1]
+        if flags["any_accepted"]:
+            f1 = end_derivative(self.f, tableau, t_next, y1, self.theta, k)
         if flags["any_inside"] and n_extra_stages(tableau):
             k = extra_stages(self.f, tableau, p.t, p.y, h, self.theta, k)
-            n_calls += n_extra_stages(tableau)
+        n_calls = evaluations(tableau, flags["any_accepted"], flags["any_inside"])
         outputs = self.record_outputs(outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next)
         if self.on_step is not None:
             self.on_step(accepted, p.t, h, p.y, k)
