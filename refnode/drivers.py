@@ -178,22 +178,15 @@ class Recorder:
 
     def __init__(self, t, y0, nfe, keep_grid, trace, dense):
         self.t, self.i_out, self.blocks = t, 1, [expand(y0)]
-        self.nfe, self.n_accepted, self.n_rejected = nfe, 0, 0
+        self.nfe, self.n_attempted, self.n_accepted = nfe, 0, 0
         self.grid = [float(t[0])] if keep_grid else None
         self.trace = [] if trace else None
         self.steps = [] if dense else None
 
-    @property
-    def n_attempted(self):
-        return self.n_accepted + self.n_rejected
-
     def attempt(self, t_n, h, ratio, accepted, nfe):
         """Count a trial step and the evaluations of f it cost."""
-        self.nfe += nfe
-        if accepted:
-            self.n_accepted += 1
-        else:
-            self.n_rejected += 1
+        self.nfe, self.n_attempted = self.nfe + nfe, self.n_attempted + 1
+        self.n_accepted += 1 if accepted else 0
         if self.trace is not None:
             self.trace.append(StepRecord(t_n, h, ratio, accepted))
 
@@ -209,7 +202,7 @@ class Recorder:
 
     def solution(self, tableau, direction, y0, next_step):
         stats = dict(nfe=self.nfe, n_steps=self.n_attempted, n_accepted=self.n_accepted,
-                     n_rejected=self.n_rejected)
+                     n_rejected=self.n_attempted - self.n_accepted)
         dense = None
         if self.steps is not None:
             dense = DenseSolution(tableau, self.steps, direction, float(self.t[0]), y0)

@@ -13,6 +13,8 @@ made for it, and reading it needs no host synchronisation. The per-sample arrays
 float64 and are cast to the state's dtype where they meet the state (:func:`scale`).
 """
 
+import math
+
 import numpy as np
 
 from .backend import array_module, to_float, to_numpy
@@ -26,7 +28,7 @@ def is_per_sample(c):
 
 def where(condition, x, y):
     """x where ``condition`` holds, else y: for one bool or elementwise for arrays."""
-    if is_per_sample(condition):
+    if getattr(condition, "ndim", 0) == 1:      # is_per_sample, inlined: called most often
         return array_module(condition).where(condition, x, y)
     return x if condition else y
 
@@ -39,11 +41,18 @@ def clip(x, low, high):
 
 
 def isfinite(x):
-    return array_module(x).isfinite(x) if is_per_sample(x) else bool(np.isfinite(x))
+    return array_module(x).isfinite(x) if is_per_sample(x) else math.isfinite(x)
 
 
 def isnan(x):
-    return array_module(x).isnan(x) if is_per_sample(x) else bool(np.isnan(x))
+    return array_module(x).isnan(x) if is_per_sample(x) else math.isnan(x)
+
+
+def spacing(t, h):
+    """The distance from t to the next float64 in the direction of h (any sign of t or h)."""
+    if is_per_sample(t):
+        return abs(array_module(t).nextafter(t, np.copysign(np.inf, h)) - t)
+    return abs(math.nextafter(t, math.copysign(math.inf, h)) - t)
 
 
 def all_true(x):

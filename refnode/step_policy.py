@@ -18,10 +18,9 @@ a Python float or a (B,) array for t, h and the error ratio (:mod:`refnode.per_s
 import numpy as np
 
 from .backend import to_numpy
-from .dense_output import needs_extra_stages
 from .errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from .params import tree_leaves
-from .per_sample import all_true, isfinite, where
+from .per_sample import all_true, isfinite, spacing, where
 from .step_size import scaled_error, step_factor
 
 #: Steps shorter than this many float64 spacings of the current t count as underflow
@@ -51,11 +50,6 @@ def step_end(t_n, h, t_end):
     return where(lands, t_end, t_n + h)
 
 
-def time_spacing(t, h):
-    """The distance from t to the next float64 in the direction of h (any sign of t or h)."""
-    return abs(np.nextafter(t, np.copysign(np.inf, h)) - t)
-
-
 def next_step(h, ratio, q, rejected_last):
     """The controller's next trial step: no growth right after a rejection."""
     return h * step_factor(ratio, q, after_rejection=where(ratio <= 1.0, rejected_last, True))
@@ -82,7 +76,7 @@ def end_derivative(f, tableau, t_next, y1, theta, k):
 
 def n_extra_stages(tableau):
     """The evaluations of f the interpolant needs beyond the step's own stages."""
-    return len(tableau.dense.A_extra) if needs_extra_stages(tableau) else 0
+    return 0 if tableau.dense is None else len(tableau.dense.A_extra)
 
 
 def evaluations(tableau, accepted, extra):
@@ -109,11 +103,11 @@ def failure(t_n, h, t_end, n_attempted, nonfinite, control):
     they were. TOO_SHORT: |h| is below ``control.min_step`` or 10 float64 spacings of
     t_n (and the step does not land on t_end).
     """
-    limit = MIN_STEP_ULPS * time_spacing(t_n, h)
-    short = (abs(h) < where(limit > control.min_step, limit, control.min_step)) & (t_n + h != t_end)
-    code = where(short, where(nonfinite > 0, NONFINITE, TOO_SHORT), OK)
-    code = where(nonfinite > MAX_NONFINITE_RETRIES, NONFINITE, code)
-    return where(n_attempted >= control.max_steps, MAX_STEPS, code)
+    short = ((abs(h) < MIN_STEP_ULPS * spacing(t_n, h)) | (abs(h) < control.min_step)) & (
+        t_n + h != t_end)
+    nonfinite_steps = (nonfinite > MAX_NONFINITE_RETRIES) | (short & (nonfinite > 0))
+    return where(n_attempted >= control.max_steps, MAX_STEPS,
+                 where(nonfinite_steps, NONFINITE, short * TOO_SHORT))
 
 
 def failure_error(code, t_n, h, span, last, control, norm, sample=None):
@@ -161,20 +155,20 @@ def nonfinite_message(t_n, h, last):
 
 def too_short_message(t_n, h, span, last, control, norm):
     """min_step, the float64 resolution of t, or an underflow (a singularity, tight tolerances)."""
-    spacing = float(time_spacing(t_n, h))
+    gap = float(spacing(t_n, h))
     if abs(h) < control.min_step:
         return (f"the step size h = {h!r} at t = {t_n!r} fell below min_step = "
                 f"{control.min_step!r}: the error control needs shorter steps there. Lower "
                 "min_step (StepControl(min_step=...)) or loosen rtol/atol.")
     if abs(h) >= RESOLUTION_FRACTION * abs(span[1] - span[0]):
         return (f"the step size h = {h!r} at t = {t_n!r} is below the time resolution of "
-                f"float64 there (neighbouring times are {spacing!r} apart, and a step needs "
+                f"float64 there (neighbouring times are {gap!r} apart, and a step needs "
                 f"{MIN_STEP_ULPS} of them): |t| is too large for the step. Shift the time "
                 f"origin: solve from 0 to {span[1] - span[0]!r} (t - {span[0]!r}), adding the "
                 "offset inside f if it depends on t.")
     return failure_message(
         "the step size underflowed", t_n, h, last,
-        f"Steps shorter than {MIN_STEP_ULPS} float64 spacings of t ({MIN_STEP_ULPS * spacing!r} "
+        f"Steps shorter than {MIN_STEP_ULPS} float64 spacings of t ({MIN_STEP_ULPS * gap!r} "
         "here) cannot be taken. The solution may blow up near this time (a singularity), or "
         "the tolerances are too tight for the state's precision: loosen rtol/atol or check "
         "the dynamics.", norm)

@@ -17,6 +17,7 @@ import pytest
 
 import refnode as rn
 from refnode import step_policy
+from refnode.per_sample import spacing
 from refnode.errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
                             StepSizeUnderflowError)
 from refnode.methods import get_method
@@ -127,9 +128,11 @@ def test_a_nan_in_one_sample_is_reported_as_non_finite_not_underflow():
 def test_time_spacing_is_positive_for_negative_and_decreasing_time():
     for t in (-3.0, -1e15, 0.0, 2.0, 1e15):
         for h in (1e-3, -1e-3):
-            spacing = step_policy.time_spacing(t, h)
-            assert 0.0 < spacing <= 2 * np.spacing(abs(t)) + 5e-324
-    assert step_policy.time_spacing(1e15, 1e-3) == 0.125
+            gap = spacing(t, h)
+            assert 0.0 < gap <= 2 * np.spacing(abs(t)) + 5e-324
+    assert spacing(1e15, 1e-3) == 0.125
+    np.testing.assert_array_equal(spacing(np.array([-2.0, 2.0]), np.array([1e-3, -1e-3])),
+                                  [np.spacing(1.0), np.spacing(1.0)])
 
 
 def test_each_rule_gives_the_same_answer_for_floats_and_per_sample_arrays():
@@ -147,7 +150,6 @@ def test_each_rule_gives_the_same_answer_for_floats_and_per_sample_arrays():
     rules = {
         "clip_step": lambda i: (t[i], h[i] * 1e6, t_end[i], np.sign(h[i])),
         "step_end": lambda i: (t[i], t_end[i] - t[i] - 1e-16 * h[i], t_end[i]),
-        "time_spacing": lambda i: (t[i], h[i]),
         "next_step": lambda i: (h[i], ratio[i], 5.0, rejected[i]),
         "carried_step": lambda i: (h_proposed[i], h[i], h[i] * 0.7),
         "count_nonfinite": lambda i: (counts[i], ratio[i]),
