@@ -11,7 +11,7 @@ Two interpolants (HNW I §II.6):
 
 Many output times inside one step cost one evaluation each and never shorten a step.
 θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
-each sample at its own fraction of its own step; see :func:`refnode.rk_step.scale`).
+each sample at its own fraction of its own step; see :func:`refnode.per_sample.scale`).
 """
 
 from typing import NamedTuple

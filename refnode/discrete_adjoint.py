@@ -21,7 +21,7 @@ every step point is kept, O(L) for L steps — the price of exactness.
 One reverse pass serves both batch modes: with a step size per sample
 (``batch="independent"``) h, θ and the time cotangents t̄, h̄ are (B,) arrays, every
 inner product is taken per sample (:func:`inner`), and an output reached by only some
-samples in a step is masked (:func:`refnode.rk_step.select`).
+samples in a step is masked (:func:`refnode.per_sample.select`).
 """
 
 import numpy as np

@@ -51,7 +51,8 @@ def isnan(x):
 def spacing(t, h):
     """The distance from t to the next float64 in the direction of h (any sign of t or h)."""
     if is_per_sample(t):
-        return abs(array_module(t).nextafter(t, np.copysign(np.inf, h)) - t)
+        xp = array_module(t, h)
+        return abs(xp.nextafter(t, xp.where(h < 0, -np.inf, np.inf)) - t)
     return abs(math.nextafter(t, math.copysign(math.inf, h)) - t)
 
 
