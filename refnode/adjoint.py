@@ -135,11 +135,11 @@ def adjoint_sweep(f, t, zs, g, theta, settings):
     theta_bar = () if theta is None else tree_zeros_like(theta)
     s = AugmentedState(zs[-1], g[-1], theta_bar, array_module(zs).zeros((), dtype=zs.dtype))
     dt, stats, h = np.zeros(len(t)), {}, None
-    for i in range(len(t) - 1, 0, -1):
+    for i in range(len(t) - 1, 0, -1):             # each interval, from the last
         s, dt[i], k1 = at_output_time(aug, s, zs[i], g[i], float(t[i]), theta, settings.reset)
-        sol = solve_back(aug, s, t[i], t[i - 1], theta, k1, settings, norm, h)
+        sol = solve_back(aug, s, t[i], t[i - 1], theta, k1, settings, norm, h)   # t_i -> t_i-1
         s, h, stats = last_state(sol), sol.next_step, add_stats(stats, sol.stats)
-        s = s._replace(a=s.a + g[i - 1])
+        s = s._replace(a=s.a + g[i - 1])           # a jumps by ∂L/∂z(t_{i-1})
     dt[0] = to_float(s.t_bar)
     return s.a, None if theta is None else s.theta_bar, dt, stats
 
@@ -157,18 +157,15 @@ def adjoint_sweep_per_sample(f, t, zs, g, theta, settings):
     s = AugmentedState(zs[-1], g[-1], (), xp.zeros(batch, dtype=zs.dtype))
     theta_bar = None if theta is None else tree_zeros_like(theta)
     dt, stats, h = np.zeros(len(t)), {}, None
-    for i in range(len(t) - 1, 0, -1):
+    for i in range(len(t) - 1, 0, -1):             # each interval, from the last
         t_i = xp.zeros(batch) + float(t[i])
         s, dt[i], k1 = at_output_time(aug, s, zs[i], g[i], t_i, theta, settings.reset)
-        integral = ThetaIntegral(f, settings.method, theta)
-        sol = solve_independent(aug, settings.method, s, np.array([t[i], t[i - 1]]),
-                                float(np.sign(t[i - 1] - t[i])), theta, norm,
-                                StepControl(max_steps=settings.max_steps),
-                                on_step=None if theta is None else integral, k1=k1, first_step=h)
-        if integral.total is not None:
-            theta_bar = tree_add(theta_bar, tree_scale(-1.0, integral.total))
+        sol, theta_part = solve_back_per_sample(aug, f, s, t[i], t[i - 1], theta, k1, settings,
+                                                norm, h)
+        if theta_part is not None:
+            theta_bar = tree_add(theta_bar, tree_scale(-1.0, theta_part))
         s, h, stats = last_state(sol), sol.next_step, add_stats(stats, sol.stats)
-        s = s._replace(a=s.a + g[i - 1])
+        s = s._replace(a=s.a + g[i - 1])           # a jumps by ∂L/∂z(t_{i-1})
     dt[0] = to_float(xp.sum(s.t_bar))
     return s.a, theta_bar, dt, stats
 
@@ -211,6 +208,21 @@ def solve_back(aug, s, t_i, t_prev, theta, k1, settings, norm, h=None):
     control = StepControl(max_steps=settings.max_steps, first_step=abs(h) if h else None)
     return solve_adaptive(aug, settings.method, s, segment, float(np.sign(t_prev - t_i)), theta,
                           k1, norm, control, keep_grid=False)
+
+
+def solve_back_per_sample(aug, f, s, t_i, t_prev, theta, k1, settings, norm, h=None):
+    """The augmented system [z, a, t̄] from t_i back to t_prev, with a step size per sample.
+
+    Starts each sample with its step ``h`` from the previous interval (None: estimate).
+    Returns the Solution and ∫ aᵀ∂f/∂θ over the accepted steps (None without theta),
+    accumulated outside the state by one batched VJP per stage (:class:`ThetaIntegral`).
+    """
+    integral = ThetaIntegral(f, settings.method, theta)
+    sol = solve_independent(aug, settings.method, s, np.array([t_i, t_prev]),
+                            float(np.sign(t_prev - t_i)), theta, norm,
+                            StepControl(max_steps=settings.max_steps),
+                            on_step=None if theta is None else integral, k1=k1, first_step=h)
+    return sol, integral.total
 
 
 def channel_norm_of(settings, per_sample):
