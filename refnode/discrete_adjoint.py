@@ -26,10 +26,10 @@ samples in a step is masked (:func:`refnode.per_sample.select`).
 
 import numpy as np
 
-from .backend import array_module, to_float, to_numpy
+from .backend import array_module, to_float
 from .dense_output import extra_stages, float_P, hermite, hermite_weights, stage_weights
 from .params import tree_add, tree_zeros_like
-from .per_sample import any_true, divide, dot, host, inner, is_per_sample, scale, select, where
+from .per_sample import any_true, divide, host, inner, scale, select, where
 from .rk_step import combine, rk_step, weighted_sum
 
 

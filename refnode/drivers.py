@@ -29,7 +29,7 @@ from .rk_step import rk_step
 from .solution import Solution, StepRecord
 from .step_policy import (carried_step, clip_step, count_nonfinite, end_derivative,
                           evaluations, failure, failure_error, n_extra_stages, next_step,
-                          output_inside, step_end)
+                          output_inside, outputs_reached, step_end, step_fraction)
 from .step_size import initial_step
 
 
@@ -211,12 +211,9 @@ class Recorder:
 
 
 def outputs_in_step(t, i_out, t_n, t_next, h, direction):
-    """The fractions θ = (t_i - t_n) / h of the outputs in (t_n, t_next], and the next index.
+    """The fractions θ of the outputs in (t_n, t_next] (:func:`step_fraction`), the next index.
 
     An output exactly at the step's end gets θ = 1.0, which dense output maps to y1 itself.
     """
-    thetas = []
-    while i_out < len(t) and (t[i_out] - t_next) * direction <= 0:
-        thetas.append(1.0 if t[i_out] == t_next else (t[i_out] - t_n) / h)
-        i_out += 1
-    return thetas, i_out
+    i_new = int(outputs_reached(t, t_next, direction))
+    return [step_fraction(t[i], t_n, h, t_next) for i in range(i_out, i_new)], i_new

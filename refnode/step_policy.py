@@ -5,7 +5,8 @@ and :mod:`refnode.independent.loop` (an h per sample) — call these functions; 
 a Python float or a (B,) array for t, h and the error ratio (:mod:`refnode.per_sample`).
 
 * landing: a step never passes the end time (:func:`clip_step`), and one that ends within
-  rounding of it lands on it exactly (:func:`step_end`);
+  rounding of it lands on it exactly (:func:`step_end`); the outputs a step reaches
+  (:func:`outputs_reached`) and where they lie in it (:func:`step_fraction`);
 * the controller's next step (:func:`next_step`) and the step carried into a continuing
   solve (:func:`carried_step`);
 * the next step's first stage (:func:`end_derivative`, FSAL) and the cost of a step in
@@ -17,10 +18,10 @@ a Python float or a (B,) array for t, h and the error ratio (:mod:`refnode.per_s
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import array_module, to_numpy
 from .errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from .params import tree_leaves
-from .per_sample import all_true, isfinite, spacing, where
+from .per_sample import divide, isfinite, spacing, where
 from .step_size import scaled_error, step_factor
 
 #: Steps shorter than this many float64 spacings of the current t count as underflow
@@ -93,6 +94,16 @@ def output_inside(times, i_out, t_next, direction):
     """True if the next output time t[i_out] lies strictly before the step's end t_next."""
     n = times.shape[0]
     return (i_out < n) & ((times[where(i_out < n, i_out, n - 1)] - t_next) * direction < 0)
+
+
+def outputs_reached(times, t_next, direction):
+    """The index of the first output time after t_next (outputs up to t_next are reached)."""
+    return array_module(times).searchsorted(direction * times, direction * t_next, side="right")
+
+
+def step_fraction(t_i, t_n, h, t_next):
+    """θ = (t_i - t_n) / h of an output inside the step; exactly 1.0 at the step's end."""
+    return where(t_i == t_next, 1.0, divide(t_i - t_n, h))
 
 
 def failure(t_n, h, t_end, n_attempted, nonfinite, control):

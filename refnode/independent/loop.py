@@ -12,12 +12,12 @@ from ..drivers import first_step_size, stack
 from ..dynamics import value_and_vjp
 from ..errors import InputError
 from ..params import tree_leaves, tree_map
-from ..per_sample import divide, select
+from ..per_sample import select
 from ..rk_step import rk_step
 from ..solution import Solution
 from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_derivative,
                            evaluations, failure, failure_error, n_extra_stages, next_step,
-                           output_inside, step_end)
+                           output_inside, outputs_reached, step_end, step_fraction)
 
 #: Gather the running samples into a smaller batch once at most this fraction of the
 #: working batch still runs (halving bounds the gathers by log2 B).
@@ -218,8 +218,7 @@ class Loop:
         ratio = tableau.error_ratio(self.norm, h, error, k, p.y, y1)
         accepted = active & (ratio <= 1.0)
         t_next = step_end(p.t, h, self.t_end)
-        i_new = xp.where(accepted, xp.searchsorted(direction * self.times, direction * t_next,
-                                                   side="right"), p.i_out)
+        i_new = xp.where(accepted, outputs_reached(self.times, t_next, direction), p.i_out)
         inside = accepted & output_inside(self.times, p.i_out, t_next, direction)
         rejected = active & ~accepted
         h_new = next_step(h, ratio, self.q, p.rejected_last)
@@ -279,7 +278,7 @@ class Loop:
             hit = accepted & (p.i_out <= i) & (i_new > i)
             value = y1
             if flags["any_inside"]:
-                fraction = divide(float(self.t[i]) - p.t, h)
+                fraction = step_fraction(float(self.t[i]), p.t, h, t_next)
                 value = select(t_next == float(self.t[i]), y1,
                                interpolate_one(self.tableau, fraction, h, p.y, y1, k, f1))
             outputs[i] = select(hit, value, outputs[i])
