@@ -17,11 +17,12 @@ The sign of the time channel: moving t_i later lets the trajectory run longer be
 is observed, so ∂L/∂t_i = +∂L/∂z(t_i) · dz/dt; moving t_0 later starts the same
 trajectory later, which shifts it the other way, hence the minus signs (tutorial 04).
 
-One sweep serves both batch modes. With a step size per sample
-(``batch="independent"``) the time channel t̄ has shape (B,), each sample takes its own
-reverse steps, and θ̄ — which cannot be carried per sample without a B × P array — is
-accumulated outside the state by the interval solver that :mod:`refnode.independent`
-passes in (``solve_interval``).
+:func:`adjoint_sweep` is that loop with one step size; :func:`adjoint_sweep_per_sample`
+the same loop with a step size per sample (``batch="independent"``): the time channel t̄
+has shape (B,), each sample takes its own reverse steps, and θ̄ — which cannot be carried
+per sample without a B × P array — is accumulated outside the state
+(:class:`refnode.independent.ThetaIntegral`). Each reverse interval starts with the step
+the previous one ended on.
 
 On GPU arrays the augmented state stays on the device; each reverse step reads one host
 value, the largest channel error ratio (:func:`channel_norm`), plus one per output time
@@ -32,13 +33,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module, to_float
+from .backend import array_module, to_float, to_numpy
 from .drivers import solve_adaptive, solve_fixed
 from .dynamics import value_and_vjp
 from .errors import NonFiniteStateError
+from .independent import ThetaIntegral, solve_independent
 from .options import StepControl
 from .params import tree_add, tree_leaves, tree_map, tree_scale, tree_zeros_like
-from .rk_step import dot
+from .per_sample import dot, is_per_sample
 from .step_size import rms, scaled_error
 
 
@@ -105,32 +107,8 @@ def _empty(channel):
     return isinstance(channel, tuple) and not channel
 
 
-#: Start each reverse interval with the step the previous one ended on, instead of
-#: Hairer's starting-step estimate (measured in benchmarks/README.md: fewer backward
-#: NFE with many output times, the same gradient error).
-CARRY_STEP = True
-
-
-def solve_shared_interval(aug, s, segment, theta, k1, settings, norm, first_step=None):
-    """One reverse interval with one step size: fixed grid or adaptive.
-
-    ``first_step`` is the step carried over from the previous interval (None: estimate).
-    Returns the Solution and the θ̄ accumulated outside the state (None: it is inside).
-    """
-    method = settings.method
-    if settings.step_size is not None or settings.n_steps is not None:
-        return solve_fixed(aug, method, s, segment, theta, k1, settings.step_size,
-                           settings.n_steps, keep_grid=False), None
-    control = StepControl(max_steps=settings.max_steps,
-                          first_step=abs(first_step) if first_step else None)
-    direction = float(np.sign(segment[1] - segment[0]))
-    return solve_adaptive(aug, method, s, segment, direction, theta, k1, norm, control,
-                          keep_grid=False), None
-
-
-def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_interval,
-                  per_sample=False):
-    """Run Algorithm 2 backwards over every output interval.
+def adjoint_sweep(f, t, zs, g, theta, settings):
+    """Algorithm 2 over every output interval, from the last, with one step size.
 
     Parameters
     ----------
@@ -144,13 +122,6 @@ def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_inte
     settings : Adjoint
         Resolved (no ``None`` left): method, tolerances, seminorm, reset, max_steps,
         fixed grid of the reverse solves (see :class:`refnode.Adjoint`).
-    solve_interval : callable
-        ``solve_interval(aug, s, segment, theta, k1, settings, norm, first_step) ->
-        (Solution, θ̄ part or None)``; per-sample steps pass their own
-        (:mod:`refnode.independent`). ``first_step`` is the previous interval's
-        ``Solution.next_step`` (:data:`CARRY_STEP`).
-    per_sample : bool
-        Times, t̄ and the error ratio per sample (f then takes t of shape (B,)).
 
     Returns
     -------
@@ -160,41 +131,114 @@ def adjoint_sweep(f, t, zs, g, theta, settings, solve_interval=solve_shared_inte
     stats : dict
         nfe, n_steps, n_accepted, n_rejected of all reverse solves together.
     """
-    aug = augmented_dynamics(f, theta_channel=not per_sample)
-    xp = array_module(zs)
-    channels = ("z", "a") if settings.seminorm else AugmentedState._fields
-    norm = channel_norm(settings.rtol, settings.atol, channels, per_sample)
-    time = (lambda t_i: xp.zeros(zs.shape[1]) + t_i) if per_sample else float
-    inside = () if theta is None or per_sample else tree_zeros_like(theta)
-    s = AugmentedState(zs[-1], g[-1], inside, xp.zeros(zs.shape[1] if per_sample else (),
-                                                        dtype=zs.dtype))
-    theta_bar, dt, stats, carried = None, np.zeros(len(t)), None, None
-    for i in range(len(t) - 1, 0, -1):
-        s = s._replace(z=zs[i]) if settings.reset else s
-        k1 = aug(time(float(t[i])), s, theta)
-        direct = dot(g[i], k1.z, per_sample)      # ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i))
-        dt[i] = to_float(xp.sum(direct) + 0.0 * tree_sum(k1))   # NaN if any channel is
-        if not np.isfinite(dt[i]):
-            raise NonFiniteStateError(f"the adjoint's dynamics are non-finite (NaN or inf) at the "
-                                      f"output time t = {float(t[i])!r}: f or f.vjp returned "
-                                      "non-finite values there. Check the VJP for overflow.",
-                                      t=float(t[i]))
-        s = s._replace(t_bar=s.t_bar - direct)
-        sol, theta_part = solve_interval(aug, s, np.array([t[i], t[i - 1]]), theta, k1, settings,
-                                         norm, carried)
-        carried = sol.next_step if CARRY_STEP else None
+    aug, norm = augmented_dynamics(f), channel_norm_of(settings, per_sample=False)
+    theta_bar = () if theta is None else tree_zeros_like(theta)
+    s = AugmentedState(zs[-1], g[-1], theta_bar, array_module(zs).zeros((), dtype=zs.dtype))
+    dt, stats, h = np.zeros(len(t)), {}, None
+    for i in range(len(t) - 1, 0, -1):             # each interval, from the last
+        s, dt[i], k1 = at_output_time(aug, s, zs[i], g[i], float(t[i]), theta, settings.reset)
+        sol = solve_back(aug, s, t[i], t[i - 1], theta, k1, settings, norm, h)   # t_i -> t_i-1
+        s, h, stats = last_state(sol), sol.next_step, add_stats(stats, sol.stats)
+        s = s._replace(a=s.a + g[i - 1])           # a jumps by ∂L/∂z(t_{i-1})
+    dt[0] = to_float(s.t_bar)
+    return s.a, None if theta is None else s.theta_bar, dt, stats
+
+
+def adjoint_sweep_per_sample(f, t, zs, g, theta, settings):
+    """Algorithm 2 with a step size per sample (``batch="independent"``).
+
+    As :func:`adjoint_sweep`, with the augmented state [z, a, t̄] (t̄ of shape (B,)) solved
+    back by the per-sample loop; θ̄ is accumulated outside the state, over each
+    iteration's accepted steps (:class:`refnode.independent.ThetaIntegral`). ``f`` takes
+    t of shape (B,) (:class:`refnode.independent.SampleTimeDynamics`).
+    """
+    aug, norm = augmented_dynamics(f, theta_channel=False), channel_norm_of(settings, True)
+    xp, batch = array_module(zs), zs.shape[1]
+    s = AugmentedState(zs[-1], g[-1], (), xp.zeros(batch, dtype=zs.dtype))
+    theta_bar = None if theta is None else tree_zeros_like(theta)
+    dt, stats, h = np.zeros(len(t)), {}, None
+    for i in range(len(t) - 1, 0, -1):             # each interval, from the last
+        t_i = xp.zeros(batch) + float(t[i])
+        s, dt[i], k1 = at_output_time(aug, s, zs[i], g[i], t_i, theta, settings.reset)
+        sol, theta_part = solve_back_per_sample(aug, f, s, t[i], t[i - 1], theta, k1, settings,
+                                                norm, h)
         if theta_part is not None:
-            theta_bar = theta_part if theta_bar is None else tree_add(theta_bar, theta_part)
-        stats = dict(sol.stats) if stats is None else {k: stats[k] + sol.stats[k] for k in stats}
-        s = tree_map(lambda leaf: leaf[-1], sol.z)
-        s = s._replace(a=s.a + g[i - 1])
+            theta_bar = tree_add(theta_bar, tree_scale(-1.0, theta_part))
+        s, h, stats = last_state(sol), sol.next_step, add_stats(stats, sol.stats)
+        s = s._replace(a=s.a + g[i - 1])           # a jumps by ∂L/∂z(t_{i-1})
     dt[0] = to_float(xp.sum(s.t_bar))
-    if theta is not None and not per_sample:
-        theta_bar = s.theta_bar
-    elif theta is not None and theta_bar is None:
-        theta_bar = tree_zeros_like(theta)
     return s.a, theta_bar, dt, stats
 
+
+def at_output_time(aug, s, z_i, g_i, t_i, theta, reset):
+    """At t_i: ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i)), and the time channel's jump by it.
+
+    With ``reset`` the state channel restarts from the forward z(t_i). Returns the new
+    augmented state, ∂L/∂t_i (summed over samples) and aug(t_i, s), the first stage of
+    the reverse solve. ``t_i`` is a float, or (B,) per sample.
+    """
+    s = s._replace(z=z_i) if reset else s
+    k1 = aug(t_i, s, theta)
+    direct = dot(g_i, k1.z, per_sample=is_per_sample(t_i))
+    dL_dti = to_float(array_module(direct).sum(direct) + 0.0 * tree_sum(k1))  # NaN if any is
+    check_finite_dynamics(dL_dti, t_i)
+    return s._replace(t_bar=s.t_bar - direct), dL_dti, k1
+
+
+def check_finite_dynamics(value, t_i):
+    """Raise if f or f.vjp gave a non-finite value at the output time t_i (``value`` is NaN)."""
+    if not np.isfinite(value):
+        t_i = float(np.min(to_numpy(t_i)))
+        raise NonFiniteStateError(f"the adjoint's dynamics are non-finite (NaN or inf) at the "
+                                  f"output time t = {t_i!r}: f or f.vjp returned non-finite "
+                                  "values there. Check the VJP for overflow.", t=t_i)
+
+
+def solve_back(aug, s, t_i, t_prev, theta, k1, settings, norm, h=None):
+    """The augmented system from t_i back to t_prev, with one step size.
+
+    A fixed grid if the settings give one; else adaptive, starting with ``h``, the step
+    the previous interval ended on (None: Hairer's estimate). Carrying the step saves the
+    few steps a fresh start needs to grow (measured in benchmarks/README.md).
+    """
+    segment = np.array([t_i, t_prev])
+    if settings.step_size is not None or settings.n_steps is not None:
+        return solve_fixed(aug, settings.method, s, segment, theta, k1, settings.step_size,
+                           settings.n_steps, keep_grid=False)
+    control = StepControl(max_steps=settings.max_steps, first_step=abs(h) if h else None)
+    return solve_adaptive(aug, settings.method, s, segment, float(np.sign(t_prev - t_i)), theta,
+                          k1, norm, control, keep_grid=False)
+
+
+def solve_back_per_sample(aug, f, s, t_i, t_prev, theta, k1, settings, norm, h=None):
+    """The augmented system [z, a, t̄] from t_i back to t_prev, with a step size per sample.
+
+    Starts each sample with its step ``h`` from the previous interval (None: estimate).
+    Returns the Solution and ∫ aᵀ∂f/∂θ over the accepted steps (None without theta),
+    accumulated outside the state by one batched VJP per stage (:class:`ThetaIntegral`).
+    """
+    integral = ThetaIntegral(f, settings.method, theta)
+    sol = solve_independent(aug, settings.method, s, np.array([t_i, t_prev]),
+                            float(np.sign(t_prev - t_i)), theta, norm,
+                            StepControl(max_steps=settings.max_steps),
+                            on_step=None if theta is None else integral, k1=k1, first_step=h)
+    return sol, integral.total
+
+
+def channel_norm_of(settings, per_sample):
+    """The reverse solves' error norm: over z and a (seminorm), or every channel."""
+    channels = ("z", "a") if settings.seminorm else AugmentedState._fields
+    return channel_norm(settings.rtol, settings.atol, channels, per_sample)
+
+
+def last_state(sol):
+    """The augmented state at the end of a reverse solve."""
+    return tree_map(lambda leaf: leaf[-1], sol.z)
+
+
+def add_stats(total, stats):
+    """The reverse solves' counts added up."""
+    return {k: total.get(k, 0) + stats[k] for k in stats}
 
 
 def tree_sum(tree):

@@ -16,7 +16,7 @@ chooses the method's kind, and :func:`interpolate` evaluates the same polynomial
 :mod:`refnode.solution`. Many output times inside one step cost one evaluation each and
 never shorten a step.
 θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
-each sample at its own fraction of its own step; see :func:`refnode.rk_step.scale`).
+each sample at its own fraction of its own step; see :func:`refnode.per_sample.scale`).
 """
 
 from .backend import array_module

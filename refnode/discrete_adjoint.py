@@ -21,16 +21,16 @@ every step point is kept, O(L) for L steps — the price of exactness.
 One reverse pass serves both batch modes: with a step size per sample
 (``batch="independent"``) h, θ and the time cotangents t̄, h̄ are (B,) arrays, every
 inner product is taken per sample (:func:`inner`), and an output reached by only some
-samples in a step is masked (:func:`refnode.rk_step.select`).
+samples in a step is masked (:func:`refnode.per_sample.select`).
 """
 
 import numpy as np
 
-from .backend import array_module, to_float, to_numpy
+from .backend import array_module, to_float
 from .dense_output import extra_stages, hermite_weights, interpolate_one, stage_weights
 from .params import tree_add, tree_zeros_like
-from .rk_step import combine, dot, is_per_sample, rk_step, scale, select, weighted_sum
-from .step_size import where
+from .per_sample import any_true, divide, host, inner, scale, select, where
+from .rk_step import rk_step, weighted_sum
 
 
 def stage_rows(tableau, with_extra):
@@ -40,18 +40,6 @@ def stage_rows(tableau, with_extra):
         for c, row in zip(tableau.dense.c_extra, tableau.dense.A_extra):
             rows.append((float(c), [(j, float(a)) for j, a in enumerate(row) if a != 0]))
     return rows
-
-
-def inner(x, y, like):
-    """Σ x·y: over all elements as a Python float, or per sample (B,) if ``like`` is (B,)."""
-    if is_per_sample(like):
-        return dot(x, y, per_sample=True)
-    return to_float(dot(x, y))
-
-
-def host(v, like):
-    """A time cotangent as a Python float (one grid), or kept as a (B,) array (per sample)."""
-    return v if is_per_sample(like) else to_float(v)
 
 
 def replay(f, tableau, z0, theta, t, grid, keep_states=False):
@@ -81,7 +69,7 @@ def replay(f, tableau, z0, theta, t, grid, keep_states=False):
             value = y1
             if any_true(strictly_inside(in_step, at_end)):
                 k_all = extra_stages(f, tableau, tau[n], y, h, theta, k)
-                value = select(at_end, y1, interpolate_one(tableau, per_step(t[i] - tau[n], h),
+                value = select(at_end, y1, interpolate_one(tableau, divide(t[i] - tau[n], h),
                                                            h, y, y1, k_all, k1_next))
             outputs[i] = select(in_step, value, outputs[i])
         y, k1 = y1, k1_next
@@ -97,15 +85,6 @@ def strictly_inside(in_step, at_end):
     return in_step & ~at_end
 
 
-def any_true(mask):
-    return mask if isinstance(mask, bool) else bool(to_numpy(mask).any())
-
-
-def per_step(x, h):
-    """x / h, where a finished sample's step of length 0 gives 0 (not a division by 0)."""
-    if not is_per_sample(h):
-        return x / h
-    return array_module(h).where(h == 0.0, 0.0, x / array_module(h).where(h == 0.0, 1.0, h))
 
 
 def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
@@ -243,15 +222,15 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     f1 = f(tau[n + 1], y1, theta) if interior and tableau.dense is None else None
     k_bar, y0_dense, f1_bar, h_bar = [None] * len(k), None, None, 0.0 * h
     for i, inside in interior:
-        th = where(inside, per_step(t[i] - tau[n], h), 0.0)
+        th = where(inside, divide(t[i] - tau[n], h), 0.0)
         y0_b, y1_b, f1_b, th_bar, h_b, k_bar = dense_vjp(tableau, th, h, y, y1, k, f1,
                                                          select(inside, g[i], 0.0 * g[i]), k_bar)
         y0_dense = accumulate(y0_dense, y0_b)
         y1_bar = y1_bar if y1_b is None else y1_bar + y1_b
         f1_bar = f1_bar if f1_b is None else accumulate(f1_bar, f1_b)
-        t_bar[i] = t_bar[i] + per_step(th_bar, h)    # θ = (t_i - τ_n) / h
-        tau_bar[n] = tau_bar[n] - per_step(th_bar, h)
-        h_bar = h_bar + h_b - per_step(th_bar * th, h)
+        t_bar[i] = t_bar[i] + divide(th_bar, h)    # θ = (t_i - τ_n) / h
+        tau_bar[n] = tau_bar[n] - divide(th_bar, h)
+        h_bar = h_bar + h_b - divide(th_bar * th, h)
     theta_bar = None
     if f1_bar is not None:                           # Hermite's slope f(τ_{n+1}, y_{n+1})
         a_z, theta_bar, a_t = f.vjp(tau[n + 1], y1, theta, f1_bar)

@@ -22,20 +22,15 @@ Times and step sizes are host floats.
 import numpy as np
 
 from .backend import array_module, to_numpy
-from .dense_output import extra_stages, interpolate, needs_extra_stages
-from .errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
-                     StepSizeUnderflowError)
+from .dense_output import extra_stages, interpolate
+from .errors import InputError, NonFiniteStateError
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
 from .solution import DenseSolution, DenseStep, Solution, StepRecord
-from .step_size import initial_step, scaled_error, step_factor
-
-#: Steps shorter than this many float64 spacings at the current t count as underflow
-#: (SciPy's ``10 * np.abs(np.nextafter(t, direction * np.inf) - t)``).
-MIN_STEP_ULPS = 10
-#: Consecutive non-finite trial steps tolerated (each shrinks h by MIN_FACTOR) before
-#: the solve gives up and raises NonFiniteStateError.
-MAX_NONFINITE_RETRIES = 10
+from .step_policy import (carried_step, clip_step, count_nonfinite, end_derivative,
+                          evaluations, failure, failure_error, n_extra_stages, next_step,
+                          output_inside, outputs_reached, step_end, step_fraction)
+from .step_size import initial_step
 
 
 def fixed_grid(t, step_size=None, n_steps=None):
@@ -119,8 +114,7 @@ def stack(ys):
 def first_step_size(f, tableau, t0, y0, k1, theta, direction, norm, control):
     """The first trial step and the evaluations it cost: control.first_step, or Hairer's."""
     if control.first_step is None:
-        q = tableau.error_power()
-        return initial_step(f, t0, y0, k1, theta, direction, q, None, None, norm=norm), 2
+        return initial_step(f, t0, y0, k1, theta, direction, tableau.error_power(), norm), 2
     return direction * control.first_step, 1
 
 
@@ -128,8 +122,10 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
                    keep_grid=True):
     """Adaptive driver: try a step, accept it if its error ratio is <= 1, adapt h.
 
-    Outputs inside an accepted step come from dense output; the last step is shortened
-    to land exactly on t[-1].
+    The rules of the loop (landing on t[-1], the controller, the failure checks, the cost
+    of a step) are :mod:`refnode.step_policy`'s, shared with the per-sample loop; what it
+    keeps besides the state is the :class:`Recorder`'s. Outputs inside an accepted step
+    come from dense output, so they never shorten a step.
 
     Parameters
     ----------
@@ -142,136 +138,82 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
         Keep every step for ``Solution.dense``; record the accepted step points in
         ``Solution.grid`` (the discrete adjoint replays them).
     """
-    q = tableau.error_power()
-    t_end = float(t[-1])
+    q, t_end = tableau.error_power(), float(t[-1])
     h, nfe = first_step_size(f, tableau, float(t[0]), y0, k1, theta, direction, norm, control)
-    t_n, y, blocks, i_out = float(t[0]), y0, [expand(y0)], 1
-    grid = [t_n] if keep_grid else None
-    records, steps = [] if control.trace else None, [] if dense else None
-    n_accepted = n_rejected = nonfinite = 0
-    rejected_last, last, last_clipped = False, None, None
-    while i_out < len(t):
-        proposed = h
-        h = guard_step(t_n, h, t_end, direction, control, n_accepted + n_rejected, last, norm)
-        clipped = proposed if h != proposed else None
-        y1, error, k = rk_step(f, tableau, t_n, y, h, theta, k1)
-        nfe += tableau.stages - 1
+    t_n, y, carried, rejected_last, nonfinite, last = float(t[0]), y0, h, False, 0, None
+    record = Recorder(t, y0, nfe, keep_grid, control.trace, dense)
+    while record.i_out < len(t):
+        h_try = clip_step(t_n, h, t_end, direction)
+        code = failure(t_n, h_try, t_end, record.n_attempted, nonfinite, control)
+        if code:
+            raise failure_error(code, t_n, h_try, (float(t[0]), t_end), last, control, norm)
+        y1, error, k = rk_step(f, tableau, t_n, y, h_try, theta, k1)
         check_stages(k, y, t_n)
-        ratio = tableau.error_ratio(norm, h, error, k, y, y1)
-        last = (error, y, y1, ratio)
-        nonfinite = nonfinite + 1 if not np.isfinite(ratio) else 0
-        if nonfinite > MAX_NONFINITE_RETRIES:
-            raise NonFiniteStateError(nonfinite_message(t_n, h), t=t_n)
-        accepted = ratio <= 1.0
-        if control.trace:
-            records.append(StepRecord(t_n, h, ratio, accepted))
+        ratio = tableau.error_ratio(norm, h_try, error, k, y, y1)
+        accepted, extra = ratio <= 1.0, False
         if accepted:
-            t_next = t_end if t_n + h == t_end or abs(t_end - t_n - h) <= abs(h) * 1e-14 else t_n + h
-            f1 = k[-1] if tableau.fsal else f(t_next, y1, theta)
-            nfe += 0 if tableau.fsal else 1
-            if needs_extra_stages(tableau) and (dense or strictly_inside(t, i_out, t_next, direction)):
-                k = extra_stages(f, tableau, t_n, y, h, theta, k)
-                nfe += len(tableau.dense.A_extra)
-            thetas, i_out = outputs_in_step(t, i_out, t_n, t_next, h, direction)
-            if thetas:
-                blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
-            if dense:
-                steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
-            t_n, y, k1, last_clipped = t_next, y1, f1, clipped
-            if keep_grid:
-                grid.append(t_n)
-            n_accepted += 1
-        else:
-            n_rejected += 1
-        h = h * step_factor(ratio, q, after_rejection=rejected_last or not accepted)
+            t_next = step_end(t_n, h_try, t_end)
+            f1 = end_derivative(f, tableau, t_next, y1, theta, k)
+            extra = n_extra_stages(tableau) > 0 and (
+                dense or output_inside(t, record.i_out, t_next, direction))
+            k = extra_stages(f, tableau, t_n, y, h_try, theta, k) if extra else k
+            record.accept(tableau, t_n, t_next, h_try, y, y1, k, f1, direction)
+        record.attempt(t_n, h_try, ratio, accepted, evaluations(tableau, accepted, extra))
+        h_new = next_step(h_try, ratio, q, rejected_last)
+        last, nonfinite = (error, y, y1), count_nonfinite(nonfinite, ratio)
         rejected_last = not accepted
-    stats = dict(nfe=nfe, n_steps=n_accepted + n_rejected, n_accepted=n_accepted,
-                 n_rejected=n_rejected)
-    dense_fn = DenseSolution(tableau, steps, direction, float(t[0]), y0) if dense else None
-    next_step = h                       # the controller's proposal after the last step,
-    if last_clipped is not None and abs(last_clipped) > abs(h):   # or the step it wanted
-        next_step = last_clipped                                   # before landing on t_end
-    return Solution(t=t, z=concatenate(blocks), stats=stats, trace=records, grid=grid,
-                    dense=dense_fn, next_step=next_step)
+        if accepted:
+            t_n, y, k1, carried = t_next, y1, f1, carried_step(h, h_try, h_new)
+        h = h_new
+    return record.solution(tableau, direction, y0, carried)
 
 
-def nonfinite_message(t_n, h):
-    return (f"the state or f became non-finite (NaN or inf) at every trial step from t = {t_n!r} "
-            f"(last h = {h!r}, after {MAX_NONFINITE_RETRIES} shrinks). Check the dynamics for "
-            "overflow or a singularity near this time.")
+class Recorder:
+    """What the shared adaptive loop keeps besides the state.
 
-
-def guard_step(t_n, h, t_end, direction, control, n_attempted, last, norm):
-    """The next trial step, shortened to end at t_end; raises when the solve cannot go on.
-
-    Raises
-    ------
-    MaxStepsExceededError
-        ``n_attempted`` reached ``control.max_steps``.
-    NonFiniteStateError
-        The step size shrank to nothing because f or the state kept turning non-finite.
-    StepSizeUnderflowError
-        |h| fell below ``control.min_step`` or 10 float64 spacings of t_n.
+    The outputs reached (one block of states per accepted step), the next output index
+    ``i_out``, the counts, the accepted step points (``grid``), every trial step
+    (``trace``) and the dense steps.
     """
-    if n_attempted >= control.max_steps:
-        raise MaxStepsExceededError(failure_message(
-            f"the solve reached max_steps = {control.max_steps} attempted steps", t_n, h, last,
-            "Raise max_steps (StepControl(max_steps=...)), loosen rtol/atol, or check for "
-            "stiffness (an explicit method needs tiny steps on stiff problems).", norm), t=t_n)
-    h = clip_step(t_n, h, t_end, direction)
-    if abs(h) < max(control.min_step, MIN_STEP_ULPS * np.spacing(t_n)) and t_n + h != t_end:
-        if last is not None and not np.isfinite(last[3]):
-            raise NonFiniteStateError(
-                f"f or the state became non-finite (NaN or inf) in every step past t = {t_n!r}, "
-                f"down to h = {h!r}: the dynamics return non-finite values there. Check f "
-                "near this time (a division by zero, a log of a negative number, overflow).",
-                t=t_n)
-        raise StepSizeUnderflowError(failure_message(
-            "the step size underflowed", t_n, h, last,
-            "The solution may blow up near this time (a singularity), or the tolerances are "
-            "too tight for the state's precision: loosen rtol/atol or check the dynamics.", norm),
-            t=t_n)
-    return h
 
+    def __init__(self, t, y0, nfe, keep_grid, trace, dense):
+        self.t, self.i_out, self.blocks = t, 1, [expand(y0)]
+        self.nfe, self.n_attempted, self.n_accepted = nfe, 0, 0
+        self.grid = [float(t[0])] if keep_grid else None
+        self.trace = [] if trace else None
+        self.steps = [] if dense else None
 
-def clip_step(t_n, h, t_end, direction):
-    """Shorten h so that the step does not pass t_end (a float, or per sample)."""
-    over = (t_n + h - t_end) * direction > 0
-    if getattr(over, "ndim", 0):
-        return array_module(over).where(over, t_end - t_n, h)
-    return t_end - t_n if over else h
+    def attempt(self, t_n, h, ratio, accepted, nfe):
+        """Count a trial step and the evaluations of f it cost."""
+        self.nfe, self.n_attempted = self.nfe + nfe, self.n_attempted + 1
+        self.n_accepted += 1 if accepted else 0
+        if self.trace is not None:
+            self.trace.append(StepRecord(t_n, h, ratio, accepted))
 
+    def accept(self, tableau, t_n, t_next, h, y, y1, k, f1, direction):
+        """The outputs in (t_n, t_next], by dense output; the step point and dense step."""
+        thetas, self.i_out = outputs_in_step(self.t, self.i_out, t_n, t_next, h, direction)
+        if thetas:
+            self.blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
+        if self.grid is not None:
+            self.grid.append(t_next)
+        if self.steps is not None:
+            self.steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
 
-def strictly_inside(t, i_out, t_next, direction):
-    """True if the next output time lies strictly before the step's end t_next."""
-    return i_out < len(t) and (t[i_out] - t_next) * direction < 0
+    def solution(self, tableau, direction, y0, next_step):
+        stats = dict(nfe=self.nfe, n_steps=self.n_attempted, n_accepted=self.n_accepted,
+                     n_rejected=self.n_attempted - self.n_accepted)
+        dense = None
+        if self.steps is not None:
+            dense = DenseSolution(tableau, self.steps, direction, float(self.t[0]), y0)
+        return Solution(t=self.t, z=concatenate(self.blocks), stats=stats, trace=self.trace,
+                        grid=self.grid, dense=dense, next_step=next_step)
 
 
 def outputs_in_step(t, i_out, t_n, t_next, h, direction):
-    """The fractions θ = (t_i - t_n) / h of the outputs in (t_n, t_next], and the next index.
+    """The fractions θ of the outputs in (t_n, t_next] (:func:`step_fraction`), the next index.
 
     An output exactly at the step's end gets θ = 1.0, which dense output maps to y1 itself.
     """
-    thetas = []
-    while i_out < len(t) and (t[i_out] - t_next) * direction <= 0:
-        thetas.append(1.0 if t[i_out] == t_next else (t[i_out] - t_n) / h)
-        i_out += 1
-    return thetas, i_out
-
-
-def failure_message(what, t_n, h, last, advice, norm=None, n_worst=3):
-    """"<what> at t = ..., h = ...; worst components ...; <advice>".
-
-    The worst components are named when the norm is the RMS norm (its rtol, atol known).
-    """
-    message = f"{what} at t = {t_n!r} with step size h = {h!r}."
-    rtol, atol = getattr(norm, "rtol", None), getattr(norm, "atol", None)
-    if last is not None and rtol is not None and not isinstance(last[0], (tuple, list, dict)):
-        error, y0, y1, _ = last
-        scaled = np.abs(to_numpy(scaled_error(error, y0, y1, rtol, atol)))
-        worst = np.argsort(scaled.ravel())[::-1][:n_worst]
-        index = lambda i: tuple(int(j) for j in np.unravel_index(i, scaled.shape))  # noqa: E731
-        parts = [f"{index(i)}: {scaled.ravel()[i]:.3g}" for i in worst]
-        message += (" Largest scaled errors of the last step (index: error/tolerance): "
-                    + ", ".join(parts) + ".")
-    return message + " " + advice
+    i_new = int(outputs_reached(t, t_next, direction))
+    return [step_fraction(t[i], t_n, h, t_next) for i in range(i_out, i_new)], i_new

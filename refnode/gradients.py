@@ -24,7 +24,7 @@ adjoint, which controls the error of a(t) itself, is right.
 import numpy as np
 from autograd import make_vjp
 
-from .adjoint import adjoint_sweep
+from .adjoint import adjoint_sweep, adjoint_sweep_per_sample
 from .backend import array_module, to_numpy
 from .checks import check_theta_differentiable, check_tolerances
 from .discrete_adjoint import discrete_vjp, replay
@@ -32,7 +32,7 @@ from .drivers import fixed_grid
 from .dynamics import as_dynamics, check_vjp_output
 from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
-from .independent import SampleTimeDynamics, solve_interval
+from .independent import SampleTimeDynamics
 from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_solve, solve_checked
 from .options import Adjoint
 from .params import as_plain, copy_tree, like, tree_leaves
@@ -203,10 +203,8 @@ class AdjointVJP(_VJP):
     def __call__(self, dL_dz):
         g = self.check(dL_dz)
         self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.per_sample)
-        interval = {"solve_interval": solve_interval(self.f)} if self.per_sample else {}
-        dz0, dtheta, dt, stats = adjoint_sweep(self.f, self.t, self.zs, g, self.theta,
-                                               self.settings, per_sample=self.per_sample,
-                                               **interval)
+        sweep = adjoint_sweep_per_sample if self.per_sample else adjoint_sweep
+        dz0, dtheta, dt, stats = sweep(self.f, self.t, self.zs, g, self.theta, self.settings)
         self.backward_stats = stats
         return self.finite(dz0, dtheta, dt)
 

@@ -7,44 +7,12 @@
 One arithmetic serves both batch modes. The step size h (and the time t) is a Python
 float, one for the whole state, or an array of shape (B,), one per sample of a batch
 whose leaves lead with the batch axis B; a per-sample h is broadcast along that axis
-(:func:`scale`). Nothing is written in place, so the same code runs on NumPy, CuPy and
+(:func:`refnode.per_sample.scale`). Nothing is written in place, so the same code runs on NumPy, CuPy and
 autograd.numpy arrays, and on parameter trees of them (the adjoint's augmented state).
 """
 
-from .backend import array_module
 from .params import tree_map
-
-
-def is_per_sample(c):
-    """True if ``c`` is a (B,) array of per-sample values rather than one number."""
-    return type(c) is not float and getattr(c, "ndim", 0) == 1   # floats: the common case
-
-
-def scale(c, x):
-    """c · x, where c is a number or a (B,) array broadcast along x's leading axis."""
-    if not is_per_sample(c):
-        return c * x
-    if c.dtype != x.dtype:
-        c = c.astype(x.dtype)
-    return array_module(c, x).reshape(c, (c.shape[0],) + (1,) * (x.ndim - 1)) * x
-
-
-def select(mask, y_true, y_false):
-    """y_true where ``mask`` holds, else y_false: per sample for a (B,) mask, or one bool."""
-    if not is_per_sample(mask):
-        return y_true if mask else y_false
-    def leafwise(a, b):
-        xp = array_module(a, b)
-        return xp.where(xp.reshape(mask, (mask.shape[0],) + (1,) * (a.ndim - 1)), a, b)
-    return tree_map(leafwise, y_true, y_false)
-
-
-def dot(x, y, per_sample=False):
-    """Σ x·y over all elements (a 0-d array), or over each sample's, shape (B,)."""
-    xp = array_module(x, y)
-    if per_sample:
-        return xp.sum(xp.reshape(x * y, (x.shape[0], -1)), axis=1)
-    return xp.sum(x * y)
+from .per_sample import is_per_sample, scale
 
 
 def weighted_sum(h, terms):

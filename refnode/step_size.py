@@ -26,7 +26,8 @@ import numpy as np
 from .backend import array_module, to_float, to_numpy
 from .errors import InputError
 from .params import tree_leaves, tree_map
-from .rk_step import combine, is_per_sample
+from .per_sample import all_true, any_true, clip, isfinite, isnan, where
+from .rk_step import combine
 
 #: Safety factor on the optimal step (SciPy rk.py ``SAFETY``; HNW I p. 168 suggests 0.8–0.9).
 SAFETY = 0.9
@@ -96,31 +97,6 @@ class rms_norm:
         return error_ratio(error, y0, y1, self.rtol, self.atol, self.per_sample)
 
 
-# -- elementwise helpers: a Python float, or a (B,) array, through one formula ---------------
-
-def where(condition, x, y):
-    """x where ``condition`` holds, else y: for one bool or elementwise for arrays."""
-    if is_per_sample(condition):
-        return array_module(condition).where(condition, x, y)
-    return x if condition else y
-
-
-def clip(x, low, high):
-    """min(high, max(low, x)) for a float or elementwise for an array."""
-    if is_per_sample(x):
-        return array_module(x).clip(x, low, high)
-    return min(high, max(low, x))
-
-
-def isfinite(x):
-    return array_module(x).isfinite(x) if is_per_sample(x) else bool(np.isfinite(x))
-
-
-def all_true(x):
-    """True if x (a bool, or a (B,) array of bools) holds everywhere (one host sync)."""
-    return bool(to_numpy(array_module(x).all(x))) if is_per_sample(x) else bool(x)
-
-
 def step_factor(ratio, q, after_rejection=False):
     """The factor h_new / h of the I controller for a step with error ``ratio``.
 
@@ -134,10 +110,10 @@ def step_factor(ratio, q, after_rejection=False):
     return where(after_rejection, clip(factor, 0.0, 1.0), factor)
 
 
-def initial_step(f, t0, y0, f0, theta, direction, q, rtol, atol, norm=None):
+def initial_step(f, t0, y0, f0, theta, direction, q, norm):
     """Hairer's starting step (HNW I p. 169, algorithm "(a)–(f)"). Costs one f evaluation.
 
-    ``norm(x, y0, y1)`` is the solve's error norm (default: :func:`rms_norm`); a
+    ``norm(x, y0, y1)`` is the solve's error norm (:class:`rms_norm` by default); a
     per-sample norm gives one starting step per sample, with ``t0`` of shape (B,).
 
     Returns
@@ -148,16 +124,14 @@ def initial_step(f, t0, y0, f0, theta, direction, q, rtol, atol, norm=None):
     Raises
     ------
     InputError
-        When |f(t0, z0)| is too large for its scaled norm to be a float (no step
+        When the norm of z0 or f(t0, z0) is NaN (a norm that returns NaN for finite
+        input), or |f(t0, z0)| is too large for its scaled norm to be a float (no step
         size can be chosen from it).
     """
-    norm = norm or rms_norm(rtol, atol)
     with np.errstate(over="ignore"):          # an overflow shows as d1 = inf, refused below
         d0, d1 = norm(y0, y0, y0), norm(f0, y0, y0)
-    if not all_true(isfinite(d1)):
-        raise InputError(f"f(t0, z0) at t0 = {float(np.min(to_numpy(t0)))!r} is so large that its scaled "
-                         "norm overflows float64, so no starting step can be chosen: rescale "
-                         "the problem or pass a first_step.")
+    if not all_true(isfinite(d0) & isfinite(d1)):
+        raise InputError(starting_norm_message(t0, d0, d1))
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = where(small, 1e-6, 0.01 * d0 / where(small, 1.0, d1))
     h0 = where(h0 > 0.0, h0, 1e-6)          # d0/d1 underflowed: start from Hairer's floor
@@ -168,3 +142,14 @@ def initial_step(f, t0, y0, f0, theta, direction, q, rtol, atol, norm=None):
     h1 = where(flat, clip(h0 * 1e-3, 1e-6, np.inf), (0.01 / where(flat, 1.0, d_max)) ** (1.0 / q))
     h1 = where(isfinite(h1), h1, h0)         # f1 overflowed: the first trial step will shrink
     return direction * where(100 * h0 < h1, 100 * h0, h1)
+
+
+def starting_norm_message(t0, d0, d1):
+    """Why no starting step can be chosen: the norm returned NaN, or f(t0, z0) overflows it."""
+    at = f"at t0 = {float(np.min(to_numpy(t0)))!r}"
+    if not any_true(isnan(d0) | isnan(d1)):
+        return (f"f(t0, z0) {at} is so large that its scaled norm overflows float64, so no "
+                "starting step can be chosen: rescale the problem or pass a first_step.")
+    return (f"the error norm returned NaN for the finite z0 or f(t0, z0) {at}: a norm must "
+            "return a number >= 0 (finite for finite arrays). Check the norm "
+            "(StepControl(norm=...)).")

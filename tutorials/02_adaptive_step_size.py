@@ -180,7 +180,7 @@ h0 = 1e-6 if min(d0, d1) < 1e-5 else 0.01 * d0 / d1
 d2 = scaled_norm(chirp(t0 + h0, y0 + h0 * f0) - f0) / h0
 h1 = (0.01 / max(d1, d2)) ** (1 / q) if max(d1, d2) > 1e-15 else max(1e-6, 1e-3 * h0)
 h_start = min(100 * h0, h1)
-h_refnode = step_size.initial_step(chirp, t0, y0, f0, None, 1.0, q, rtol, atol)
+h_refnode = step_size.initial_step(chirp, t0, y0, f0, None, 1.0, q, step_size.rms_norm(rtol, atol))
 print(f"d0 = {d0:.3g}, d1 = {d1:.3g}, h0 = {h0:.3g}, d2 = {d2:.3g}, h1 = {h1:.3g}")
 print(f"starting step by hand {h_start:.6f}, refnode.step_size.initial_step {h_refnode:.6f}")
 assert abs(h_start - h_refnode) < 1e-12 * h_start

@@ -36,8 +36,7 @@ Synchronisation (GPU): one small host transfer per iteration (is anyone still ru
 did a failure happen, which output times were reached).
 """
 
-from .adjoint import ThetaIntegral, solve_interval
+from .adjoint import ThetaIntegral
 from .loop import SampleTimeDynamics, check_independent, solve_independent
 
-__all__ = ["solve_independent", "check_independent", "SampleTimeDynamics", "solve_interval",
-           "ThetaIntegral"]
+__all__ = ["solve_independent", "check_independent", "SampleTimeDynamics", "ThetaIntegral"]

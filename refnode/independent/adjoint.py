@@ -1,8 +1,7 @@
-"""The continuous adjoint with per-sample reverse steps: one reverse interval.
+"""The continuous adjoint with per-sample reverse steps: the θ̄ integral.
 
-:func:`refnode.adjoint.adjoint_sweep` runs Algorithm 2 for both batch modes; in this
-mode its augmented state is [z, a, t̄] with a (B,) time channel, and each interval is
-solved by :func:`solve_interval` with a step size per sample. The parameter channel is
+:func:`refnode.adjoint.adjoint_sweep_per_sample` runs Algorithm 2 with a step size per
+sample; its augmented state is [z, a, t̄] with a (B,) time channel. The parameter channel is
 the one piece that cannot be carried per sample without a B × P array (P parameters).
 Instead it is accumulated outside the solve: after each iteration,
 
@@ -16,12 +15,9 @@ control: the norm is the largest per-sample RMS ratio over z, a and t̄ (``semin
 z and a only, as in shared mode).
 """
 
-import numpy as np
-
-from ..options import StepControl
-from ..params import tree_add, tree_scale
-from ..rk_step import scale, stage_input
-from .loop import solve_independent
+from ..params import tree_add
+from ..per_sample import scale
+from ..rk_step import stage_input
 
 
 class ThetaIntegral:
@@ -42,21 +38,3 @@ class ThetaIntegral:
             Y_i = s if i == 0 else stage_input(self.tableau, i, s, h, k)
             _, a_theta, _ = self.f.vjp(t + c_i * h, Y_i.z, self.theta, scale(b_i * weight, Y_i.a))
             self.total = a_theta if self.total is None else tree_add(self.total, a_theta)
-
-
-def solve_interval(f):
-    """The per-sample interval solver for :func:`refnode.adjoint.adjoint_sweep`.
-
-    ``f`` is the user's dynamics with per-sample times (:class:`SampleTimeDynamics`): the
-    θ̄ integral calls its VJP at the stage inputs of every accepted step.
-    """
-    def solve(aug, s, segment, theta, k1, settings, norm, first_step=None):
-        integral = ThetaIntegral(f, settings.method, theta)
-        direction = float(np.sign(segment[1] - segment[0]))
-        sol = solve_independent(aug, settings.method, s, segment, direction, theta, norm,
-                                StepControl(max_steps=settings.max_steps),
-                                on_step=None if theta is None else integral, k1=k1,
-                                first_step=first_step)
-        part = None if integral.total is None else tree_scale(-1.0, integral.total)
-        return sol, part
-    return solve

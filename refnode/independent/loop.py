@@ -8,15 +8,16 @@ import numpy as np
 from ..backend import array_module, to_numpy
 from ..checks import first_derivative
 from ..dense_output import extra_stages, interpolate_one
-from ..drivers import (MAX_NONFINITE_RETRIES, MIN_STEP_ULPS, clip_step, first_step_size,
-                      nonfinite_message, stack)
+from ..drivers import first_step_size, stack
 from ..dynamics import value_and_vjp
-from ..errors import (InputError, MaxStepsExceededError, NonFiniteStateError,
-                     StepSizeUnderflowError)
+from ..errors import InputError
 from ..params import tree_leaves, tree_map
-from ..rk_step import rk_step, select
+from ..per_sample import select
+from ..rk_step import rk_step
 from ..solution import Solution
-from ..step_size import step_factor
+from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_derivative,
+                           evaluations, failure, failure_error, n_extra_stages, next_step,
+                           output_inside, outputs_reached, step_end, step_fraction)
 
 #: Gather the running samples into a smaller batch once at most this fraction of the
 #: working batch still runs (halving bounds the gathers by log2 B).
@@ -116,6 +117,8 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
     loop = Loop(f, tableau, theta, t, direction, norm, control, on_step)
     batch_nfe, iterations = nfe, 0
     n_running = batch if len(t) > 1 else 0
+    if n_running:
+        loop.check(p, None, i_before=p.i_out)
     compactable = may_compact(theta, batch)
     while n_running:
         p, outputs, n_running, n_calls = loop.iterate(p, outputs, steps)
@@ -197,7 +200,7 @@ class Loop:
     def __init__(self, f, tableau, theta, t, direction, norm, control, on_step):
         self.f, self.tableau, self.theta, self.t = f, tableau, theta, t
         self.direction, self.norm, self.control, self.on_step = direction, norm, control, on_step
-        self.q, self.compacted = tableau.error_power(), False
+        self.q, self.compacted, self.t_end = tableau.error_power(), False, float(t[-1])
         self.times = None
 
     def step(self, t_n, y, h, k1):
@@ -215,58 +218,76 @@ class Loop:
 
     def iterate(self, p, outputs, steps):
         """Returns the new Progress, the outputs, the number still running, and f calls made."""
-        tableau, xp, t = self.tableau, array_module(p.t), self.t
-        n_out, t_end, direction = len(t), float(t[-1]), self.direction
+        tableau, xp, n_out, direction = self.tableau, array_module(p.t), len(self.t), self.direction
         if self.times is None:
-            self.times = xp.asarray(np.asarray(t, dtype=np.float64))
+            self.times = xp.asarray(np.asarray(self.t, dtype=np.float64))
         active = p.i_out < n_out
-        h = xp.where(active, clip_step(p.t, p.h, t_end, direction), 0.0)
+        h = xp.where(active, clip_step(p.t, p.h, self.t_end, direction), 0.0)
         y1, error, k = self.step(p.t, p.y, h, p.k1)
         ratio = tableau.error_ratio(self.norm, h, error, k, p.y, y1)
         accepted = active & (ratio <= 1.0)
-        snap = (p.t + h == t_end) | (xp.abs(t_end - p.t - h) <= xp.abs(h) * 1e-14)
-        t_next = xp.where(snap, t_end, p.t + h)
-        i_new = xp.where(accepted, xp.searchsorted(direction * self.times, direction * t_next,
-                                                   side="right"), p.i_out)
-        inside = accepted & (p.i_out < n_out) & (
-            (xp.take(self.times, xp.minimum(p.i_out, n_out - 1)) - t_next) * direction < 0)
-        nonfinite = xp.where(active & ~xp.isfinite(ratio), p.nonfinite + 1, 0)
-        flags = decide(xp, active, h, p, t_end, self.control, nonfinite, accepted, i_new,
-                       inside, n_out)
-        raise_failures(flags, p, h, self.control.max_steps)
-        n_calls, f1 = tableau.stages - 1, k[-1]
-        if not tableau.fsal and flags["any_accepted"]:
-            f1, n_calls = self.f(t_next, y1, self.theta), n_calls + 1
-        extra = len(tableau.dense.A_extra) if tableau.dense is not None else 0
-        if extra and flags["any_inside"]:
+        t_next = step_end(p.t, h, self.t_end)
+        i_new = xp.where(accepted, outputs_reached(self.times, t_next, direction), p.i_out)
+        inside = accepted & output_inside(self.times, p.i_out, t_next, direction)
+        rejected = active & ~accepted
+        h_new = next_step(h, ratio, self.q, p.rejected_last)
+        new = replace(p, t=xp.where(accepted, t_next, p.t), i_out=i_new,
+                      next_h=xp.where(accepted, carried_step(p.h, h, h_new), p.next_h),
+                      h=xp.where(active, h_new, 0.0), rejected_last=rejected,
+                      nonfinite=xp.where(active, count_nonfinite(p.nonfinite, ratio), 0),
+                      nfe=p.nfe + xp.where(active, evaluations(tableau, accepted, inside), 0),
+                      n_accepted=p.n_accepted + accepted, n_rejected=p.n_rejected + rejected)
+        flags = self.check(new, (error, p.y, y1), accepted, inside, p.i_out)
+        f1 = k[-1]
+        if flags["any_accepted"]:
+            f1 = end_derivative(self.f, tableau, t_next, y1, self.theta, k)
+        if flags["any_inside"] and n_extra_stages(tableau):
             k = extra_stages(self.f, tableau, p.t, p.y, h, self.theta, k)
-            n_calls += extra
+        n_calls = evaluations(tableau, flags["any_accepted"], flags["any_inside"])
         outputs = self.record_outputs(outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next)
         if self.on_step is not None:
             self.on_step(accepted, p.t, h, p.y, k)
         steps.append((accepted, t_next, p.rows))
-        rejected = active & ~accepted
-        nfe = (p.nfe + xp.where(active, tableau.stages - 1, 0)
-               + xp.where(accepted & (not tableau.fsal), 1, 0) + xp.where(inside, extra, 0))
-        factor = step_factor(ratio, self.q, p.rejected_last | rejected)
-        h_new = h * factor               # as solve_adaptive: carry the step wanted before the
-        wanted = (h != p.h) & (xp.abs(p.h) > xp.abs(h_new))     # last clip, if larger
-        p = replace(p, t=xp.where(accepted, t_next, p.t), y=select(accepted, y1, p.y),
-                    k1=select(accepted, f1, p.k1), i_out=i_new,
-                    next_h=xp.where(accepted, xp.where(wanted, p.h, h_new), p.next_h),
-                    h=xp.where(active, h_new, 0.0), rejected_last=rejected,
-                    nonfinite=nonfinite, nfe=nfe, n_accepted=p.n_accepted + accepted,
-                    n_rejected=p.n_rejected + rejected)
-        return p, outputs, flags["n_running"], n_calls
+        new = replace(new, y=select(accepted, y1, p.y), k1=select(accepted, f1, p.k1))
+        return new, outputs, flags["n_running"], n_calls
+
+    def check(self, p, last, accepted=False, inside=False, i_before=None):
+        """The iteration's one host synchronisation; raises if a running sample cannot go on.
+
+        Each running sample's next step is checked by :func:`refnode.step_policy.failure`;
+        also read: whether any step was accepted or has an output inside, the number still
+        running and the range of outputs reached (from ``i_before`` to ``p.i_out``).
+        """
+        xp, n_out = array_module(p.t), len(self.t)
+        running = p.i_out < n_out
+        h = clip_step(p.t, p.h, self.t_end, self.direction)
+        code = xp.where(running, failure(p.t, h, self.t_end, p.n_accepted + p.n_rejected,
+                                         p.nonfinite, self.control), OK)
+        summary = xp.stack([
+            xp.any(code != OK), xp.any(accepted), xp.any(inside), xp.sum(running),
+            xp.min(xp.where(accepted, i_before, n_out)), xp.max(xp.where(accepted, p.i_out, 0))])
+        s = [int(v) for v in to_numpy(summary)]
+        if s[0]:
+            raise self.failure(to_numpy(code), p, h, last)
+        return dict(any_accepted=bool(s[1]), any_inside=bool(s[2]), n_running=s[3], lo=s[4],
+                    hi=s[5])
+
+    def failure(self, code, p, h, last):
+        """The error of the first failing sample: the message its own solve would give."""
+        b = int(np.flatnonzero(code)[0])
+        rows = None if last is None else tuple(take(x, [b]) for x in last)
+        return failure_error(int(code[b]), to_numpy(p.t)[b], to_numpy(h)[b],
+                             (float(self.t[0]), self.t_end), rows, self.control, self.norm,
+                             sample=int(to_numpy(p.rows)[b]))
 
     def record_outputs(self, outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next):
         """Each output time reached in a sample's accepted step, by its own dense output."""
-        xp, outputs = array_module(p.t), list(outputs)
+        outputs = list(outputs)
         for i in range(flags["lo"], flags["hi"]):
             hit = accepted & (p.i_out <= i) & (i_new > i)
             value = y1
             if flags["any_inside"]:
-                fraction = (float(self.t[i]) - p.t) / xp.where(h == 0.0, 1.0, h)
+                fraction = step_fraction(float(self.t[i]), p.t, h, t_next)
                 value = select(t_next == float(self.t[i]), y1,
                                interpolate_one(self.tableau, fraction, h, p.y, y1, k, f1))
             outputs[i] = select(hit, value, outputs[i])
@@ -279,45 +300,6 @@ def gathered_batch_advice(shape, cause):
             "independently and accept any batch size: pass per-sample constants in theta "
             "(leaves with leading axis B keep the batch whole, aligned with the rows) or in "
             "the state, not in a closure of fixed size B.")
-
-
-def decide(xp, active, h, p, t_end, control, nonfinite, accepted, i_new, inside, n_out):
-    """The iteration's one host synchronisation: failure flags and the outputs reached."""
-    ulps = MIN_STEP_ULPS * xp.abs(xp.nextafter(p.t, p.t + xp.where(h >= 0, 1.0, -1.0)) - p.t)
-    underflow = active & (xp.abs(h) < xp.maximum(control.min_step, ulps)) & (p.t + h != t_end)
-    too_many = active & (p.n_accepted + p.n_rejected >= control.max_steps)
-    summary = xp.stack([
-        xp.any(underflow), xp.any(too_many), xp.any(nonfinite > MAX_NONFINITE_RETRIES),
-        xp.any(accepted), xp.any(inside), xp.sum(i_new < n_out),
-        xp.min(xp.where(accepted, p.i_out, n_out)), xp.max(xp.where(accepted, i_new, 0))])
-    s = [int(v) for v in to_numpy(summary)]
-    return dict(underflow=bool(s[0]), too_many=bool(s[1]), nonfinite=bool(s[2]),
-                any_accepted=bool(s[3]), any_inside=bool(s[4]), n_running=s[5],
-                lo=s[6], hi=s[7], masks=(underflow, too_many, nonfinite))
-
-
-def raise_failures(flags, p, h, max_steps):
-    """Raise the solver error a flagged sample hit, naming the sample (host copies only here)."""
-    if not (flags["underflow"] or flags["too_many"] or flags["nonfinite"]):
-        return
-    underflow, too_many, nonfinite = (to_numpy(m) for m in flags["masks"])
-    t_host, h_host, rows = to_numpy(p.t), to_numpy(h), to_numpy(p.rows)
-    if too_many.any():
-        b = int(np.flatnonzero(too_many)[0])
-        raise MaxStepsExceededError(
-            f"sample {rows[b]} reached max_steps = {max_steps} attempted steps at t = {t_host[b]!r} "
-            f"(h = {h_host[b]!r}). Raise max_steps, loosen rtol/atol, or check that sample "
-            "for stiffness.", t=float(t_host[b]))
-    if underflow.any():
-        b = int(np.flatnonzero(underflow)[0])
-        raise StepSizeUnderflowError(
-            f"the step size of sample {rows[b]} underflowed at t = {t_host[b]!r} (h = {h_host[b]!r}). "
-            "Its solution may blow up near this time, or the tolerances are too tight for "
-            "the precision: loosen rtol/atol or check the dynamics.", t=float(t_host[b]))
-    b = int(np.flatnonzero(nonfinite > MAX_NONFINITE_RETRIES)[0])
-    raise NonFiniteStateError(f"sample {rows[b]}: " + nonfinite_message(float(t_host[b]),
-                                                                       float(h_host[b])),
-                              t=float(t_host[b]))
 
 
 def step_grid(t, steps, batch):
