@@ -131,6 +131,9 @@ RUN_ELSEWHERE = {
 }
 #: Documented commands that no test runs, and why (each `refnode` one is still parsed).
 NOT_RUN = {
+    "pip install -e '.[gpu-cuda13]'": "installs CuPy for a CUDA 13 GPU; CI machines have no GPU",
+    "refnode bench --device gpu": "needs a GPU; tests/test_device.py runs the device path on "
+                                  "strict arrays and checks the one-line refusal without CuPy",
     "python -m": "a phrase in a sentence (how `python -m` finds modules), not a command",
     "refnode verify --callable student_module:solve": "the student's own module",
     "python -m pytest -p course.swap --swap refnode.nn.dense:ConcatLinear.vjp=course/example/solution.py:vjp "
