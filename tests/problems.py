@@ -150,3 +150,30 @@ def _chirp_exact(t, z0, t0):
 
 
 CHIRP = Problem("chirp", _chirp_f, _chirp_exact, np.array([1.0, 0.0]), 0.0, 4.0)
+
+
+class MeanOverBatch:
+    """Bug: the dynamics' parameter VJP averages over the batch instead of summing."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self, t, z, theta):
+        return self.f(t, z, theta)
+
+    def vjp(self, t, z, theta, a):
+        a_z, a_theta, a_t = self.f.vjp(t, z, theta, a)
+        B = z.shape[0] if z.ndim == 2 else 1
+        return a_z, {k: v / B for k, v in a_theta.items()}, a_t
+
+
+def _gpu_available():
+    """True where CuPy imports and sees a GPU (the ``gpu`` tests run only there)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:                      # no CuPy, no driver, no device
+        return False
+
+
+GPU = _gpu_available()

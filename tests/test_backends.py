@@ -18,16 +18,9 @@ from refnode import strict
 from refnode.backend import array_module, to_numpy
 from refnode.params import tree_leaves, tree_map
 
-
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:                      # no CuPy, no driver, no device
-        return False
+from problems import GPU
 
 
-GPU = _gpu_available()
 BACKENDS = ["numpy", "strict",
             pytest.param("cupy", marks=[pytest.mark.gpu,
                                         pytest.mark.skipif(not GPU, reason="needs CuPy and a GPU")])]

@@ -21,19 +21,12 @@ from refnode.models import build_model
 from refnode.models.classifier import TrainConfig, predict, train
 from refnode.params import flatten
 
+from problems import GPU
+
 
 pytestmark = pytest.mark.cli
 
 
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:                      # no CuPy, no driver, no device
-        return False
-
-
-GPU = _gpu_available()
 
 
 def assert_same_tree(a, b):

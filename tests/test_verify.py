@@ -14,6 +14,8 @@ from refnode import cli, verify
 from refnode.reference.golden_files import load_golden
 from refnode.reference.problems import PROBLEM_NAMES
 
+from problems import MeanOverBatch
+
 pytestmark = pytest.mark.verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,21 +32,6 @@ def flipped_t0(problem):
     dt = out["gradients"]["t"]
     out["gradients"]["t"] = np.concatenate([-dt[:1], dt[1:]])
     return out
-
-
-class MeanOverBatch:
-    """Bug: the dynamics' parameter VJP averages over the batch instead of summing."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def __call__(self, t, z, theta):
-        return self.f(t, z, theta)
-
-    def vjp(self, t, z, theta, a):
-        a_z, a_theta, a_t = self.f.vjp(t, z, theta, a)
-        B = z.shape[0] if z.ndim == 2 else 1
-        return a_z, {k: v / B for k, v in a_theta.items()}, a_t
 
 
 def missing_batch_sum(problem):

@@ -13,6 +13,8 @@ from refnode import verify
 from refnode.reference import diagnosis
 from refnode.testing import factor_hint, is_transpose
 
+from problems import MeanOverBatch
+
 pytestmark = pytest.mark.verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,21 +47,6 @@ def test_a_sign_error_in_dL_dt0_is_named():
     assert all("a sign error" in hint for hint in failed.values()), failed
     assert "likely: got ≈ −expected: a sign error" in str(report)
     assert diagnosis.SEE in str(report)
-
-
-class MeanOverBatch:
-    """The dynamics' parameter VJP averages over the batch instead of summing."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def __call__(self, t, z, theta):
-        return self.f(t, z, theta)
-
-    def vjp(self, t, z, theta, a):
-        a_z, a_theta, a_t = self.f.vjp(t, z, theta, a)
-        B = z.shape[0] if z.ndim == 2 else 1
-        return a_z, {k: v / B for k, v in a_theta.items()}, a_t
 
 
 def test_a_mean_over_the_batch_is_named_with_the_batch_size():
