@@ -8,12 +8,14 @@ reference solution is refnode itself (``REFNODE_SUBMISSION=refnode``).
 
 ``blanks`` maps the name in ``student.py`` to refnode's function ``module:qualified.name``
 (a method keeps its ``self``), or to the course's own reference solution
-(``course.solutions.*``) where refnode's function is written for batches, devices and step
-control rather than for reading; ``given`` is the import block at the top of the template.
+(``course.solutions.*``) where refnode has no function that is the exercise (05's traces
+are fused into the fields' forward-mode passes; the capstone's solver and training loop
+are the student's own wiring); their grading compares them against refnode's functions.
+``given`` is the import block at the top of the template.
 """
 
-#: The capstone's imports: refnode's spiral demo and optimizer, and the student's own
-#: rk_step (01) and adjoint_sweep (04) from the handout's folders.
+#: The capstone's imports: refnode's spiral demo, optimizer and reverse-solve settings,
+#: and the student's own rk_step (01) and adjoint_sweep (04) from the handout's folders.
 CAPSTONE_GIVEN = '''import importlib.util
 import math
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
 from refnode.methods import METHODS
 from refnode.optim import Adam
+from refnode.options import Adjoint
 from refnode.params import flatten
 
 #: RK4 steps of at most this length.
@@ -31,7 +34,7 @@ MAX_STEP = 0.01
 
 def previous(folder):
     """Your student.py of an earlier assignment of this handout (to hand in one file,
-    paste your rk_step and adjoint_sweep here instead)."""
+    paste your rk_step and your assignment 04's functions here instead)."""
     path = Path(__file__).resolve().parent.parent / folder / "student.py"
     spec = importlib.util.spec_from_file_location(f"your_{folder}", path)
     module = importlib.util.module_from_spec(spec)
@@ -67,9 +70,14 @@ ASSIGNMENTS = [
     {"folder": "04_adjoint",
      "title": "The adjoint method: the augmented dynamics and Algorithm 2's reverse sweep",
      "minutes": 120,
-     "blanks": {"augmented_dynamics": "course.solutions.adjoint:augmented_dynamics",
-                "adjoint_sweep": "course.solutions.adjoint:adjoint_sweep"},
-     "given": "import numpy as np\n"},
+     "blanks": {"augmented_dynamics": "refnode.adjoint:augmented_dynamics",
+                "at_output_time": "refnode.adjoint:at_output_time",
+                "adjoint_sweep": "refnode.adjoint:adjoint_sweep"},
+     "given": "import numpy as np\n\n"
+              "from refnode.adjoint import (AugmentedState, add_stats, channel_norm_of, "
+              "last_state,\n                            solve_back)\n"
+              "from refnode.dynamics import value_and_vjp\n"
+              "from refnode.params import tree_scale, tree_zeros_like\n"},
     {"folder": "05_cnf",
      "title": "The instantaneous change of variables: a CNF's log-density, exact and Hutchinson",
      "minutes": 90,

@@ -66,10 +66,27 @@ class AugmentedState(NamedTuple):
 
 
 def augmented_dynamics(f, theta_channel=True):
-    """Algorithm 2's ``aug_dynamics``: [f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t].
+    """Algorithm 2's ``aug_dynamics``: the time derivative of s = [z, a, θ̄, t̄],
 
-    One call costs one forward evaluation and one VJP of f. ``theta_channel=False``
-    leaves θ̄ out of the state (``()``), for per-sample steps.
+        d/dt [z, a, θ̄, t̄] = [f(t, z, θ),  −aᵀ ∂f/∂z,  −aᵀ ∂f/∂θ,  −aᵀ ∂f/∂t]
+
+    aᵀ∂f/∂z is the row vector a times the Jacobian (the vector-Jacobian product), not
+    (∂f/∂z) a. All three products and f itself come from one call of
+    ``value_and_vjp(f, t, z, theta, a) -> (f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t)``: one forward
+    evaluation and one VJP of f.
+
+    Parameters
+    ----------
+    f : dynamics ``f(t, z, theta)`` with ``.vjp``
+    theta_channel : bool
+        False leaves θ̄ out of the state (``()``), for per-sample steps; so does
+        ``theta=None``.
+
+    Returns
+    -------
+    aug_dynamics : callable
+        ``aug_dynamics(t, s, theta) -> ds/dt``, an :class:`AugmentedState` like s
+        (θ̄'s derivative a tree like theta, scaled by −1 with ``tree_scale``).
     """
     def aug_dynamics(t, s, theta):
         dz, a_z, a_theta, a_t = value_and_vjp(f, t, s.z, theta, s.a)
@@ -109,6 +126,18 @@ def _empty(channel):
 
 def adjoint_sweep(f, t, zs, g, theta, settings):
     """Algorithm 2 over every output interval, from the last, with one step size.
+
+    Start at t_N with s = [z(t_N), ∂L/∂z(t_N), 0, 0] (θ̄ zeros like theta, ``()`` without
+    theta). Then for each interval, from i = N down to 1:
+
+    1. at t_i, :func:`at_output_time`: t̄ ← t̄ − ∂L/∂t_i (so t̄ starts at −∂L/∂t_N);
+    2. :func:`solve_back` the augmented system **backwards** from t_i to t_(i−1), starting
+       with the step h the previous interval ended on (``sol.next_step``);
+    3. at t_(i−1), the adjoint jumps: a ← a + ∂L/∂z(t_(i−1)).
+
+    At t_0, s = [z(t_0), ∂L/∂z(t_0), ∂L/∂θ, ∂L/∂t_0]: the time channel is ∂L/∂t_0.
+    The adaptive solves' error norm is ``channel_norm_of(settings, per_sample=False)``; a
+    solve's final state is ``last_state(sol)``, its counts add up with ``add_stats``.
 
     Parameters
     ----------
@@ -171,11 +200,32 @@ def adjoint_sweep_per_sample(f, t, zs, g, theta, settings):
 
 
 def at_output_time(aug, s, z_i, g_i, t_i, theta, reset):
-    """At t_i: ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i)), and the time channel's jump by it.
+    """At t_i: ∂L/∂t_i = ∂L/∂z(t_i)ᵀ f(t_i, z(t_i)), and the time channel's jump by it:
 
-    With ``reset`` the state channel restarts from the forward z(t_i). Returns the new
-    augmented state, ∂L/∂t_i (summed over samples) and aug(t_i, s), the first stage of
-    the reverse solve. ``t_i`` is a float, or (B,) per sample.
+        t̄ ← t̄ − ∂L/∂t_i
+
+    (moving t_i later lets the trajectory run longer before it is observed). With
+    ``reset`` the state channel first restarts from the forward z(t_i). f(t_i, z(t_i)) is
+    the z channel of k1 = aug(t_i, s, theta), which the reverse solve then starts with.
+
+    Parameters
+    ----------
+    aug : the augmented dynamics (:func:`augmented_dynamics`)
+    s : AugmentedState at t_i
+    z_i, g_i : arrays like z0
+        The forward state z(t_i) and the loss gradient ∂L/∂z(t_i).
+    t_i : float, or array (B,) per sample
+    theta : tree or None
+    reset : bool
+
+    Returns
+    -------
+    s : AugmentedState
+        After the jump of t̄ (and the reset of z).
+    dL_dti : float
+        ∂L/∂t_i, summed over the batch.
+    k1 : AugmentedState
+        aug(t_i, s, theta), computed with the state after the reset.
     """
     s = s._replace(z=z_i) if reset else s
     k1 = aug(t_i, s, theta)

@@ -81,28 +81,34 @@ def sequential_vjp(self, theta, cache, g):
 ''',
     "04_adjoint": '''
 import numpy as np
+from refnode.adjoint import AugmentedState, add_stats, channel_norm_of, last_state, solve_back
 
-def augmented_dynamics(f, t, s, theta):
-    P = len(theta)
-    D = (len(s) - P - 1) // 2
-    z, a = s[:D], s[D:2 * D]
-    a_z, a_theta, a_t = f.vjp(t, z, theta, a)
-    return np.concatenate([f(t, z, theta), -a_z, -a_theta, [-a_t]])
+def augmented_dynamics(f, theta_channel=True):
+    def aug_dynamics(t, s, theta):
+        a_z, a_theta, a_t = f.vjp(t, s.z, theta, s.a)
+        theta_part = () if theta is None or not theta_channel else -a_theta
+        return AugmentedState(f(t, s.z, theta), -a_z, theta_part, -a_t)
+    return aug_dynamics
 
-def adjoint_sweep(f, theta, t, zs, g, solve):
-    N, D = len(t) - 1, zs.shape[1]
-    dt = np.zeros(N + 1)
-    dt[N] = g[N] @ f(t[N], zs[N], theta)
-    s = np.concatenate([zs[N], g[N], np.zeros_like(theta), [-dt[N]]])
-    aug = lambda t_, s_, theta_: augmented_dynamics(f, t_, s_, theta_)
+def at_output_time(aug, s, z_i, g_i, t_i, theta, reset):
+    if reset:
+        s = s._replace(z=z_i)
+    k1 = aug(t_i, s, theta)
+    dL_dti = float(np.sum(g_i * k1.z))
+    return s._replace(t_bar=s.t_bar - dL_dti), dL_dti, k1
+
+def adjoint_sweep(f, t, zs, g, theta, settings):
+    aug, norm = augmented_dynamics(f), channel_norm_of(settings, per_sample=False)
+    N = len(t) - 1
+    s = AugmentedState(zs[N], g[N], np.zeros_like(theta), np.zeros(()))
+    dt, stats, h = np.zeros(N + 1), {}, None
     for i in range(N, 0, -1):
-        s = np.array(solve(aug, s, t[i], t[i - 1], theta))
-        s[D:2 * D] = s[D:2 * D] + g[i - 1]
-        if i > 1:
-            dt[i - 1] = g[i - 1] @ f(t[i - 1], s[:D], theta)
-            s[-1] = s[-1] - dt[i - 1]
-    dt[0] = s[-1]
-    return s[D:2 * D], s[2 * D:-1], dt
+        s, dt[i], k1 = at_output_time(aug, s, zs[i], g[i], t[i], theta, settings.reset)
+        sol = solve_back(aug, s, t[i], t[i - 1], theta, k1, settings, norm, h)
+        s, h, stats = last_state(sol), sol.next_step, add_stats(stats, sol.stats)
+        s = s._replace(a=s.a + g[i - 1])
+    dt[0] = s.t_bar
+    return s.a, s.theta_bar, dt, stats
 ''',
     "05_cnf": '''
 import numpy as np
@@ -142,6 +148,7 @@ import math
 from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
 from refnode.methods import METHODS
 from refnode.optim import Adam
+from refnode.options import Adjoint
 from refnode.params import flatten
 
 def rk_solve(f, y, t_start, t_end, theta, max_step=0.01):
@@ -171,7 +178,8 @@ def verify_solve(problem):
     z0, t = problem["z0"], problem["t"]
     F = flat_dynamics(problem["f"], problem["vjp"], z0.shape, unflatten)
     zs = odeint(F, z0.ravel(), t, theta)
-    dz0, dtheta, dt = adjoint_sweep(F, theta, t, zs, problem["cotangents"].reshape(len(t), -1), rk_solve)
+    dz0, dtheta, dt, _ = adjoint_sweep(F, t, zs, problem["cotangents"].reshape(len(t), -1), theta,
+                                       Adjoint(method="rk4", step_size=0.01))
     return {"states": zs.reshape((len(t),) + z0.shape),
             "gradients": {"z0": dz0.reshape(z0.shape), "theta": unflatten(dtheta), "t": dt}}
 
@@ -183,13 +191,12 @@ def train_spiral(iterations=100, seed=0):
     theta, unflatten = flatten(tree)
     adam = Adam(lr=0.01)
     state, losses = adam.init(theta), []
-    coarse = lambda F, s, t0, t1, th: rk_solve(F, s, t0, t1, th, 0.025)
     for _ in range(iterations):
         z0, t, z_window = sample_windows(rng, t_all, z_true)
         F = flat_dynamics(f, f.vjp, z0.shape, unflatten)
         zs = odeint(F, z0.ravel(), t, theta, 0.025)
         loss, g = window_loss(zs.reshape(z_window.shape), z_window)
-        dtheta = adjoint_sweep(F, theta, t, zs, g.reshape(len(t), -1), coarse)[1]
+        dtheta = adjoint_sweep(F, t, zs, g.reshape(len(t), -1), theta, Adjoint(method="rk4", step_size=0.025))[1]
         theta, state = adam.update(theta, dtheta, state)
         losses.append(loss)
     return f, unflatten(theta), losses
@@ -208,13 +215,16 @@ MISTAKES = [
     ("03_layer_vjps", ("return g @ W[:, :-1],", "return -(g @ W[:, :-1]),"), "a sign error"),
     ("03_layer_vjps", ('"W": g_rows.T @ xt', '"W": g_rows.T @ x_rows'), "missing 1 column"),
     ("03_layer_vjps", ('"b": g_rows.sum(axis=0)', '"b": g_rows.mean(axis=0)'), "missing sum"),
-    ("04_adjoint", ("[f(t, z, theta), -a_z,", "[f(t, z, theta), a_z,"), "da/dt has the wrong sign"),
-    ("04_adjoint", ("-a_theta, [-a_t]]", "-a_theta, [a_t]]"), "da_t/dt has the wrong sign"),
-    ("04_adjoint", ("solve(aug, s, t[i], t[i - 1], theta)", "solve(aug, s, t[i - 1], t[i], theta)"),
+    ("04_adjoint", ("theta), -a_z, theta_part", "theta), a_z, theta_part"), "da/dt has the wrong sign"),
+    ("04_adjoint", ("theta_part, -a_t)", "theta_part, a_t)"), "da_t/dt has the wrong sign"),
+    ("04_adjoint", ("else -a_theta", "else a_theta"), "da_θ/dt has the wrong sign"),
+    ("04_adjoint", ("solve_back(aug, s, t[i], t[i - 1],", "solve_back(aug, s, t[i - 1], t[i],"),
      "forgetting to reverse time"),
-    ("04_adjoint", ("s[-1] = s[-1] - dt[i - 1]", "pass"), "the dL/dt_i jump"),
-    ("04_adjoint", ("s[D:2 * D] = s[D:2 * D] + g[i - 1]", "pass"), "a ← a + ∂L/∂z(t_i)"),
-    ("04_adjoint", ("[-dt[N]]", "[dt[N]]"), "starts at a_t(t_N) = −∂L/∂t_N"),
+    ("04_adjoint", ("s._replace(t_bar=s.t_bar - dL_dti)", "s"), "the dL/dt_i jump"),
+    ("04_adjoint", ("t_bar=s.t_bar - dL_dti", "t_bar=s.t_bar + dL_dti"), "t̄ ← t̄ + ∂L/∂t_i: a sign error"),
+    ("04_adjoint", ("float(np.sum(g_i * k1.z))", "-float(np.sum(g_i * k1.z))"), "∂L/∂t_i has the wrong sign"),
+    ("04_adjoint", ("    if reset:\n        s = s._replace(z=z_i)\n", ""), "(the reset)"),
+    ("04_adjoint", ("s = s._replace(a=s.a + g[i - 1])", "pass"), "a ← a + ∂L/∂z(t_i)"),
     ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e), axis=1)"), "sum of all the Jacobian"),
     ("05_cnf", ("total + jvp(e)[:, i]", "total + np.sum(jvp(e) ** 2, axis=1)"), "Frobenius norm"),
     ("05_cnf", ("np.sum(eps * jvp(eps), axis=1)", "np.mean(eps * jvp(eps), axis=1)"), "divided by D"),

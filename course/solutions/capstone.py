@@ -1,9 +1,11 @@
 """Assignment 06's reference solution: the spiral fitted with your own solver (assignment
 01's ``rk_step``) and your own adjoint (assignment 04's ``adjoint_sweep``).
 
-Here they are refnode's ``rk_step`` and the course's reference adjoint; in the student's
-template they are loaded from the handout's ``01_rk_step/student.py`` and
-``04_adjoint/student.py``.
+Here they are refnode's own ``rk_step`` and ``adjoint_sweep``; in the student's template
+they are loaded from the handout's ``01_rk_step/student.py`` and ``04_adjoint/student.py``.
+The sweep's reverse solves are refnode's fixed-grid RK4 driver
+(``Adjoint(method="rk4", step_size=max_step)``: ⌈|Δt| / max_step⌉ equal steps per interval);
+the forward solves are :func:`rk_solve` with the student's rk_step.
 """
 
 import math
@@ -13,10 +15,10 @@ import numpy as np
 from refnode.demo import make_model, reference_solution, sample_windows, spiral_times, window_loss
 from refnode.methods import METHODS
 from refnode.optim import Adam
+from refnode.adjoint import adjoint_sweep
+from refnode.options import Adjoint
 from refnode.params import flatten
 from refnode.rk_step import rk_step
-
-from .adjoint import adjoint_sweep
 
 #: RK4 steps of at most this length.
 MAX_STEP = 0.01
@@ -26,7 +28,7 @@ def rk_solve(f, y, t_start, t_end, theta, max_step=MAX_STEP):
     """y(t_end) by n = ⌈|t_end − t_start| / max_step⌉ equal steps of RK4 with your rk_step.
 
     The step h = (t_end − t_start) / n is negative when t_end < t_start: the solve runs
-    backwards in time (as Algorithm 2's reverse sweep needs). Each step is
+    backwards in time (as a reverse solve needs). Each step is
     ``rk_step(f, METHODS["rk4"], t, y, h, theta, f(t, y, theta))[0]`` at t = t_start + j h.
 
     Parameters
@@ -104,8 +106,9 @@ def verify_solve(problem):
     """``refnode verify --callable student:verify_solve``: your solver and adjoint on one
     reference problem (``refnode.verify.problem_dict`` says what ``problem`` holds).
 
-    Solve with :func:`odeint`, pull the cotangents back with your ``adjoint_sweep`` and
-    :func:`rk_solve` as its ``solve``, on flat arrays (:func:`flat_dynamics`).
+    Solve with :func:`odeint`, pull the cotangents back with your ``adjoint_sweep``
+    (its reverse solves: ``Adjoint(method="rk4", step_size=MAX_STEP)``), on flat arrays
+    (:func:`flat_dynamics`).
 
     Returns
     -------
@@ -118,7 +121,7 @@ def verify_solve(problem):
     F = flat_dynamics(problem["f"], problem["vjp"], z0.shape, unflatten)
     zs = odeint(F, z0.ravel(), t, theta)
     g = problem["cotangents"].reshape(len(t), -1)
-    dz0, dtheta, dt = adjoint_sweep(F, theta, t, zs, g, rk_solve)
+    dz0, dtheta, dt, _ = adjoint_sweep(F, t, zs, g, theta, Adjoint(method="rk4", step_size=MAX_STEP))
     return {"states": zs.reshape((len(t),) + z0.shape),
             "gradients": {"z0": dz0.reshape(z0.shape), "theta": unflatten(dtheta), "t": dt}}
 
@@ -147,13 +150,12 @@ def train_spiral(iterations=150, seed=0, max_step=0.025):
     theta, unflatten = flatten(theta_tree)
     adam = Adam(lr=0.01)
     state, losses = adam.init(theta), []
-    solve = lambda F, s, t0, t1, th: rk_solve(F, s, t0, t1, th, max_step)   # noqa: E731
     for _ in range(iterations):
         z0, t, z_window = sample_windows(rng, t_all, z_true)
         F = flat_dynamics(f, f.vjp, z0.shape, unflatten)
         zs = odeint(F, z0.ravel(), t, theta, max_step)
         loss, g = window_loss(zs.reshape(z_window.shape), z_window)
-        _, dtheta, _ = adjoint_sweep(F, theta, t, zs, g.reshape(len(t), -1), solve)
+        dtheta = adjoint_sweep(F, t, zs, g.reshape(len(t), -1), theta, Adjoint(method="rk4", step_size=max_step))[1]
         theta, state = adam.update(theta, dtheta, state)
         losses.append(loss)
     return f, unflatten(theta), losses
