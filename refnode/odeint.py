@@ -135,7 +135,7 @@ def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control
     check_theta_tree(theta)
     t, direction = check_times(t)
     z0 = check_state(z0)
-    check_tolerances(rtol, atol, z0)
+    check_tolerances(rtol, atol, z0, per_sample=batch == "independent")
     step_size, n_steps = check_grid(tableau, t, step_size, n_steps, control)
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
