@@ -101,8 +101,12 @@ def _is_numpy_dtype(dtype):
     return isinstance(dtype, np.dtype)
 
 
-def check_tolerances(rtol, atol, z0):
-    """rtol and atol: positive scalars or positive arrays broadcastable to z0.shape."""
+def check_tolerances(rtol, atol, z0, per_sample=False):
+    """rtol and atol: positive scalars or positive arrays broadcastable to z0.shape.
+
+    With ``per_sample`` (``batch="independent"``) an array may not have the batch axis:
+    the samples that finish leave the batch, so a tolerance per row would be misaligned.
+    """
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if isinstance(tol, (str, bytes, bool, np.bool_)) or tol is None:
             raise InputError(f"{name} must be a positive number or array; got {tol!r}.")
@@ -118,6 +122,11 @@ def check_tolerances(rtol, atol, z0):
             if not broadcasts:  # e.g. (2, 2) with a (2,) state would enlarge the error norm
                 raise InputError(f"{name} has shape {arr.shape}, which does not broadcast "
                                  f"to the state's shape {tuple(z0.shape)}.")
+            if per_sample and arr.ndim == len(z0.shape) and arr.shape[0] != 1:
+                raise InputError(f"{name} has shape {arr.shape}, one tolerance per sample: with "
+                                 "batch='independent' a tolerance array must broadcast to one "
+                                 f"sample's shape {tuple(z0.shape[1:])} (the same for every "
+                                 "sample). Solve samples that need other tolerances apart.")
         if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
             raise InputError(f"{name} must be positive and finite; got {tol!r}. Typical values: "
                              "rtol=1e-7, atol=1e-9 (refnode's defaults).")

@@ -70,9 +70,11 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
     control : StepControl, optional
         ``first_step``, ``max_steps``, ``min_step``, ``trace`` (every attempted step
         in ``Solution.trace``) and ``norm`` (the error norm, one signature for every
-        method); see :class:`refnode.StepControl`.
+        method); see :class:`refnode.StepControl`. A fixed grid takes ``max_steps`` and
+        ``trace`` only (``first_step``, ``min_step`` or ``norm`` with it are refused).
     dense : bool
-        Keep every step so that ``Solution.dense(tau)`` can evaluate the solution anywhere.
+        Keep every step so that ``Solution.dense(tau)`` can evaluate the solution anywhere
+        (adaptive solves only: a fixed grid with ``dense=True`` is refused).
     batch : {"shared", "independent"}
         For a batch z0 of shape (B, ...): one step size for the whole batch ("shared",
         the default), or a step size, accept/reject and stats per sample
@@ -135,10 +137,13 @@ def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control
     check_theta_tree(theta)
     t, direction = check_times(t)
     z0 = check_state(z0)
-    check_tolerances(rtol, atol, z0)
+    check_tolerances(rtol, atol, z0, per_sample=batch == "independent")
     step_size, n_steps = check_grid(tableau, t, step_size, n_steps, control)
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
+    if dense and (step_size is not None or n_steps is not None):
+        raise InputError("dense=True keeps the steps of an adaptive solve; a fixed grid "
+                         "(step_size/n_steps) keeps none: drop the grid, or dense=True.")
     per_sample = batch == "independent"
     if per_sample:
         check_independent(z0, step_size is not None or n_steps is not None, control.trace,
@@ -174,7 +179,8 @@ def check_grid(tableau, t, step_size, n_steps, control):
     ------
     InputError
         Both or a bad step_size/n_steps; a fixed-step method without a grid; a grid
-        of more than ``control.max_steps`` steps (refused before it starts).
+        with an adaptive-only control (first_step, min_step, norm); a grid of more
+        than ``control.max_steps`` steps (refused before it starts).
     """
     if step_size is not None and n_steps is not None:
         raise InputError("give step_size or n_steps, not both.")
@@ -183,6 +189,13 @@ def check_grid(tableau, t, step_size, n_steps, control):
     if n_steps is not None:
         n_steps = check_positive_int(n_steps, "n_steps")
     fixed = step_size is not None or n_steps is not None
+    adaptive_only = [name for name, given in (("first_step", control.first_step is not None),
+                                              ("min_step", control.min_step != 0.0),
+                                              ("norm", control.norm is not None)) if given]
+    if fixed and adaptive_only:
+        raise InputError(f"StepControl({', '.join(adaptive_only)}=...) steers the adaptive step "
+                         "size; a fixed grid (step_size/n_steps) has none to steer: drop "
+                         f"{' and '.join(adaptive_only)}, or the grid.")
     if not fixed and not tableau.adaptive:
         raise InputError(f"method {tableau.name!r} has no error estimate, so it needs a grid: "
                          f"pass step_size= or n_steps=, or use an adaptive method "

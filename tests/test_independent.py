@@ -195,3 +195,20 @@ def test_max_steps_names_the_sample():
     with pytest.raises(MaxStepsExceededError, match="sample 1"):
         rn.solve(f, z0, [0.0, 5.0], theta, rtol=1e-10, atol=1e-10, control=rn.StepControl(max_steps=60),
                  batch="independent")
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+def test_a_tolerance_per_row_is_refused_and_one_per_component_is_kept(name):
+    """The samples that finish leave the batch, so a tolerance array with the batch axis
+    would no longer line up with the rows (it raised a raw IndexError mid-solve)."""
+    f = lambda t, z, theta: -theta * z                                      # noqa: E731
+    z0 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    per_row = {name: np.array([[1e-6], [1e-3]])}
+    with pytest.raises(InputError, match=f"{name} has shape \\(2, 1\\), one tolerance per sample"):
+        rn.solve(f, z0, [0.0, 1.0], 0.7, batch="independent", **per_row)
+    with pytest.raises(InputError, match="one tolerance per sample"):
+        rn.solve(f, z0[:, 0], [0.0, 0.5, 1.0], 0.7, batch="independent", **{name: z0[:, 0] * 1e-6})
+    per_component = {name: np.array([1e-8, 1e-6])}
+    together = rn.solve(f, z0, [0.0, 1.0], 0.7, batch="independent", **per_component).z
+    alone = [rn.solve(f, z, [0.0, 1.0], 0.7, **per_component).z for z in z0]
+    np.testing.assert_allclose(together, np.stack(alone, axis=1), rtol=1e-12)

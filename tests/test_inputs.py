@@ -160,3 +160,24 @@ def test_non_finite_dynamics_after_a_time_are_not_stepped_over():
     with np.errstate(invalid="ignore"), pytest.raises(SolverError) as info:
         rn.solve(f, GAUSSIAN.z0, [0.0, 2.0])
     assert info.value.t == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("grid", [dict(method="rk4", n_steps=4), dict(step_size=0.1)])
+def test_dense_with_a_fixed_grid_is_refused(grid):
+    """A fixed grid kept no dense output, and sol.dense then said 'pass dense=True'."""
+    with pytest.raises(InputError, match="dense=True keeps the steps of an adaptive solve"):
+        rn.solve(ROTATION.f, ROTATION.z0, [0.0, 1.0], dense=True, **grid)
+
+
+@pytest.mark.parametrize("control, names", [
+    (dict(first_step=0.01), "first_step"), (dict(min_step=1e-6), "min_step"),
+    (dict(norm=lambda error, y0, y1: 0.0), "norm"),
+    (dict(first_step=0.5, min_step=1e-3), "first_step, min_step")])
+def test_adaptive_step_controls_with_a_fixed_grid_are_refused(control, names):
+    """They were silently ignored: the user's first_step, min_step or norm did nothing."""
+    with pytest.raises(InputError, match=f"StepControl\\({names}=...\\) steers the adaptive"):
+        rn.solve(ROTATION.f, ROTATION.z0, [0.0, 1.0], method="rk4", n_steps=4,
+                 control=rn.StepControl(**control))
+    kept = rn.StepControl(max_steps=4, trace=True)             # these apply to a grid too
+    assert len(rn.solve(ROTATION.f, ROTATION.z0, [0.0, 1.0], method="rk4", n_steps=4,
+                        control=kept).trace) == 4
