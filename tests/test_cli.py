@@ -246,8 +246,14 @@ def test_runs_without_out_never_write_into_figures(command, name, tmp_path, monk
 
 @pytest.mark.parametrize("argv", [["reproduce", "table1", "--quick", "--out", "\0"],
                                   ["reproduce", "latent", "--quick", "--json", "a\0b.json"],
-                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", "runs\0x"]])
+                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", "runs\0x"],
+                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", ""],
+                                  ["reproduce", "latent", "--quick", "--out", ""],
+                                  ["tutorials", "--notebooks", ""], ["verify", "--results", ""]])
 def test_a_path_with_a_nul_byte_or_empty_is_a_usage_error(argv, capsys):
+    """Refused at parsing: before, an empty --run-dir ran in the default run directory."""
     from refnode.cli import main
-    assert main(argv) == 2
-    assert "not a usable path" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "not a usable path" in capsys.readouterr().err.splitlines()[-1]
