@@ -15,6 +15,9 @@ command). Exit statuses, each failure one line on stderr without a traceback:
     74    a file could not be written: disk full, read-only, ... (EX_IOERR of sysexits.h;
           :class:`refnode.files.WriteError`); no half-written file is left under its name
     130   interrupted by Ctrl-C (128 + SIGINT, as a shell reports it)
+    141   stdout was closed by its reader (``refnode bench --list | head -1``): 128 + SIGPIPE,
+          what a shell reports for a command the closed pipe stopped; nothing is printed, as
+          for the tools that die of SIGPIPE (the recipe of Python's ``signal`` docs)
 
 Any other exception is a bug and keeps its traceback.
 """
@@ -22,6 +25,8 @@ Any other exception is a bug and keeps its traceback.
 import argparse
 import errno
 import importlib
+import os
+import signal
 import sys
 
 from . import __version__
@@ -56,6 +61,8 @@ USAGE_ERROR = 2
 WRITE_FAILED = 74
 #: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for an interrupted command.
 INTERRUPTED = 130
+#: Exit status when the reader of stdout went away: 128 + SIGPIPE, as a shell reports it.
+CLOSED_STDOUT = 128 + getattr(signal, "SIGPIPE", 13)
 #: OSError numbers that are the file system's state, not a bug: reported in one line.
 FILE_SYSTEM_ERRORS = frozenset(getattr(errno, name) for name in
                                ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG", "EACCES", "EPERM")
@@ -74,7 +81,8 @@ def build_parser():
                     "(Chen et al., NeurIPS 2018).",
         epilog=f"exit status: 0 done, {USAGE_ERROR} bad input (found before any work), "
                f"{WRITE_FAILED} a file could not be written (disk full, read-only), "
-               f"{INTERRUPTED} interrupted (Ctrl-C); bench and verify also report failures")
+               f"{INTERRUPTED} interrupted (Ctrl-C), {CLOSED_STDOUT} stdout closed by its reader "
+               "(| head); bench and verify also report failures")
     parser.add_argument("--version", action="version", version=f"refnode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in available_commands().items():
@@ -88,12 +96,28 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
-            return 0
-        return run_command(args)
+            status = 0
+        else:
+            status = run_command(args)
+        sys.stdout.flush()              # a closed pipe shows here, not at interpreter exit
+        return status
     except KeyboardInterrupt:
         print("refnode: interrupted (Ctrl-C); files being written were left as they were "
               "before", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        silence_stdout()
+        return CLOSED_STDOUT
+
+
+def silence_stdout():
+    """Point stdout at the null device, so that the interpreter's last flush of what is left
+    in its buffer finds no closed pipe (which would print an exception at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):     # stdout is no file (captured in a test)
+        pass
 
 
 def run_command(args):

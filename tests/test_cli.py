@@ -16,13 +16,14 @@ from refnode.commands import demo as demo_command
 pytestmark = pytest.mark.cli
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The environment of a fresh ``refnode`` process: this checkout first on the path.
+ENV = dict(os.environ, MPLBACKEND="Agg",
+           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def run_refnode(args, cwd):
     """``python -m refnode.cli ARGS`` in a fresh interpreter, as a user would run it."""
-    env = dict(os.environ, MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "refnode.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "refnode.cli", *args], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -246,8 +247,31 @@ def test_runs_without_out_never_write_into_figures(command, name, tmp_path, monk
 
 @pytest.mark.parametrize("argv", [["reproduce", "table1", "--quick", "--out", "\0"],
                                   ["reproduce", "latent", "--quick", "--json", "a\0b.json"],
-                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", "runs\0x"]])
+                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", "runs\0x"],
+                                  ["reproduce", "cnf-curves", "--quick", "--run-dir", ""],
+                                  ["reproduce", "latent", "--quick", "--out", ""],
+                                  ["tutorials", "--notebooks", ""], ["verify", "--results", ""]])
 def test_a_path_with_a_nul_byte_or_empty_is_a_usage_error(argv, capsys):
+    """Refused at parsing: before, an empty --run-dir ran in the default run directory."""
     from refnode.cli import main
-    assert main(argv) == 2
-    assert "not a usable path" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "not a usable path" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv", [["bench", "--list"], ["verify", "--list"], ["tutorials"],
+                                  ["course", "list"]])
+def test_a_stdout_closed_by_its_reader_ends_quietly_with_141(argv):
+    """``refnode bench --list | head -1``: the reader is gone before refnode writes (the
+    read end of the pipe is closed first, so every write fails). Before: a BrokenPipeError
+    traceback and exit 1."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "refnode.cli", *argv], stdout=write,
+                                stderr=subprocess.PIPE, text=True, env=ENV, timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode == cli.CLOSED_STDOUT == 141, result.stderr
+    assert result.stderr == ""

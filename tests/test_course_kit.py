@@ -104,7 +104,7 @@ def test_tutorials_to_notebooks(tmp_path, capsys):
         import jupytext  # noqa: F401
     except ImportError:
         assert cli.main(["tutorials", "--notebooks", str(tmp_path)]) == 2
-        assert "pip install" in capsys.readouterr().out
+        assert "pip install" in capsys.readouterr().err
         return
     assert cli.main(["tutorials", "--notebooks", str(tmp_path)]) == 0
     import json

@@ -263,13 +263,13 @@ def test_build_refuses_a_directory_that_is_not_a_site(tmp_path, capsys):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
     assert main(["docs", "build", "--quick", "--out", str(tmp_path)]) == 2
-    assert "non-empty directory" in capsys.readouterr().out
+    assert "non-empty directory" in capsys.readouterr().err
     assert keep.read_text() == "mine"
 
 
 def test_build_names_an_unknown_tutorial(tmp_path, capsys):
     assert main(["docs", "build", "--tutorials", "99", "--out", str(tmp_path / "s")]) == 2
-    assert "no tutorial starts with 99" in capsys.readouterr().out
+    assert "no tutorial starts with 99" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -140,9 +140,12 @@ def test_cli_exit_status_and_table(tmp_path):
 
 def test_cli_argument_errors(capsys, tmp_path):
     assert cli.main(["verify", "--callable", "no_such_module_xyz:f"]) == 2
-    assert "cannot import" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == "" and "refnode verify: error: cannot import" in captured.err
     assert cli.main(["verify", "--results", str(tmp_path / "missing.json")]) == 2
     assert cli.main(["verify"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 2
     with pytest.raises(SystemExit):
         cli.main(["verify", "--problems", "lorenz"])
     with pytest.raises(SystemExit):
@@ -165,9 +168,9 @@ def tripled_states(problem):
 def test_tolerances_too_loose_to_mean_anything_are_refused(flags, capsys):
     code = cli.main(["verify", "--callable", "refnode.verify:refnode_adjoint",
                      "--problems", "decay", *flags])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2, out
-    assert "refnode verify:" in out and len(out.strip().splitlines()) == 1
+    assert "refnode verify: error:" in out and len(out.strip().splitlines()) == 1
     assert "above" in out or "finite" in out
 
 
@@ -229,7 +232,7 @@ def test_odd_files_give_one_line_and_exit_2(tmp_path, capsys):
     for path, words in ((binary, "UTF-8"), (tmp_path, "directory"), (nested, "deeply"),
                         (ragged, "rectangular")):
         assert cli.main(["verify", "--results", str(path)]) == 2, path
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert words in out and len(out.strip().splitlines()) == 1, out
 
 
@@ -244,8 +247,8 @@ def test_an_exception_inside_the_callable_names_the_problem(tmp_path):
     out = run_cli(["verify", "--callable", "broken:solve", "--problems", "decay,oscillator"],
                   tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "ZeroDivisionError while solving problem 'oscillator': my bug" in out.stdout
-    assert "broken.py:4" in out.stdout and "Traceback" not in out.stderr
+    assert "ZeroDivisionError while solving problem 'oscillator': my bug" in out.stderr
+    assert "broken.py:4" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_a_callable_returning_a_non_dict_is_an_input_error():

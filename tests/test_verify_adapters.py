@@ -26,10 +26,10 @@ def test_every_reference_problem_has_adapter_dynamics():
 
 def test_an_unknown_library_exits_2(capsys):
     assert cli.main(["verify", "--library", "scipyy"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "unknown library 'scipyy'" in out and len(out.strip().splitlines()) == 1
     assert cli.main(["verify", "--library", "jax", "--gradient", "backsolve"]) == 2
-    assert "no gradient mode 'backsolve'" in capsys.readouterr().out
+    assert "no gradient mode 'backsolve'" in capsys.readouterr().err
     assert cli.main(["verify", "--callable", "refnode.verify:refnode_adjoint",
                      "--gradient", "adjoint"]) == 2
 
@@ -38,7 +38,7 @@ def test_a_missing_library_is_one_line_and_exit_2(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torchode", None)          # import torchode -> ImportError
     monkeypatch.delitem(sys.modules, "refnode.reference.adapters.for_torchode", raising=False)
     assert cli.main(["verify", "--library", "torchode", "--problems", "decay"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "torchode is not installed" in out and "refnode[verify]" in out
     assert len(out.strip().splitlines()) == 1
 

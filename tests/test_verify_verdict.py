@@ -238,7 +238,7 @@ def test_an_endless_file_is_refused_after_a_capped_read(device, capsys):
     if not os.path.exists(device):
         pytest.skip(f"{device} does not exist here")
     assert cli.main(["verify", "--results", device]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"larger than {MAX_JSON_BYTES // 2**20} MiB" in out
     assert len(out.strip().splitlines()) == 1
 
@@ -308,7 +308,7 @@ def test_what_the_callable_does_cannot_become_the_verdict(case, user_module, cap
     source, message = CALLABLES[case]
     name = user_module("user_" + "".join(c if c.isalnum() else "_" for c in case), source)
     code = cli.main(["verify", "--callable", f"{name}:solve", "--problems", "decay,spiral"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2, out
     assert message in out and len(out.strip().splitlines()) == 1, out
 
@@ -351,14 +351,14 @@ def test_a_module_in_the_current_directory_is_found(tmp_path):
 
 def test_a_missing_module_and_a_file_path_are_one_line(user_module, capsys):
     assert cli.main(["verify", "--callable", "no_such_module_xyz:f"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "no such module in the current directory" in out and len(out.splitlines()) == 1
     name = user_module("user_needs_a_dependency", "import no_such_dependency_xyz\n")
     assert cli.main(["verify", "--callable", f"{name}:f"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "raised ModuleNotFoundError while being imported" in out and "no_such_dependency" in out
     assert cli.main(["verify", "--callable", "./mymod.py:solve"]) == 2
-    assert "not a file" in capsys.readouterr().out
+    assert "not a file" in capsys.readouterr().err
 
 
 def test_a_real_ctrl_c_exits_130_in_one_line(tmp_path):
@@ -373,7 +373,7 @@ def test_a_real_ctrl_c_exits_130_in_one_line(tmp_path):
         """))
     out = console_script(tmp_path, "verify", "--callable", "slow:solve", timeout=60)
     assert out.returncode == 130, out.stdout + out.stderr
-    assert out.stdout.strip() == "refnode verify: interrupted (Ctrl-C); nothing was verified."
+    assert out.stderr.strip() == "refnode verify: interrupted (Ctrl-C); nothing was verified."
     assert "Traceback" not in out.stderr
 
 

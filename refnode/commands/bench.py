@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
-                                      check_output_file, positive_float, positive_int)
+                                      check_output_file, path_object, positive_float,
+                                      positive_int)
 
 HELP = "run the benchmark scripts in benchmarks/ and print their ratio tables"
 
@@ -44,9 +45,9 @@ REPEATS, TIMEOUT = 3, 1800.0
 def configure(parser):
     parser.add_argument("what", nargs="?", choices=("workprecision",),
                         help="workprecision: the work-precision diagrams instead of the scripts")
-    parser.add_argument("--json", metavar="PATH", type=Path,
+    parser.add_argument("--json", metavar="PATH", type=path_object,
                         help="workprecision: where to write the records")
-    parser.add_argument("--out", metavar="DIR", type=Path,
+    parser.add_argument("--out", metavar="DIR", type=path_object,
                         help=f"workprecision: directory for the figures (default {WORKPRECISION_DIR})")
     parser.add_argument("--repeats", type=positive_int, default=None, metavar="N",
                         help=f"workprecision: best of N timings (default {REPEATS}; --quick times once)")
@@ -55,7 +56,7 @@ def configure(parser):
     parser.add_argument("--only", action="append", metavar="NAME", default=None,
                         help="run only this benchmark (e.g. solvers or bench_solvers); repeatable")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+    parser.add_argument("--dir", type=path_object, default=None, metavar="DIR",
                         help=f"directory of the bench_*.py scripts (default: {DEFAULT_DIR})")
     parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                         help=f"seconds allowed to each script (default {TIMEOUT:g})")
@@ -110,19 +111,21 @@ def check(args):
     check_device_option(args)
     if args.what == "workprecision":
         for flag, value in (("--timeout", args.timeout), ("--only", args.only),
-                            ("--list", args.list or None)):
+                            ("--list", args.list or None), ("--dir", args.dir)):
             if value is not None:
                 raise InputError(f"{flag} belongs to the benchmark scripts (`refnode bench`), "
                                  "not to `refnode bench workprecision`")
         args.repeats = args.repeats or REPEATS
-        args.out = Path(check_output_dir(str(args.out or WORKPRECISION_DIR), "--out"))
-        args.json = Path(check_output_file(str(args.json or args.out / "workprecision.json"),
-                                           "--json"))
+        out = args.out if args.out is not None else WORKPRECISION_DIR
+        args.out = Path(check_output_dir(str(out), "--out"))
+        json_path = args.json if args.json is not None else args.out / "workprecision.json"
+        args.json = Path(check_output_file(str(json_path), "--json"))
         return args
     for flag, value in (("--json", args.json), ("--out", args.out), ("--repeats", args.repeats)):
         if value is not None:
             raise InputError(f"{flag} belongs to `refnode bench workprecision`")
     args.timeout = args.timeout or TIMEOUT
+    args.dir = args.dir if args.dir is not None else DEFAULT_DIR
     if not args.dir.is_dir():
         raise InputError(f"--dir {args.dir}: not a directory; give the directory of the "
                          "bench_*.py scripts")

@@ -26,6 +26,7 @@ import textwrap
 from pathlib import Path
 
 from ..errors import InputError
+from ..experiments.common_cli import check_output_dir, path_object
 
 HELP = "build the course's student handout (templates generated from refnode), grade a class"
 
@@ -41,12 +42,12 @@ def configure(parser):
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="the assignments, in order")
     build = sub.add_parser("build", help="write the student handout into DIR")
-    build.add_argument("dir", metavar="DIR", type=Path, help="a new or empty folder outside the repository")
+    build.add_argument("dir", metavar="DIR", type=path_object, help="a new or empty folder outside the repository")
     build.add_argument("--force", action="store_true", help="write into a non-empty DIR (files are replaced)")
     grade = sub.add_parser("grade", help="grade every submission in a folder: a student x test table")
-    grade.add_argument("assignment", metavar="FOLDER", type=Path,
+    grade.add_argument("assignment", metavar="FOLDER", type=path_object,
                        help="a built assignment folder, e.g. DIR/01_rk_step")
-    grade.add_argument("submissions", metavar="SUBMISSIONS", type=Path,
+    grade.add_argument("submissions", metavar="SUBMISSIONS", type=path_object,
                        help="a folder of students' files: NAME.py, or NAME/student.py")
 
 
@@ -108,7 +109,8 @@ def template(assignment):
 
 
 def check_destination(directory, force):
-    """Refuse the repository and (without ``force``) a non-empty folder, before any writing."""
+    """Refuse the repository, (without ``force``) a non-empty folder, and one that cannot be
+    created or written, before any writing."""
     directory = directory.resolve()
     if directory == REPOSITORY or REPOSITORY in directory.parents:
         raise InputError(f"{directory} is inside the repository {REPOSITORY}: build the handout "
@@ -118,6 +120,7 @@ def check_destination(directory, force):
     if directory.is_dir() and any(directory.iterdir()) and not force:
         raise InputError(f"{directory} is not empty: choose a new folder, or pass --force to "
                          "replace the handout's files in it")
+    check_output_dir(str(directory), "DIR")
 
 
 def handout_files(assignment):

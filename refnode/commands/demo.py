@@ -12,7 +12,7 @@ from .. import demo
 from ..device import to_device, to_host
 from ..experiments.common import save_figure
 from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
-                                      nonnegative_int, positive_int, run_directory)
+                                      nonnegative_int, path_text, positive_int, run_directory)
 
 HELP = "the paper's spiral demo: every solver, a neural ODE fitted by the adjoint, gradients checked"
 
@@ -25,7 +25,7 @@ DPI = 100
 def configure(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run of a few seconds ({QUICK_ITERATIONS} iterations)")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", metavar="DIR", type=path_text,
                         help="directory for the figures (default: runs/demo, runs/demo-quick "
                         "with --quick; --out figures replaces the committed ones)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
@@ -62,7 +62,8 @@ def run(args):
 
 def output_dir(args):
     """Where the figures go (``--out``, else the run directory), checked before any work."""
-    return check_output_dir(args.out or run_directory("demo", quick=args.quick), "--out")
+    out = args.out if args.out is not None else run_directory("demo", quick=args.quick)
+    return check_output_dir(out, "--out")
 
 
 def show_solvers(t, z_true, out):

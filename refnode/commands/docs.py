@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from . import docs_site
+from ..errors import InputError
+from ..experiments.common_cli import check_output_dir, path_object
 
 HELP = "build the documentation site (tutorials executed, API from docstrings) offline"
 
@@ -29,12 +31,12 @@ REQUIRED = ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "mkdocstring
 
 
 def configure(parser):
-    actions = parser.add_subparsers(dest="docs_action", metavar="ACTION")
+    actions = parser.add_subparsers(dest="docs_action", metavar="ACTION", required=True)
     build = actions.add_parser("build", help="build the site into --out (default: a new "
                                "temporary directory)")
     build.add_argument("--quick", action="store_true",
                        help="execute the tutorials in quick mode (REFNODE_QUICK=1)")
-    build.add_argument("--out", type=Path, default=None,
+    build.add_argument("--out", metavar="DIR", type=path_object, default=None,
                        help="directory for the site: new, empty, or a previous refnode site")
     build.add_argument("--tutorials", nargs="+", metavar="NN", default=None,
                        help="execute only the tutorials whose names start with these (e.g. 00 "
@@ -59,17 +61,13 @@ def missing_packages():
 
 def output_problem(out):
     """Why ``out`` cannot receive the site (None if it can). mkdocs empties its site
-    directory before writing, so only a new, empty, or earlier refnode site is accepted."""
+    directory before writing, so only a new, empty, or earlier refnode site is accepted;
+    whether it can be created and written is checked next (:func:`check_arguments`)."""
     if out.exists() and not out.is_dir():
         return f"--out {out} exists and is not a directory"
     if out.is_dir() and any(out.iterdir()) and not (out / docs_site.SITE_MARKER).exists():
         return (f"--out {out} is a non-empty directory that is not a refnode docs site; "
                 "mkdocs would delete its contents. Pass a new or empty directory")
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        return f"--out {out}: {parent} is not writable"
     return None
 
 
@@ -109,28 +107,28 @@ def build(out, quick=False, tutorials=None, strict=False):
     return result.returncode, time.perf_counter() - start, result.stdout + result.stderr
 
 
-def run(args):
-    if args.docs_action != "build":
-        print("usage: refnode docs build [--quick] [--strict] [--out DIR] [--tutorials NN ...]")
-        return 2
+def check_arguments(args):
+    """Refuse what would stop the build, before any work (an InputError: one line, exit 2)."""
     missing = missing_packages()
     if missing:
-        print(f"refnode docs: missing {', '.join(missing)}. Install the optional extra:  "
-              "pip install -e '.[docs]'")
-        return 2
+        raise InputError(f"missing {', '.join(missing)}; install the optional extra: "
+                         "pip install -e '.[docs]'")
     if not (docs_site.REPO / "tutorials").is_dir():
-        print(f"refnode docs: no tutorials/ next to the package ({docs_site.REPO}); the site "
-              "is built from a source checkout.")
-        return 2
+        raise InputError(f"no tutorials/ next to the package ({docs_site.REPO}); the site is "
+                         "built from a source checkout")
     if args.tutorials and not docs_site.tutorial_paths(names=args.tutorials):
-        print(f"refnode docs: no tutorial starts with {' or '.join(args.tutorials)}; "
-              "`refnode tutorials` lists them.")
-        return 2
+        raise InputError(f"--tutorials: no tutorial starts with {' or '.join(args.tutorials)}; "
+                         "`refnode tutorials` lists them")
+    if args.out is not None:
+        problem = output_problem(args.out.resolve())
+        if problem:
+            raise InputError(problem)
+        check_output_dir(str(args.out), "--out")
+
+
+def run(args):
+    check_arguments(args)
     out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="refnode-docs-"))
-    problem = output_problem(out.resolve())
-    if problem:
-        print(f"refnode docs: {problem}")
-        return 2
     out = out.resolve()
     print(f"building the site into {out}{' (quick mode)' if args.quick else ''} ...", flush=True)
     status, seconds, log = build(out, quick=args.quick, tutorials=args.tutorials,

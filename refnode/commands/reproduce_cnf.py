@@ -11,7 +11,7 @@ from ..experiments import cnf
 from ..experiments.cnf_figures import plot_density_matching, plot_transformation
 from ..experiments.common import mean_sd, save_figure, write_json
 from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_int, run_directory, seed_count)
+                                      path_text, positive_int, run_directory, seed_count)
 
 HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
 
@@ -23,10 +23,12 @@ def configure(parser):
                         help="number of seeds (default: 3 for a full run, 2 otherwise)")
     parser.add_argument("--seed", type=nonnegative_int, default=0,
                         help="first seed; the run uses seed, seed+1, ... (default 0)")
-    parser.add_argument("--json", metavar="PATH", help="write the per-seed records and the "
-                        "summary as JSON (rewritten after each seed)")
-    parser.add_argument("--out", metavar="DIR", help="directory for the figures (default: "
-                        "runs/cnf, runs/cnf-quick for --quick and --tiny; --out figures "
+    parser.add_argument("--json", metavar="PATH", type=path_text,
+                        help="write the per-seed records and the summary as JSON (rewritten "
+                        "after each seed)")
+    parser.add_argument("--out", metavar="DIR", type=path_text,
+                        help="directory for the figures (default: runs/cnf, runs/cnf-quick for "
+                        "--quick and --tiny; --out figures "
                         "replaces the committed ones)")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
                         help="draw no figures (e.g. for the second and later of seeds run "
@@ -51,7 +53,7 @@ def run(args):
         print(f"seed {seed}: {time.time() - seed_start:.0f} s", flush=True)
         if plots:
             draw_figures(cfg, plots, out)
-        if args.json:
+        if args.json is not None:
             write_json(args.json, results(size, cfg, seeds, density, likelihood, start))
     print_tables(cfg, cnf.summaries(density, likelihood))
     print(f"\n{size} run, {len(seeds)} seed(s): {time.time() - start:.0f} s")
@@ -61,10 +63,10 @@ def run(args):
 def check_outputs(args, size):
     """The figure directory (``--out``, else the run directory); every output path is
     checked before any work (a bad one is an InputError, exit 2)."""
-    out = args.out or run_directory("cnf", quick=size != "full")
-    if args.figures or args.out:
+    out = args.out if args.out is not None else run_directory("cnf", quick=size != "full")
+    if args.figures or args.out is not None:
         check_output_dir(out, "--out")
-    if args.json:
+    if args.json is not None:
         check_output_file(args.json, "--json")
     return out
 

@@ -13,7 +13,7 @@ from ..experiments import cnf_curves
 from ..experiments.cnf_figures import plot_nll_curves
 from ..experiments.common import mean_sd, write_json
 from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      positive_int, run_directory)
+                                      path_text, positive_int, run_directory)
 from ..experiments.cnf import DATA_SETS, LIKELIHOOD_MODELS
 
 HELP = "held-out NLL of planar NF, planar CNF, FFJORD CNF against iterations and wall time"
@@ -31,11 +31,14 @@ def configure(parser):
                         help="data sets (default: " + ", ".join(DATA_SETS) + ")")
     parser.add_argument("--models", nargs="+", choices=LIKELIHOOD_MODELS, metavar="MODEL",
                         help="models (default: " + ", ".join(LIKELIHOOD_MODELS) + ")")
-    parser.add_argument("--run-dir", metavar="DIR", help="checkpoints (resumed), "
-                        "results.json and the figure (default runs/cnf-curves[-quick])")
-    parser.add_argument("--json", metavar="PATH", help="also write the results JSON here")
-    parser.add_argument("--out", metavar="DIR", help="the figure here instead of the run "
-                        "directory (--out figures replaces the committed one)")
+    parser.add_argument("--run-dir", metavar="DIR", type=path_text,
+                        help="checkpoints (resumed), results.json and the figure (default "
+                        "runs/cnf-curves[-quick])")
+    parser.add_argument("--json", metavar="PATH", type=path_text,
+                        help="also write the results JSON here")
+    parser.add_argument("--out", metavar="DIR", type=path_text,
+                        help="the figure here instead of the run directory (--out figures "
+                        "replaces the committed one)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
 
 
@@ -52,10 +55,11 @@ def config_from_args(args):
 
 def run(args):
     cfg = config_from_args(args)
-    run_dir = check_output_dir(args.run_dir or run_directory("cnf-curves", args.quick),
-                               "--run-dir")
-    out = check_output_dir(args.out, "--out") if args.out else run_dir
-    if args.json:
+    run_dir = args.run_dir if args.run_dir is not None else run_directory("cnf-curves",
+                                                                          args.quick)
+    run_dir = check_output_dir(run_dir, "--run-dir")
+    out = check_output_dir(args.out, "--out") if args.out is not None else run_dir
+    if args.json is not None:
         check_output_file(args.json, "--json")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     start, records = time.perf_counter(), []
@@ -66,7 +70,8 @@ def run(args):
     result = {"config": cfg, "solver": {k: repr(v) for k, v in cnf_curves.SOLVER.items()},
               "seeds": seeds, "wall_s": time.perf_counter() - start, "records": records,
               "summary": summary}
-    for path in [os.path.join(run_dir, "results.json")] + ([args.json] if args.json else []):
+    extra = [args.json] if args.json is not None else []
+    for path in [os.path.join(run_dir, "results.json")] + extra:
         write_json(path, result)
     print(f"wrote {plot_nll_curves(records, os.path.join(out, 'cnf_nll_curves.png'))}")
     return 0

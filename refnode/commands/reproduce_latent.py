@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from ..experiments import latent
 from ..experiments.common import mean_sd, write_json
 from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
-                                      check_output_file, nonnegative_int, positive_int,
+                                      check_output_file, nonnegative_int, path_text, positive_int,
                                       run_directory, seed_count)
 from ..experiments.latent_figures import plot_interpolation, plot_seeds, plot_spirals
 
@@ -42,12 +42,14 @@ def configure(parser):
     parser.add_argument("--gradient", choices=("discrete", "adjoint"), default=None,
                         help="latent ODE: backpropagate through dopri5 (default, ~10x cheaper "
                              "here) or the adjoint (the paper's); docs/latent.md measures both")
-    parser.add_argument("--json", metavar="PATH", help="also write the results JSON here")
-    parser.add_argument("--run-dir", metavar="DIR",
+    parser.add_argument("--json", metavar="PATH", type=path_text,
+                        help="also write the results JSON here")
+    parser.add_argument("--run-dir", metavar="DIR", type=path_text,
                         help="checkpoints (resumed), results.json and figures (default "
                              "runs/latent[-one-turn][-quick])")
-    parser.add_argument("--out", metavar="DIR", help="figures here instead of the run "
-                        "directory (--out figures replaces the committed ones)")
+    parser.add_argument("--out", metavar="DIR", type=path_text,
+                        help="figures here instead of the run directory (--out figures replaces "
+                        "the committed ones)")
     add_device_option(parser, "the models train and predict there (each minibatch is "
                       "assembled on the host, where its irregular time grid is, and moved)")
 
@@ -67,9 +69,10 @@ def check_outputs(args, config):
     """(run directory, figure directory); every output path is checked before any work
     (a bad one is an InputError, exit 2)."""
     name = "latent" + ("" if config.task == "reference" else "-" + config.task)
-    run_dir = check_output_dir(args.run_dir or run_directory(name, args.quick), "--run-dir")
-    out = check_output_dir(args.out, "--out") if args.out else run_dir
-    if args.json:
+    run_dir = args.run_dir if args.run_dir is not None else run_directory(name, args.quick)
+    run_dir = check_output_dir(run_dir, "--run-dir")
+    out = check_output_dir(args.out, "--out") if args.out is not None else run_dir
+    if args.json is not None:
         check_output_file(args.json, "--json")
     return run_dir, out
 
@@ -94,7 +97,8 @@ def run(args):
     print(f"wall time {wall_s:.0f} s; run directory {run_dir}")
     result = {"config": asdict(config), "models": list(models), "seeds": seeds, "wall_s": wall_s,
               "records": records, "summary": summary}
-    for path in [os.path.join(run_dir, "results.json")] + ([args.json] if args.json else []):
+    extra = [args.json] if args.json is not None else []
+    for path in [os.path.join(run_dir, "results.json")] + extra:
         write_json(path, result)
     plot_seeds(records, latent.PAPER_RMSE, os.path.join(out, "latent_rmse_seeds.png"))
     plot_spirals(first, os.path.join(out, "latent_ode_spirals.png"))

@@ -20,8 +20,8 @@ from ..experiments import table1
 from ..experiments.common import write_json
 from ..device import to_device
 from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
-                                      check_output_file, nonnegative_int, positive_float,
-                                      positive_int, run_directory)
+                                      check_output_file, nonnegative_int, path_text,
+                                      positive_float, positive_int, run_directory)
 from ..experiments.table1_memory import memory_sweeps, plot_memory
 from ..models.odenet import MODELS
 
@@ -32,7 +32,8 @@ def configure(parser):
     parser.add_argument("--quick", action="store_true", help="a small subset, one short epoch")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist")
-    parser.add_argument("--data", metavar="DIR", help="directory with the four IDX files")
+    parser.add_argument("--data", metavar="DIR", type=path_text,
+                        help="directory with the four IDX files")
     parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
     parser.add_argument("--epochs", type=positive_float, help="epochs (may be fractional)")
     parser.add_argument("--train-size", type=positive_int, metavar="N",
@@ -50,13 +51,15 @@ def configure(parser):
                         help="ODE-Net's gradient: the continuous adjoint (the paper) or backprop "
                         "through the dopri5 steps (torchdiffeq's odenet_mnist.py default)")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--json", metavar="PATH", help="write one record per model")
-    parser.add_argument("--out", metavar="DIR", help="directory for figures (default: "
-                        "runs/table1, runs/table1-quick for --quick; --out figures replaces "
+    parser.add_argument("--json", metavar="PATH", type=path_text, help="write one record per model")
+    parser.add_argument("--out", metavar="DIR", type=path_text,
+                        help="directory for figures (default: runs/table1, runs/table1-quick for "
+                        "--quick; --out figures replaces "
                         "the committed ones)")
     parser.add_argument("--no-figures", dest="figures", action="store_false")
-    parser.add_argument("--runs", metavar="DIR", help="directory for checkpoints, resumed "
-                        "when they exist (default runs/table1; none for --quick)")
+    parser.add_argument("--runs", metavar="DIR", type=path_text,
+                        help="directory for checkpoints, resumed when they exist (default "
+                        "runs/table1; none for --quick)")
     add_device_option(parser, "the models train and are tested there (the peak memory of a "
                       "step is measured on the CPU)")
 
@@ -68,7 +71,7 @@ def settings(args):
     preset = table1.TINY if args.tiny else table1.QUICK if args.quick else {}
     chosen = {key: getattr(args, key) for key in ("epochs", "train_size", "test_size",
                                                    "batch_size") if getattr(args, key) is not None}
-    runs = args.runs if args.runs or small else run_directory("table1")
+    runs = args.runs if args.runs is not None or small else run_directory("table1")
     return table1.Settings(
         **{**preset, **chosen}, dataset=args.dataset, data=args.data, models=tuple(args.models),
         optimizer=args.optimizer, lr=args.lr, augment=args.augment, dtype=args.dtype,
@@ -79,10 +82,11 @@ def settings(args):
 
 def check_outputs(args, s):
     """Every output path, before any work (a bad one is an InputError, exit 2)."""
-    out = args.out or run_directory("table1", quick=args.quick or args.tiny)
-    if args.figures or args.out:
+    out = args.out if args.out is not None else run_directory("table1",
+                                                              quick=args.quick or args.tiny)
+    if args.figures or args.out is not None:
         check_output_dir(out, "--out")
-    if args.json:
+    if args.json is not None:
         check_output_file(args.json, "--json")
     if s.runs:
         check_output_dir(s.runs, "--runs")
@@ -107,7 +111,7 @@ def run(args):
         print(f"{table1.LABELS[name]}: done in {time.perf_counter() - start:.1f} s", flush=True)
     print(table1.format_table(records))
     print("Paper: MNIST, 160 epochs on all 60000 images; memory and time there are asymptotic.")
-    if args.json:
+    if args.json is not None:
         write_json(args.json, records)
     if args.figures:
         draw_figures(s, data, histories, out)

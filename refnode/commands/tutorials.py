@@ -10,8 +10,9 @@ tutorial shows its figures under the cell that makes them (:mod:`refnode.figures
 
 from pathlib import Path
 
+from ..errors import InputError
 from ..files import atomic_write
-from ..experiments.common_cli import check_output_dir
+from ..experiments.common_cli import check_output_dir, path_object
 
 HELP = "list the tutorials, or convert them to Jupyter notebooks with --notebooks DIR"
 
@@ -27,9 +28,9 @@ LANGUAGE_INFO = {"name": "python", "file_extension": ".py", "mimetype": "text/x-
 
 
 def configure(parser):
-    parser.add_argument("--notebooks", metavar="DIR", type=Path, default=None,
+    parser.add_argument("--notebooks", metavar="DIR", type=path_object, default=None,
                         help="write every tutorial as DIR/<name>.ipynb (needs jupytext)")
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+    parser.add_argument("--dir", metavar="DIR", type=path_object, default=DEFAULT_DIR,
                         help=f"directory of the tutorial scripts (default: {DEFAULT_DIR})")
 
 
@@ -77,9 +78,9 @@ def convert(paths, out):
 def run(args):
     paths = discover(args.dir)
     if not paths:
-        print(f"refnode tutorials: no NN_name.py tutorials in {args.dir}; pass --dir "
-              "(tutorials ship with the source tree, not the installed package).")
-        return 2
+        raise InputError(f"--dir {args.dir}: no NN_name.py tutorials there; pass the "
+                         "tutorials/ directory of a source checkout (tutorials ship with the "
+                         "source tree, not the installed package)")
     if args.notebooks is None:
         for path in paths:
             print(f"{path.name:<42} {title(path)}")
@@ -89,10 +90,9 @@ def run(args):
     try:
         import jupytext  # noqa: F401
     except ImportError:
-        print("refnode tutorials: --notebooks needs jupytext, which is not installed.\n"
-              "Install the optional extra:  pip install 'refnode[notebooks]'  "
-              "(or pip install jupytext).\nThe tutorials also run as plain scripts.")
-        return 2
+        raise InputError("--notebooks needs jupytext, which is not installed: pip install "
+                         "'refnode[notebooks]' (or pip install jupytext); the tutorials also "
+                         "run as plain scripts") from None
     check_output_dir(str(args.notebooks), "--notebooks")
     for target in convert(paths, args.notebooks):
         print(f"wrote {target}")

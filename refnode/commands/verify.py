@@ -9,6 +9,8 @@ The logic is in :mod:`refnode.verify`; docs/verify.md documents the formats and 
 tol = 100 · rtol + golden accuracy; docs/conformance.md the built-in adapters
 (:mod:`refnode.reference.adapters`). Exit status (docs/verify.md, "Exit status"):
 
+The report goes to stdout; every error and the interruption notice are one line on stderr.
+
     0    PASSED: nothing failed, and gradients were verified (or --states-only was given)
     1    FAILED: a quantity failed, or nothing (no gradient) was verified
     2    bad input: tolerances too loose to mean anything, a malformed results file, an
@@ -18,9 +20,11 @@ tol = 100 · rtol + golden accuracy; docs/conformance.md the built-in adapters
 """
 
 import argparse
+import sys
 
 from .. import verify
 from ..errors import InputError
+from ..experiments.common_cli import path_text
 from ..reference import adapters
 from ..reference.results import InterruptWatch, check_tolerances
 from ..reference.golden_files import load_golden
@@ -34,7 +38,7 @@ DEFAULT_RTOL = 1e-6
 
 def configure(parser):
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--results", metavar="FILE",
+    source.add_argument("--results", metavar="FILE", type=path_text,
                         help="JSON results in the golden layout (docs/verify.md)")
     source.add_argument("--callable", metavar="MODULE:FUNCTION", dest="function",
                         help="a function fn(problem: dict) -> dict, e.g. mypkg.check:solve; "
@@ -90,25 +94,29 @@ def run(args):
             print(f"{name:<11} {doc['dynamics']['equation'][:70]}\n{'':<11} {doc['description']}")
         return 0
     if args.results is None and args.function is None and args.library is None:
-        print("refnode verify: give --results FILE, --callable MODULE:FUNCTION or --library NAME "
-              "(or --list).")
-        return 2
+        return error("give --results FILE, --callable MODULE:FUNCTION or --library NAME "
+                     "(or --list)")
     with InterruptWatch() as watch:
         try:
             source, report = verification(args)
         except InputError as err:
-            print(f"refnode verify: {err}")
-            return 2
+            return error(err)
         except KeyboardInterrupt:
             if watch.received or not watch.active:
-                print("refnode verify: interrupted (Ctrl-C); nothing was verified.")
+                print("refnode verify: interrupted (Ctrl-C); nothing was verified.",
+                      file=sys.stderr)
                 return 130
-            print("refnode verify: the verified code raised KeyboardInterrupt itself (no Ctrl-C "
-                  "was received); nothing was verified.")
-            return 2
+            return error("the verified code raised KeyboardInterrupt itself (no Ctrl-C was "
+                         "received); nothing was verified")
     print(f"refnode verify: {source} against the golden values\n")
     print(report)
     return 0 if report.passed else 1
+
+
+def error(message):
+    """Print ``message`` as the command's one error line on stderr; the usage status, 2."""
+    print(f"refnode verify: error: {message}", file=sys.stderr)
+    return 2
 
 
 def verification(args):

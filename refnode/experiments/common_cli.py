@@ -5,6 +5,10 @@ a bad one ends the command with one clear line and exit status 2.
 
 * Numbers: use the argparse types below (``type=positive_int`` and so on). argparse turns
   their errors into ``refnode ...: error: argument --epochs: ...`` and exit 2.
+* Paths: give every path option ``type=path_text`` (a ``str``) or ``type=path_object`` (a
+  :class:`~pathlib.Path`): an empty value or one with a NUL byte is refused at parsing
+  (``""`` would otherwise read as "not given" and silently become the default, or as ``.``).
+  Test an optional path with ``is not None``, never with ``or``.
 * Output paths: call :func:`check_output_dir` / :func:`check_output_file` at the start of
   ``run(args)``. They raise :class:`~refnode.errors.InputError`, which ``refnode`` prints
   as one line with exit 2 (:func:`refnode.cli.main`).
@@ -20,6 +24,7 @@ import argparse
 import math
 import os
 import tempfile
+from pathlib import Path
 
 from .. import device
 from ..errors import InputError
@@ -113,11 +118,31 @@ def _first_existing(path):
     return path
 
 
-def _check_path_text(path, flag):
-    """An empty path or one with a NUL byte names no file (the OS refuses it)."""
+def _path_problem(path):
+    """Why ``path`` names no file (None if it may): empty, or a NUL byte the OS refuses."""
     if not path or "\0" in path:
-        raise InputError(f"{flag} {path!r}: not a usable path (empty, or it contains a NUL "
-                         "byte); give a directory or file name")
+        return (f"{path!r} is not a usable path (empty, or it contains a NUL byte); give a "
+                "directory or file name")
+    return None
+
+
+def _check_path_text(path, flag):
+    problem = _path_problem(path)
+    if problem:
+        raise InputError(f"{flag} {problem}")
+
+
+def path_text(text):
+    """argparse type: a path as ``str``; an empty one or one with a NUL byte is refused."""
+    problem = _path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def path_object(text):
+    """argparse type: a path as :class:`~pathlib.Path` (``Path("")`` would be ``.``)."""
+    return Path(path_text(text))
 
 
 def _check_writable_dir(directory, flag, given):
