@@ -21,8 +21,9 @@ def weighted_sum(h, terms):
     h is a number or a (B,) array; the weights w_j are all numbers or all (B,) arrays
     (:func:`scale`).
     """
-    if _is_tree(terms[0][1]):
-        return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
+    if _is_tree(terms[0][1]):                # leaf by leaf
+        weights = [w for w, _ in terms]
+        return tree_map(lambda *k_j: weighted_sum(h, list(zip(weights, k_j))),
                         *[k for _, k in terms])
     w0, k0 = terms[0]
     if not (is_per_sample(h) or is_per_sample(w0)):
@@ -40,8 +41,10 @@ def combine(y, h, terms):
     """y + h Σ_j w_j k_j; an empty ``terms`` returns ``y`` itself."""
     if not terms:
         return y
-    if _is_tree(y):
-        return tree_map(lambda a, b: a + b, y, weighted_sum(h, terms))
+    if _is_tree(y):                          # leaf by leaf: one walk of the tree
+        weights = [w for w, _ in terms]
+        return tree_map(lambda y_j, *k_j: combine(y_j, h, list(zip(weights, k_j))),
+                        y, *[k for _, k in terms])
     return y + weighted_sum(h, terms)
 
 
