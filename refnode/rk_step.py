@@ -81,12 +81,12 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     k : list of arrays, length s
         The stages. For an FSAL tableau k[-1] = f(t + h, y1, theta).
     """
-    k = [k1]
+    s, k = tableau.stages, [k1]
     y1 = None
-    for i in range(1, tableau.stages):
+    for i in range(1, s):
         Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])   # stage_input
         k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
-        if tableau.fsal and i == tableau.stages - 1:
+        if tableau.fsal and i == s - 1:
             y1 = Y_i  # last row of A equals b: the stage input is y1 itself
     if y1 is None:
         y1 = combine(y, h, nonzero(tableau.b_float, k))
