@@ -56,6 +56,8 @@ _HOST_TYPES = (np.ndarray, np.generic, float, int, bool, type(None))
 def _all_host(tree):
     """True if every leaf of ``tree`` is one of :data:`_HOST_TYPES` (a plain loop: this
     runs on every evaluation of f, with θ a nested list of dicts)."""
+    if isinstance(tree, _HOST_TYPES):          # a leaf: the most frequent case
+        return True
     if isinstance(tree, (list, tuple)):
         for item in tree:
             if not _all_host(item):
@@ -66,7 +68,7 @@ def _all_host(tree):
             if not _all_host(item):
                 return False
         return True
-    return isinstance(tree, _HOST_TYPES)
+    return False
 
 
 def _leaves(tree):

@@ -41,13 +41,18 @@ def hermite(theta, h, y0, f0, y1, f1):
 
 
 def stage_weights(P, theta):
-    """[P_i(θ) for each stage i], the weights of the continuous extension at θ."""
+    """[P_i(θ) for each stage i], the weights of the continuous extension at θ.
+
+    P_i(θ) = Σ_m P[i][m] θ^(m+1); the powers θ, θ², ... are formed once for every stage.
+    """
+    powers = [theta]
+    for _ in P[0][1:]:
+        powers.append(powers[-1] * theta)
     weights = []
     for row in P:
-        w, power = 0.0, theta
-        for p in row:
+        w = 0.0
+        for p, power in zip(row, powers):
             w = w + p * power
-            power = power * theta
         weights.append(w)
     return weights
 

@@ -13,9 +13,9 @@ from .backend import array_module
 def tree_map(fn, tree, *rest):
     """Apply ``fn`` leaf-wise to ``tree`` (and the matching leaves of ``rest``)."""
     if isinstance(tree, dict):
-        return {k: tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
+        return {k: tree_map(fn, tree[k], *[r[k] for r in rest]) for k in tree}
     if isinstance(tree, (list, tuple)):
-        items = [tree_map(fn, x, *(r[i] for r in rest)) for i, x in enumerate(tree)]
+        items = [tree_map(fn, *children) for children in zip(tree, *rest, strict=True)]
         if hasattr(tree, "_fields"):  # a NamedTuple, e.g. the adjoint's AugmentedState
             return type(tree)(*items)
         return type(tree)(items)

@@ -21,8 +21,9 @@ def weighted_sum(h, terms):
     h is a number or a (B,) array; the weights w_j are all numbers or all (B,) arrays
     (:func:`scale`).
     """
-    if _is_tree(terms[0][1]):
-        return tree_map(lambda *leaves: weighted_sum(h, list(zip([w for w, _ in terms], leaves))),
+    if _is_tree(terms[0][1]):                # leaf by leaf
+        weights = [w for w, _ in terms]
+        return tree_map(lambda *k_j: weighted_sum(h, list(zip(weights, k_j))),
                         *[k for _, k in terms])
     w0, k0 = terms[0]
     if not (is_per_sample(h) or is_per_sample(w0)):
@@ -40,8 +41,10 @@ def combine(y, h, terms):
     """y + h Σ_j w_j k_j; an empty ``terms`` returns ``y`` itself."""
     if not terms:
         return y
-    if _is_tree(y):
-        return tree_map(lambda a, b: a + b, y, weighted_sum(h, terms))
+    if _is_tree(y):                          # leaf by leaf: one walk of the tree
+        weights = [w for w, _ in terms]
+        return tree_map(lambda y_j, *k_j: combine(y_j, h, list(zip(weights, k_j))),
+                        y, *[k for _, k in terms])
     return y + weighted_sum(h, terms)
 
 
@@ -78,12 +81,12 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     k : list of arrays, length s
         The stages. For an FSAL tableau k[-1] = f(t + h, y1, theta).
     """
-    k = [k1]
+    s, k = tableau.stages, [k1]
     y1 = None
-    for i in range(1, tableau.stages):
+    for i in range(1, s):
         Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])   # stage_input
         k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
-        if tableau.fsal and i == tableau.stages - 1:
+        if tableau.fsal and i == s - 1:
             y1 = Y_i  # last row of A equals b: the stage input is y1 itself
     if y1 is None:
         y1 = combine(y, h, nonzero(tableau.b_float, k))

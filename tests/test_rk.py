@@ -147,3 +147,28 @@ def test_batched_fixed_grid_equals_per_sample_solves(method):
     for i in range(len(z0)):
         single = rn.odeint(mlp_f, z0[i], t, theta, method=method, n_steps=7)
         np.testing.assert_allclose(batched[:, i], single, rtol=1e-13, atol=1e-13)
+
+
+def test_stage_sums_of_a_tree_state_are_those_of_its_leaves_bit_for_bit():
+    """combine / weighted_sum on a tree (the adjoint's augmented state) run leaf by leaf."""
+    from refnode.rk_step import combine, weighted_sum
+    rng = np.random.default_rng(3)
+    def tree():
+        return {"z": rng.standard_normal((3, 2)), "p": [rng.standard_normal(4), rng.standard_normal(())]}
+    y, ks, weights = tree(), [tree() for _ in range(3)], [0.3, -1.7, 2.0 / 3.0]
+    terms, h = list(zip(weights, ks)), 0.125
+    got_y1, got_e = combine(y, h, terms), weighted_sum(h, terms)
+    for path in (("z",), ("p", 0), ("p", 1)):
+        leaf = lambda tree: tree[path[0]] if len(path) == 1 else tree[path[0]][path[1]]  # noqa: E731
+        leaf_terms = [(w, leaf(k)) for w, k in terms]
+        assert leaf(got_y1).tobytes() == combine(leaf(y), h, leaf_terms).tobytes()
+        assert leaf(got_e).tobytes() == weighted_sum(h, leaf_terms).tobytes()
+
+
+def test_tree_map_refuses_trees_of_different_lengths():
+    """A tree with more leaves than the first is refused, not silently cut to its length."""
+    from refnode.params import tree_map
+    with pytest.raises(ValueError):
+        tree_map(lambda a, b: a + b, [1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        tree_map(lambda a, b: a + b, (1.0, 2.0), (1.0,))
