@@ -74,9 +74,11 @@ def plot_transformation(trajectories, path):
     return save_figure(fig, path)
 
 
-def plot_nll_curves(records, path):
+def plot_nll_curves(records, path, window=1.0):
     """Held-out NLL against iterations (left) and training seconds (right), one row per
-    data set, one colour per model, one line per seed."""
+    data set, one colour per model, one line per seed; logarithmic x from the first
+    evaluation, y from the lowest NLL of the row to ``window`` nats above it (the settled
+    part: an untrained NF starts some 20 nats higher)."""
     plt = _pyplot()
     data_sets = list(dict.fromkeys(r["data"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
@@ -84,15 +86,18 @@ def plot_nll_curves(records, path):
     fig, axes = plt.subplots(len(data_sets), 2, figsize=(10, 3.6 * len(data_sets)),
                              squeeze=False)
     for row, name in enumerate(data_sets):
-        for r in (r for r in records if r["data"] == name):
-            curve = np.asarray(r["curve"])
+        rows = [r for r in records if r["data"] == name]
+        low = min(r["best_nll"] for r in rows)
+        for r in rows:
+            curve = np.asarray(r["curve"])[1:]          # iteration 0 has no place on a log axis
             first = r["seed"] == min(q["seed"] for q in records if q["model"] == r["model"])
-            for col, x in enumerate((curve[:, 0], curve[:, 1])):
-                axes[row, col].plot(x, curve[:, 2], color=colours[r["model"]], lw=1.2,
-                                    label=r["model"] if first else None)
+            for col in (0, 1):
+                axes[row, col].plot(curve[:, col], curve[:, 2], color=colours[r["model"]],
+                                    lw=1.2, label=r["model"] if first else None)
         for col, xlabel in enumerate(("iteration", "training time (s)")):
             ax = axes[row, col]
-            ax.set_xscale("symlog", linthresh=10 if col == 0 else 1)
+            ax.set_xscale("log")
+            ax.set_ylim(low - 0.1 * window, low + window)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("held-out NLL (nats)")
             ax.set_title(name)
