@@ -113,6 +113,15 @@ RUN_ELSEWHERE = {
     "tests/test_nn_dense.py -k \"ConcatLinear and not Squash\"":
         "tests/test_course_kit.py::test_swap_plugin_grades_with_refnodes_own_tests",
     "python -m pytest tests/test_cnf.py -q": "tests/test_cnf.py (the default suite runs it)",
+    "refnode reproduce cnf-curves":
+        "tests/test_cnf_curves.py::test_the_command_writes_records_summary_and_figure",
+    "python -m refnode.experiments.latent_records docs/results/latent_reference_budget.json "
+    "runs/latent_ref_s0 runs/latent_ref_s1 runs/latent_ref_s2 runs/latent_ref_adjoint_s0":
+        "tests/test_latent_records.py::test_collected_records_carry_their_config_and_cost",
+    "python -m refnode.experiments.latent_gap runs/latent_ref_s0":
+        "tests/test_latent_records.py::test_gap_analysis_at_the_full_horizon_is_the_recorded_test_rmse",
+    "python -m refnode.experiments.latent_gap RUN_DIR":
+        "tests/test_latent_records.py::test_gap_analysis_at_the_full_horizon_is_the_recorded_test_rmse",
     "refnode course build /tmp/course && cd /tmp/course/01_rk_step && python -m pytest -q":
         "tests/test_course_assignments.py::test_every_assignment_fails_on_the_blank_template_with_a_hint",
     "cd /tmp/c/01_rk_step && python -m pytest -q":
@@ -131,6 +140,16 @@ RUN_ELSEWHERE = {
 }
 #: Documented commands that no test runs, and why (each `refnode` one is still parsed).
 NOT_RUN = {
+    "refnode reproduce latent --seeds 1 --first-seed 0 --iterations 2000 --batch-size 800 "
+    "--run-dir runs/latent_ref_s0": "the reference-budget run (an hour of CPU); its flags are "
+                                    "parsed, and --quick runs the same code in tests/test_latent.py",
+    "refnode reproduce latent --seeds 1 --first-seed 0 --iterations 2000 --batch-size 800 "
+    "--models latent_ode --gradient adjoint --run-dir runs/latent_ref_adjoint_s0":
+        "the adjoint at the reference budget (hours of CPU); its flags are parsed",
+    "refnode reproduce cnf-curves --iterations 2000 --seeds 1 --run-dir runs/cnf-curves":
+        "the settled curves of seed 0 (84 minutes); tests/test_cnf_curves.py runs --quick",
+    "refnode reproduce cnf-curves --iterations 2000 --first-seed 1 --seeds 2":
+        "seeds 1 and 2 at the settled budget (hours); tests/test_cnf_curves.py runs --quick",
     "pip install -e '.[gpu-cuda13]'": "installs CuPy for a CUDA 13 GPU; CI machines have no GPU",
     "refnode bench --device gpu": "needs a GPU; tests/test_device.py runs the device path on "
                                   "strict arrays and checks the one-line refusal without CuPy",
