@@ -43,7 +43,7 @@ def hermite(theta, h, y0, f0, y1, f1):
 def stage_weights(P, theta):
     """[P_i(θ) for each stage i], the weights of the continuous extension at θ.
 
-    P_i(θ) = Σ_m P[i][m] θ^(m+1); the powers θ, θ², ... are formed once for every stage.
+    ``P_i(θ) = Σ_m P[i][m] θ^(m+1)``; the powers θ, θ², ... are formed once for every stage.
     """
     powers = [theta]
     for _ in P[0][1:]:

@@ -73,6 +73,10 @@ class DenseOutput:
 class ButcherTableau:
     """An explicit Runge–Kutta method as data.
 
+    A method with a further estimate (dop853's third-order one) subclasses this, adds
+    its weights to :meth:`weights` (checked like ``b`` and ``b_hat``) and combines the
+    estimates in its own :meth:`error_ratio`; drivers only call that.
+
     Parameters
     ----------
     name : str
@@ -94,10 +98,6 @@ class ButcherTableau:
         Where a reader can check the coefficients.
     dense : DenseOutput, optional
         The method's own interpolant; Hermite interpolation is used otherwise.
-
-    A method with a further estimate (dop853's third-order one) subclasses this, adds
-    its weights to :meth:`weights` (checked like ``b`` and ``b_hat``) and combines the
-    estimates in its own :meth:`error_ratio`; drivers only call that.
     """
 
     name: str
