@@ -2,9 +2,11 @@
 a wrong VJP shows its hint first, a missing column is called a missing column, and an
 exception inside a student's VJP is reported with its line, not as a signature problem."""
 
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +124,15 @@ def test_swap_errors_are_usage_errors(spec, words, monkeypatch):
 
 
 def run_swap(student, *extra):
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "course.swap",
-                           "--swap", f"refnode.nn.dense:ConcatLinear.vjp={student}:vjp", *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """pytest with a student's VJP swapped in. Its hypothesis database is its own: the wrong
+    VJP's failing examples must not be replayed by this suite's own runs of the same tests
+    (older hypothesis releases then fail those with a data_too_large health check)."""
+    with tempfile.TemporaryDirectory() as database:
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "-p", "course.swap",
+                               "--swap", f"refnode.nn.dense:ConcatLinear.vjp={student}:vjp", *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, HYPOTHESIS_STORAGE_DIRECTORY=database))
 
 
 def test_a_missing_student_file_is_one_line_not_an_internal_error():

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,13 @@ NON_TOPIC = {"slow", "gpu"}
 
 
 def pytest_in_subprocess(args, **env):
-    environment = dict(os.environ, MPLBACKEND="Agg", **env,
-                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    """pytest on ``args`` in a new process, with a hypothesis database of its own (a failing
+    grading run must not leave examples for this suite's runs to replay)."""
+    with tempfile.TemporaryDirectory() as database:
+        environment = dict(os.environ, MPLBACKEND="Agg", **env, HYPOTHESIS_STORAGE_DIRECTORY=database,
+                           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                              cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
 
 
 def test_grading_fails_on_the_blank_template():
