@@ -378,3 +378,15 @@ def test_a_class_is_graded_into_one_table(handout, tmp_path):
     assert lines[1].startswith("ann") and lines[1].endswith("5/5")
     assert lines[2].startswith("bob") and " F " in lines[2] and not lines[2].endswith("5/5")
     assert any(line.startswith("bob, test_") and "missing 1 column" in line for line in lines)
+
+
+def test_without_pytest_build_says_so_and_grade_refuses_before_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(course, "pytest_available", lambda: False)
+    assert cli.main(["course", "build", str(tmp_path / "h")]) == 0
+    assert "pip install pytest" in capsys.readouterr().out
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "ann.py").write_text("x = 1\n")
+    assert cli.main(["course", "grade", str(tmp_path / "h" / "03_layer_vjps"),
+                     str(tmp_path / "subs")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install pytest" in err and "nothing was graded" in err and len(err.splitlines()) == 1

@@ -219,6 +219,15 @@ def grade_table(grades):
     return lines
 
 
+#: What a grader needs that refnode's runtime does not install.
+NEEDS_PYTEST = ("grading runs pytest, which is not installed in this environment: "
+                "pip install pytest (or refnode's [test] extra)")
+
+
+def pytest_available():
+    return importlib.util.find_spec("pytest") is not None
+
+
 def run(args):
     if args.action == "list":
         for assignment in assignments():
@@ -228,7 +237,11 @@ def run(args):
         written = build(args.dir, args.force)
         print(f"wrote {len(written)} files to {args.dir}; grade an assignment with "
               f"cd {args.dir / assignments()[0]['folder']} && python -m pytest -q")
+        if not pytest_available():
+            print(f"note: {NEEDS_PYTEST}.")
         return 0
+    if not pytest_available():
+        raise InputError(NEEDS_PYTEST + "; nothing was graded.")
     if not (args.assignment / "assignment.json").is_file():
         raise InputError(f"{args.assignment} is not a built assignment folder (no assignment.json); "
                          "build the handout with refnode course build DIR")
