@@ -145,8 +145,3 @@ def interpolate_one(tableau, theta, h, y0, y1, k, f1):
     if tableau.dense is not None:
         return continuous_extension(tableau.dense, theta, h, y0, k)
     return hermite(theta, h, y0, k[0], y1, f1)
-
-
-def needs_extra_stages(tableau):
-    """True when the continuous extension uses stages beyond the step's own."""
-    return tableau.dense is not None and len(tableau.dense.A_extra) > 0

@@ -73,9 +73,11 @@ def end_time(params):
 
 
 def cnf_step(f, objective, batch, **kwargs):
-    """One CNF training step on {"theta", "tau"}: T = τ², ∂L/∂τ = 2τ ∂L/∂T."""
+    """One CNF training step on {"theta", "tau"}: T = τ², ∂L/∂τ = 2τ ∂L/∂T.
+
+    ``f(rng)`` gives the step's dynamics (a Hutchinson field draws its noise there)."""
     def step(params, rng):
-        loss, g_theta, g_T = objective(f(), params["theta"], end_time(params),
+        loss, g_theta, g_T = objective(f(rng), params["theta"], end_time(params),
                                        batch(rng), **kwargs)
         return loss, {"theta": g_theta, "tau": 2.0 * params["tau"] * g_T}
     return step
@@ -86,7 +88,7 @@ def train_cnf_density(width, target, cfg, rng, show_progress=False):
     log_p = toy2d.target_log_density(target)
     field = PlanarField(2, width)
     params = {"theta": field.init(rng), "tau": np.sqrt(T_INIT)}
-    step = cnf_step(lambda: CNFDynamics(field), cnf_kl,
+    step = cnf_step(lambda r: CNFDynamics(field), cnf_kl,
                     lambda r: r.standard_normal((cfg["batch"], 2)),
                     log_p=log_p, score_p=elementwise_grad(log_p), solver=SOLVER)
     params, losses = adam_loop(step, params, cfg["cnf_iters"], cfg["lr_cnf"], rng,
@@ -199,15 +201,13 @@ def likelihood_model(model, name, cfg, rng, solver=SOLVER):
     if model == "planar_cnf":
         f = CNFDynamics(PlanarField(2, MLE_WIDTH))
         exact = f
-        step = cnf_step(lambda: f, cnf_nll, batch, solver=solver)
+        step = cnf_step(lambda r: f, cnf_nll, batch, solver=solver)
     elif model == "ffjord_cnf":
         hutchinson = ConcatSquashField(2, cfg["ffjord_hidden"], estimator="hutchinson")
         exact = CNFDynamics(ConcatSquashField(2, cfg["ffjord_hidden"], estimator="exact"))
         f = CNFDynamics(hutchinson)
-
-        def step(params, r):
-            noisy = CNFDynamics(hutchinson.with_noise(draw_noise(r, (cfg["mle_batch"], 2))))
-            return cnf_step(lambda: noisy, cnf_nll, batch, solver=solver)(params, r)
+        noisy = lambda r: CNFDynamics(hutchinson.with_noise(draw_noise(r, (cfg["mle_batch"], 2))))
+        step = cnf_step(noisy, cnf_nll, batch, solver=solver)
     else:
         raise ValueError(f"unknown likelihood model {model!r}; one of {LIKELIHOOD_MODELS}")
     params = {"theta": f.init(rng), "tau": np.sqrt(T_INIT)}

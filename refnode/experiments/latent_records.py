@@ -58,6 +58,7 @@ def collect_run(run_dir):
                              "is missing; collect only complete run directories")
         state, _ = load_checkpoint(path)
         records.append({**record, **cost(state["history"]),
+                        "gradient": config["gradient"] if record["model"] == "latent_ode" else None,
                         "config": {**config, "seed": record["seed"], "n_train": n_train}})
     return records
 
@@ -65,8 +66,6 @@ def collect_run(run_dir):
 def collect(run_dirs):
     """One document: every record of ``run_dirs`` and the summary by (model, n_obs, gradient)."""
     records = [r for run_dir in run_dirs for r in collect_run(run_dir)]
-    for r in records:
-        r["gradient"] = r["config"]["gradient"] if r["model"] == "latent_ode" else None
     rows = [r for r in records if r["rmse"] is not None]
     summary = summarize(rows, ("model", "n_obs", "gradient"), "rmse")
     return {"runs": [os.path.basename(os.path.normpath(d)) for d in run_dirs],
