@@ -14,7 +14,9 @@ command). Exit statuses, each failure one line on stderr without a traceback:
           of another run (a :class:`~refnode.errors.RefnodeError`)
     74    a file could not be written: disk full, read-only, ... (EX_IOERR of sysexits.h;
           :class:`refnode.files.WriteError`); no half-written file is left under its name
-    130   interrupted by Ctrl-C (128 + SIGINT, as a shell reports it)
+    130   interrupted by Ctrl-C (128 + SIGINT, as a shell reports it), also when the signal
+          arrived inside a finalizer, where Python itself would only print it and go on
+          (:mod:`refnode.interrupt`)
     141   stdout was closed by its reader (``refnode bench --list | head -1``): 128 + SIGPIPE,
           what a shell reports for a command the closed pipe stopped; nothing is printed, as
           for the tools that die of SIGPIPE (the recipe of Python's ``signal`` docs)
@@ -32,6 +34,7 @@ import sys
 from . import __version__
 from .errors import RefnodeError
 from .files import WriteError
+from .interrupt import InterruptWatch, raise_if_lost
 
 #: Subcommands in the order ``refnode --help`` lists them.
 COMMANDS = ("demo", "reproduce", "verify", "bench", "tutorials", "course", "docs")
@@ -92,13 +95,15 @@ def build_parser():
 
 def main(argv=None):
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help()
-            status = 0
-        else:
-            status = run_command(args)
+        with InterruptWatch():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                status = 0
+            else:
+                status = run_command(args)
+            raise_if_lost()         # a Ctrl-C Python lost in a finalizer is still one
         sys.stdout.flush()              # a closed pipe shows here, not at interpreter exit
         return status
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ Drawing is throttled either way, so a tight loop pays almost nothing for it.
 import sys
 import time
 
+from .interrupt import raise_if_lost
+
 # Seconds between redraws on a terminal (10 per second looks live and costs nothing).
 TTY_INTERVAL_S = 0.1
 # Seconds between plain lines in a log that is not a terminal.
@@ -59,6 +61,7 @@ class Progress:
         try:
             for item in self.iterable:
                 yield item
+                raise_if_lost()   # a Ctrl-C Python lost in a finalizer stops the loop here
                 self.n += 1
                 self._maybe_draw()
         finally:

@@ -448,3 +448,28 @@ def test_a_results_file_is_valid_json_after_a_failed_rewrite(in_tmp, monkeypatch
         with pytest.raises(WriteError):
             refnode.experiments.common.write_json(target, {"run": 2})
     assert json.loads(target.read_text()) == {"run": 1}
+
+
+def test_ctrl_c_lost_in_a_finalizer_still_stops_the_command(in_tmp, capsys, monkeypatch):
+    """Where Python would print 'Exception ignored' and train on, the next loop item stops."""
+    from refnode.progress import progress
+    from test_interrupt import lose_a_ctrl_c
+    done = []
+
+    def work(*args, **kwargs):
+        for i in progress(range(100), enabled=False):
+            done.append(i)
+            if i == 3:
+                lose_a_ctrl_c()
+
+    monkeypatch.setattr(FIRST_WORK["demo"], work)
+    status, lines = run_cli(COMMANDS["demo"](in_tmp), capsys)
+    assert_one_line(lines, status, cli.INTERRUPTED, "interrupted")
+    assert done == [0, 1, 2, 3] and not any("Exception ignored" in line for line in lines)
+
+
+def test_ctrl_c_lost_in_a_finalizer_after_the_last_loop_is_still_130(in_tmp, capsys, monkeypatch):
+    from test_interrupt import lose_a_ctrl_c
+    monkeypatch.setattr(FIRST_WORK["demo"], lambda *args, **kwargs: lose_a_ctrl_c())
+    status, lines = run_cli(COMMANDS["demo"](in_tmp), capsys)
+    assert_one_line(lines, status, cli.INTERRUPTED, "interrupted")

@@ -378,7 +378,7 @@ def test_a_real_ctrl_c_exits_130_in_one_line(tmp_path):
 
 
 def test_the_interrupt_watch_restores_the_handler():
-    from refnode.reference.results import InterruptWatch
+    from refnode.interrupt import InterruptWatch
     before = signal.getsignal(signal.SIGINT)
     with InterruptWatch() as watch:
         assert watch.active and signal.getsignal(signal.SIGINT) != before

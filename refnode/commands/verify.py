@@ -25,8 +25,9 @@ import sys
 from .. import verify
 from ..errors import InputError
 from ..experiments.common_cli import path_text
+from ..interrupt import InterruptWatch
 from ..reference import adapters
-from ..reference.results import InterruptWatch, check_tolerances
+from ..reference.results import check_tolerances
 from ..reference.golden_files import load_golden
 from ..reference.problems import PROBLEM_NAMES
 

@@ -17,15 +17,14 @@ raw traceback on odd input. Three rules, each raising :class:`~refnode.errors.In
 
 import contextlib
 import math
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..errors import InputError
+from ..interrupt import InterruptWatch
 
 #: Largest C · rtol accepted. A wrong gradient is off by O(1): a sign flip by 2, a mean
 #: taken for a sum over a batch of B by 1 − 1/B >= 0.5, states scaled by 3 by 2. A
@@ -136,36 +135,6 @@ def _origin(err):
     """file:line of the innermost frame of ``err``'s traceback."""
     frames = traceback.extract_tb(err.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "an unknown place"
-
-
-class InterruptWatch:
-    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` raised by code, while it is entered.
-
-    In the main thread it chains a SIGINT handler that sets ``received`` before the
-    previous handler raises. ``active`` is False where no handler could be installed
-    (another thread, SIGINT ignored): then a KeyboardInterrupt cannot be told apart and
-    is taken for a Ctrl-C.
-    """
-
-    def __init__(self):
-        self.received, self.active, self._previous = False, False, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if callable(previous):
-                self._previous, self.active = previous, True
-                signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        self.received = True
-        self._previous(signum, frame)
-
-    def __exit__(self, *exc):
-        if self.active:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
 
 
 #: The groups of quantities a results dict may declare unsupported.
