@@ -89,7 +89,8 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
     ----------
     tableau : ButcherTableau
     thetas : sequence of float, length m
-        Fractions of the step in (0, 1]; θ = 1 gives y1 itself (not its interpolant).
+        Fractions of the step in (0, 1], nondecreasing; θ = 1 gives y1 itself (not its
+        interpolant), also for an output just before the step's end whose θ rounds to 1.
     h : float
         The step size.
     y0, y1 : arrays, shape like y (or trees of arrays)
@@ -116,8 +117,8 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
             blocks.append(y0 + h * _matmul_leading(W, xp.stack(k[:W.shape[1]])))
         else:
             blocks.append(_matmul_leading(W, xp.stack([y0, h * k[0], y1, h * f1])))
-    if len(inner) < len(thetas):
-        blocks.append(y1[None])
+    if len(inner) < len(thetas):              # every θ = 1.0 is y1 (and they come last:
+        blocks.append(xp.stack([y1] * (len(thetas) - len(inner))))   # θ is nondecreasing)
     return blocks[0] if len(blocks) == 1 else xp.concatenate(blocks)
 
 

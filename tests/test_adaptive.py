@@ -10,6 +10,7 @@ import pytest
 from scipy.integrate import DOP853, RK45, solve_ivp
 
 import refnode as rn
+from refnode import dense_output
 from refnode.errors import InputError
 from refnode.methods import ADAPTIVE_METHODS, METHODS
 from refnode.rk_step import rk_step
@@ -145,6 +146,27 @@ def test_dense_output_covers_the_exact_end_time():
     t = np.array([1.0, -1.1e-160])
     sol = rn.solve(GAUSSIAN.f, GAUSSIAN.z0, t, method="bosh3", rtol=1e-6, atol=1e-6, dense=True)
     np.testing.assert_array_equal(sol.dense(t[-1]), sol.z[-1])
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "dop853"])
+def test_every_output_at_the_step_end_by_rounding_gets_its_own_row(method):
+    """An output one float64 spacing before the step's end can have θ = (t_i - t_n)/h = 1.0
+    after rounding, like the step's end itself: both are y1, and neither is dropped."""
+    t_n, h = -1.236733911695298, 1.0980440648305945          # an example found by search
+    t_next = t_n + h
+    thetas = np.array([0.5, (np.nextafter(t_next, -np.inf) - t_n) / h, (t_next - t_n) / h])
+    assert thetas[1] == thetas[2] == 1.0
+    tableau = METHODS[method]
+    z0 = np.array([1.0, -0.5])
+    y1, _, k = rk_step(GAUSSIAN.f, tableau, t_n, z0, h, None, GAUSSIAN.f(t_n, z0, None))
+    k = dense_output.extra_stages(GAUSSIAN.f, tableau, t_n, z0, h, None, k)
+    f1 = GAUSSIAN.f(t_next, y1, None)
+    for given in (thetas, thetas.tolist()):
+        block = dense_output.interpolate(tableau, given, h, z0, y1, k, f1)
+        assert block.shape == (3, 2)
+        np.testing.assert_array_equal(block[1:], [y1, y1])
+        np.testing.assert_allclose(block[0], dense_output.interpolate_one(
+            tableau, 0.5, h, z0, y1, k, f1), rtol=1e-14, atol=1e-14)
 
 
 # -- reverse time, trace, statistics ----------------------------------------------------------
