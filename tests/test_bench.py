@@ -15,6 +15,8 @@ import pytest
 from refnode import cli
 from refnode.methods import ADAPTIVE_METHODS
 
+from problems import GPU
+
 pytestmark = pytest.mark.cli
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -103,4 +105,74 @@ def test_bench_training_runs_the_same_network_in_torch(name):
     assert loss == pytest.approx(loss_t, rel=1e-12)
     assert len(grads) == len(grads_t)
     for g, g_t in zip(grads, grads_t):
-        np.testing.assert_allclose(g, g_t, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(g, g_t.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --- bench_training.py --device gpu ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mlp", "odenet"])
+def test_bench_training_gpu_mode_refnode_side_on_strict_arrays_equals_the_cpu(name):
+    """The GPU mode's refnode half (weights, images and labels moved once, the step on the
+    device, a sync after it) run on refnode.strict: CuPy's rules, NumPy's numbers."""
+    from refnode import device
+    bench = _load_bench_training()
+    runs = {}
+    for where in ("cpu", "strict"):
+        step, _ = bench.refnode_runner(name, 3, where)
+        runs[where] = step()
+    (loss, grads, nfe), (loss_d, grads_d, nfe_d) = runs["cpu"], runs["strict"]
+    assert device.device_of(grads_d) == "strict"
+    assert loss_d == loss and nfe_d == nfe and len(grads_d) == len(grads)
+    for g, g_d in zip(grads, grads_d):
+        assert np.array_equal(device.to_host(g_d), g)
+
+
+def test_bench_training_gpu_targets_are_1_5x_for_the_odenet_and_2x_for_the_rest():
+    bench = _load_bench_training()
+    rows = [dict(model="odenet", ratio=1.6, device="gpu"), dict(model="mlp", ratio=1.9,
+                                                                 device="gpu"),
+            dict(model="odenet", ratio=1.6, device="cpu")]
+    assert [line.rsplit(" ", 1)[1] for line in bench.verdicts(rows)] == ["MISSED", "met", "met"]
+    assert "<= 1.5x, odenet" in bench.verdicts(rows)[0]
+
+
+def test_bench_training_device_gpu_without_cupy_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    bench = _load_bench_training()
+    assert bench.main(["--device", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--device gpu needs CuPy" in err
+
+
+def test_bench_training_refuses_layers_on_the_gpu(monkeypatch, capsys):
+    bench = _load_bench_training()
+    monkeypatch.setattr(bench, "gpu_problem", lambda: None)        # as if a GPU were there
+    assert bench.main(["--device", "gpu", "--layers"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--layers" in err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs CuPy and a GPU")
+@pytest.mark.parametrize("name", ["mlp", "resnet", "rknet"])
+def test_bench_training_gpu_mode_runs_the_same_network_on_cupy_and_cuda(name):
+    """What --device gpu times, in float64: refnode on CuPy and PyTorch on CUDA agree
+    (the ODE-Net's two adjoints take their own steps, so agree only to the tolerance)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    from refnode import device
+    from refnode.params import tree_map
+    bench = _load_bench_training()
+    model, theta, x, labels = bench.problem(name, batch=4)
+    theta, x = tree_map(lambda a: a.astype(np.float64), theta), x.astype(np.float64)
+    on_gpu = device.to_device((theta, x, labels), "gpu")
+    loss, grads, _ = bench.refnode_step_fn(model, *on_gpu, bench.device_sync("gpu"))()
+    module = bench.to_torch(model, theta).to("cuda")
+    loss_t, grads_t, _ = bench.torch_step_fn(module, x, labels, "cuda")()
+    assert loss == pytest.approx(loss_t, rel=1e-12)
+    assert len(grads) == len(grads_t)
+    for g, g_t in zip(grads, grads_t):
+        np.testing.assert_allclose(device.to_host(g), g_t.cpu().numpy(), rtol=1e-9, atol=1e-12)

@@ -299,7 +299,7 @@ def test_bench_on_the_gpu_runs_only_the_scripts_with_a_gpu_mode(monkeypatch):
     monkeypatch.setattr(device, "_cupy", lambda: None)             # as if a GPU were there
     args = cli_args(["bench", "--device", "gpu"])
     bench.check(args)
-    assert [bench.short_name(p) for p in args.scripts] == ["gpu"]
+    assert [bench.short_name(p) for p in args.scripts] == ["gpu", "training"]
 
 
 @pytest.mark.cli
