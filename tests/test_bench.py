@@ -176,3 +176,106 @@ def test_bench_training_gpu_mode_runs_the_same_network_on_cupy_and_cuda(name):
     assert len(grads) == len(grads_t)
     for g, g_t in zip(grads, grads_t):
         np.testing.assert_allclose(device.to_host(g), g_t.cpu().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --- benchmarks/gpu_check.py: the one-call GPU check ---------------------------------------------
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", BENCHMARKS / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE_DEVICE = {"gpu": "Fake GPU 1", "gpu_memory_gib": 80.0, "cuda_runtime": 13000,
+               "cupy": "14.0", "torch": "2.9", "torch_cuda": "13.0", "python": "3.12",
+               "commit": "abc1234", "date": "2026-12-05 10:00:00 UTC"}
+
+
+def test_gpu_check_without_a_gpu_stops_at_once_with_one_line(tmp_path):
+    """The shell wrapper, as a user runs it, on this machine (no CuPy): one line, exit 2,
+    no report directory."""
+    import subprocess
+    if GPU:
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "report"
+    done = subprocess.run(["sh", str(BENCHMARKS / "gpu_check.sh"), str(out)], text=True,
+                          capture_output=True, timeout=120,
+                          env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: ")
+    assert not out.exists()
+
+
+def test_gpu_check_names_the_missing_packages(monkeypatch):
+    check = _load_gpu_check()
+    monkeypatch.setattr(check, "_importable", lambda name: name not in ("autograd", "torch"))
+    line = check.unavailable()
+    assert "autograd, torch" in line and "pip install autograd torch" in line
+
+
+def test_gpu_check_counts_the_tests_from_pytests_junit_xml(tmp_path):
+    check = _load_gpu_check()
+    path = tmp_path / "pytest.xml"
+    path.write_text('<testsuites><testsuite name="pytest" errors="0" failures="1" '
+                    'skipped="2" tests="7"></testsuite></testsuites>')
+    assert check.pytest_counts(path) == {"tests": 7, "failures": 1, "errors": 0, "skipped": 2,
+                                         "passed": 4}
+    assert check.pytest_counts(tmp_path / "missing.xml") is None
+
+
+def _fake_steps(out):
+    """Cheap stand-ins for the three steps: a passing test run, a benchmark writing JSON
+    (with a NaN, which JSON cannot hold) and a target line, and one that hangs."""
+    python = sys.executable
+    training = [dict(model="odenet", refnode_s=0.012, torch_s=0.01, ratio=1.2,
+                     nfe_refnode=[26, 44], grad_rel_diff=float("nan"))]
+    write = (f"import json; json.dump({training!r}, open({str(out / 'bench_training.json')!r}, "
+             "'w')); print('target refnode/PyTorch <= 1.5x, odenet: 1.20x, met')")
+    write = write.replace("nan", "float('nan')")
+    junit = ('<testsuite errors="0" failures="0" skipped="1" tests="3"></testsuite>')
+    return [("pytest", [python, "-c", f"open({str(out / 'pytest.xml')!r}, 'w').write({junit!r})"],
+             30.0, None),
+            ("bench_training", [python, "-c", write], 30.0, out / "bench_training.json"),
+            ("bench_gpu", [python, "-c", "import time; time.sleep(30)"], 1.0, None)]
+
+
+def test_gpu_check_runs_its_steps_and_writes_both_reports(tmp_path, monkeypatch, capsys):
+    check = _load_gpu_check()
+    monkeypatch.setattr(check, "unavailable", lambda: None)           # as if a GPU were there
+    monkeypatch.setattr(check, "device_info", lambda: FAKE_DEVICE)
+    monkeypatch.setattr(check, "steps", _fake_steps)
+    out = tmp_path / "report"
+    assert check.main([str(out)]) == 1                                 # the hanging step failed
+    markdown = (out / "gpu_check.md").read_text()
+    data = json.loads((out / "gpu_check.json").read_text())
+    assert markdown.startswith("# GPU check: Fake GPU 1")
+    assert "2 passed, 0 failed, 0 errors, 1 skipped (of 3 GPU tests)" in markdown
+    assert "| odenet | 12.0 ms | 10.0 ms | 1.20x | 26/44 | n/a |" in markdown
+    assert "- target refnode/PyTorch <= 1.5x, odenet: 1.20x, met" in markdown
+    assert "| bench_gpu | TIMED OUT" in markdown and "a step FAILED" in markdown
+    assert data["device"]["gpu"] == "Fake GPU 1" and data["all_passed"] is False
+    steps = {s["name"]: s for s in data["steps"]}
+    assert steps["pytest"]["counts"]["passed"] == 2 and steps["bench_gpu"]["timed_out"]
+    assert steps["bench_training"]["results"][0]["grad_rel_diff"] is None
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bench_gpu.log", "bench_training.json", "bench_training.log", "gpu_check.json",
+        "gpu_check.md", "pytest.log", "pytest.xml"]
+
+
+def test_gpu_check_report_of_passing_steps_with_the_gpu_benchmark_table():
+    check = _load_gpu_check()
+    bench_gpu = [{"batch": 65536, "dtype": "float32",
+                  "ratios": {"numpy/cupy fwd": 114.0, "cupy/torch fwd": 0.5,
+                             "numpy/cupy adj": 49.0, "cupy/torch adj": None},
+                  "times": {"cupy": {"fwd": 0.05, "adj": 0.2}, "numpy": {"fwd": 5.7, "adj": 9.8}}}]
+    step = {"name": "bench_gpu", "command": "benchmarks/bench_gpu.py --device gpu",
+            "returncode": 0, "seconds": 60.0, "timed_out": False, "tail": [],
+            "targets": ["target cupy/torch adj <= 1.25x at batch 65536 (float32): n/a -> n/a"],
+            "results": bench_gpu}
+    markdown, data = check.build_report(FAKE_DEVICE, [step], 61.0)
+    assert "all steps passed" in markdown and data["all_passed"] is True
+    assert ("| 65536 | float32 | 50.0 ms | n/a | 5700.0 ms | 200.0 ms | n/a | 9800.0 ms | "
+            "0.50x | n/a | 114.00x | 49.00x |") in markdown
+    assert "Last lines" not in markdown
