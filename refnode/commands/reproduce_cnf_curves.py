@@ -41,8 +41,8 @@ def configure(parser):
                         help="the figure here instead of the run directory (--out figures "
                         "replaces the committed one)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
-    add_device_option(parser, "the flows train and the held-out NLL is measured there (the "
-                      "checkpoints hold host copies: a run resumes on either device)")
+    add_device_option(parser, "the flows train and the held-out NLL is measured there; a run "
+                      "resumes on either device")
 
 
 def config_from_args(args):
