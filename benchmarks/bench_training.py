@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_training.py [--repeats N] [--batch B]
                                                          [--models resnet odenet ...]
                                                          [--layers] [--json PATH] [--quick]
+    python benchmarks/bench_training.py --device gpu [--repeats N] [--json PATH]
 
 One training step = forward pass, mean softmax cross-entropy, gradient of every parameter
 (refnode: the layers' hand VJPs chained, ``refnode.models.classifier.train_step``; PyTorch:
@@ -23,6 +24,12 @@ right after the other, so the ratio refnode / PyTorch does not depend on the mac
 speed. Threads: torch gets ``OMP_NUM_THREADS`` (NumPy's BLAS reads the same variable).
 ``--layers`` adds refnode's per-layer time table (forward and VJP of each layer type).
 Skipped (exit status 0, a message) when torch or torchdiffeq is not installed.
+
+``--device gpu``: refnode on CuPy against PyTorch on CUDA, same process, same weights and
+batch (moved to the GPU once, :func:`refnode.device.to_device`), each step timed to a
+device synchronisation; the targets are ODE-Net <= 1.5x and every model <= 2x PyTorch.
+It needs CuPy with a GPU and torch with CUDA: without them it stops at once with one
+line on stderr, exit status 2.
 """
 
 import argparse
@@ -40,6 +47,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
 from refnode import nn as rnn  # noqa: E402
+from refnode.backend import to_numpy  # noqa: E402
+from refnode.device import check_device, to_device  # noqa: E402
+from refnode.errors import InputError  # noqa: E402
 from refnode.models.odenet import (NUM_CLASSES, ODEBlock, ResBlock, build_model,  # noqa: E402
                                    ode_blocks)
 from refnode.models.classifier import train_step  # noqa: E402
@@ -55,8 +65,11 @@ except ImportError:
 MODELS = ("resnet", "odenet", "rknet", "mlp")
 #: refnode method -> torchdiffeq's name for it (torchdiffeq's "rk4" is the 3/8 rule).
 TORCHDIFFEQ_NAMES = {"rk38": "rk4"}
-#: The issue's goal: a training step within 2x PyTorch's on the CPU.
+#: The goal: a training step within 2x PyTorch's on the CPU.
 TARGET_RATIO = 2.0
+#: The goals on the GPU (refnode on CuPy / PyTorch on CUDA): every model within 2x, the
+#: ODE-Net within 1.5x.
+GPU_TARGETS = {"odenet": 1.5}
 
 
 # --- the same network in torch, layer by layer, with refnode's weights ---------------------
@@ -108,7 +121,7 @@ def _modules():
                                  options={"step_size": block.t1 / block.n_steps}))
 
         def forward(self, x):
-            t = torch.tensor([0.0, self.t1], dtype=x.dtype)
+            t = torch.tensor([0.0, self.t1], dtype=x.dtype, device=x.device)
             solve = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
             return solve(self.func, x, t, **self.options)[-1]
 
@@ -176,16 +189,21 @@ def problem(name, batch, seed=0):
     return model, theta, x, rng.integers(0, NUM_CLASSES, batch)
 
 
-def refnode_step_fn(model, theta, x, labels):
+def refnode_step_fn(model, theta, x, labels, sync=lambda: None):
+    """One refnode step on the arrays' device, ending with ``sync()`` (the GPU's queue
+    drained); returns (loss, gradient leaves on the device, NFE)."""
     def run():
         loss, _, grad, nfe = train_step(model, theta, x, labels)
-        return loss, [np.asarray(g) for g in tree_leaves(grad)], nfe
+        sync()
+        return loss, tree_leaves(grad), nfe
     return run
 
 
-def torch_step_fn(module, x, labels):
-    x_t, y_t = torch.from_numpy(x), torch.from_numpy(labels)
+def torch_step_fn(module, x, labels, device="cpu"):
+    """One PyTorch step on ``device`` ("cpu" or "cuda"); returns (loss, gradients, NFE)."""
+    x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
     funcs = [m for m in module.modules() if hasattr(m, "nfe")]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run():
         module.zero_grad(set_to_none=True)
@@ -193,7 +211,8 @@ def torch_step_fn(module, x, labels):
             f.nfe = 0
         loss = torch.nn.functional.cross_entropy(module(x_t), y_t)
         loss.backward()
-        return loss.item(), [p.grad.numpy() for p in module.parameters()], sum(f.nfe for f in funcs)
+        sync()
+        return loss.item(), [p.grad for p in module.parameters()], sum(f.nfe for f in funcs)
     return run
 
 
@@ -227,16 +246,38 @@ def layer_table(model, theta, x, labels):
                    ("total", total)]
 
 
-def measure(name, batch, repeats, layers=False):
+def device_sync(device):
+    """A function that waits until ``device``'s queued work is done (no-op off the GPU)."""
+    if device == "gpu":
+        import cupy
+        return cupy.cuda.Device().synchronize
+    return lambda: None
+
+
+def refnode_runner(name, batch, device="cpu"):
+    """(refnode's step function on ``device``, the problem on the host): the model's
+    weights, the images and the labels move to the device once, as in training."""
     model, theta, x, labels = problem(name, batch)
-    module = to_torch(model, theta)
-    ref_fn, torch_fn = refnode_step_fn(model, theta, x, labels), torch_step_fn(module, x, labels)
+    theta_d, x_d, labels_d = to_device((theta, x, labels), device)
+    return refnode_step_fn(model, theta_d, x_d, labels_d, device_sync(device)), \
+        (model, theta, x, labels)
+
+
+def measure(name, batch, repeats, layers=False, device="cpu"):
+    """One row: refnode on ``device`` ("cpu", or "gpu": CuPy) and PyTorch on the same
+    (CUDA for "gpu"), best of ``repeats`` after a warm-up, gradients compared on the host."""
+    ref_fn, (model, theta, x, labels) = refnode_runner(name, batch, device)
+    torch_device = "cuda" if device == "gpu" else "cpu"
+    module = to_torch(model, theta).to(torch_device)
+    torch_fn = torch_step_fn(module, x, labels, torch_device)
     ref_fn(), torch_fn()                                               # warm up both
     t_ref, (loss_ref, g_ref, nfe_ref) = best_time(ref_fn, repeats)
     t_torch, (loss_torch, g_torch, nfe_torch) = best_time(torch_fn, repeats)
+    g_ref = [to_numpy(g) for g in g_ref]
+    g_torch = [g.detach().cpu().numpy() for g in g_torch]
     grad_diff = (max(float(np.max(np.abs(a - b))) for a, b in zip(g_ref, g_torch))
                  / max(float(np.max(np.abs(b))) for b in g_torch))
-    row = dict(model=name, batch=batch, refnode_s=t_ref, torch_s=t_torch,
+    row = dict(model=name, batch=batch, device=device, refnode_s=t_ref, torch_s=t_torch,
                ratio=t_ref / t_torch, loss_diff=abs(loss_ref - loss_torch),
                grad_rel_diff=grad_diff, nfe_refnode=list(nfe_ref), nfe_torch=nfe_torch)
     if layers:
@@ -254,6 +295,37 @@ def table(rows):
     return markdown_table(headers, cells)
 
 
+def target(model, device):
+    """The largest ratio refnode / PyTorch that meets the goal for ``model`` on ``device``."""
+    return GPU_TARGETS.get(model, TARGET_RATIO) if device == "gpu" else TARGET_RATIO
+
+
+def verdicts(rows):
+    """One line per row: its ratio against its target, met or MISSED."""
+    lines = []
+    for r in rows:
+        limit = target(r["model"], r.get("device", "cpu"))
+        verdict = "met" if r["ratio"] <= limit else "MISSED"
+        lines.append(f"target refnode/PyTorch <= {limit}x, {r['model']}: {r['ratio']:.2f}x, "
+                     f"{verdict}")
+    return lines
+
+
+def gpu_problem():
+    """Why ``--device gpu`` cannot run here (one line), or None: it needs CuPy with a GPU,
+    and torch with CUDA and torchdiffeq to compare against."""
+    try:
+        check_device("gpu")
+    except InputError as error:
+        return str(error)
+    if torch is None:
+        return ("--device gpu compares against PyTorch on CUDA: pip install torch torchdiffeq "
+                "(a CUDA build of torch)")
+    if not torch.cuda.is_available():
+        return "--device gpu: torch sees no CUDA device (a CPU-only build of torch?)"
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -262,19 +334,27 @@ def main(argv=None):
     parser.add_argument("--layers", action="store_true", help="refnode's per-layer times")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="batch 8, one repeat (a smoke run)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: refnode on CuPy against PyTorch on CUDA (exit 2 without them)")
     args = parser.parse_args(argv)
+    if args.device == "gpu":
+        problem_line = gpu_problem() or (
+            "--layers times refnode's layers on the CPU; leave it out with --device gpu"
+            if args.layers else None)
+        if problem_line:
+            print(f"bench_training.py: {problem_line}", file=sys.stderr)
+            return 2
     if torch is None:
         print("bench_training: skipped, needs torch and torchdiffeq "
               "(pip install torch torchdiffeq)")
         return 0
     if args.quick:
         args.batch, args.repeats = 8, 1
-    print(f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; batch {args.batch}, float32, "
-          f"best of {args.repeats}", flush=True)
+    print(f"{device_line(args.device)}; batch {args.batch}, float32, best of {args.repeats}",
+          flush=True)
     rows = []
     for name in args.models:
-        rows.append(measure(name, args.batch, args.repeats, args.layers))
+        rows.append(measure(name, args.batch, args.repeats, args.layers, args.device))
         print(f"{name}: refnode {fmt_seconds(rows[-1]['refnode_s'])}, PyTorch "
               f"{fmt_seconds(rows[-1]['torch_s'])}, ratio {fmt_ratio(rows[-1]['ratio'])}", flush=True)
         if args.layers:
@@ -283,13 +363,23 @@ def main(argv=None):
                                  [[k, f"{v:.1f}"] for k, v in rows[-1]["layers_ms"]]), flush=True)
     print()
     print(table(rows))
-    for r in rows:
-        verdict = "met" if r["ratio"] <= TARGET_RATIO else "MISSED"
-        print(f"target refnode/PyTorch <= {TARGET_RATIO}x, {r['model']}: {r['ratio']:.2f}x, {verdict}")
+    print("\n".join(verdicts(rows)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(rows, out, indent=1)
     return 0
+
+
+def device_line(device):
+    """What runs where: threads on the CPU, the GPU's name on the GPU."""
+    if device == "gpu":
+        import cupy
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        return (f"GPU: {name}; CuPy {cupy.__version__}, torch {torch.__version__} "
+                f"(CUDA {torch.version.cuda})")
+    return (f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import pytest
 from refnode import cli
 from refnode.methods import ADAPTIVE_METHODS
 
+from problems import GPU
+
 pytestmark = pytest.mark.cli
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -103,4 +105,177 @@ def test_bench_training_runs_the_same_network_in_torch(name):
     assert loss == pytest.approx(loss_t, rel=1e-12)
     assert len(grads) == len(grads_t)
     for g, g_t in zip(grads, grads_t):
-        np.testing.assert_allclose(g, g_t, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(g, g_t.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --- bench_training.py --device gpu ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mlp", "odenet"])
+def test_bench_training_gpu_mode_refnode_side_on_strict_arrays_equals_the_cpu(name):
+    """The GPU mode's refnode half (weights, images and labels moved once, the step on the
+    device, a sync after it) run on refnode.strict: CuPy's rules, NumPy's numbers."""
+    from refnode import device
+    bench = _load_bench_training()
+    runs = {}
+    for where in ("cpu", "strict"):
+        step, _ = bench.refnode_runner(name, 3, where)
+        runs[where] = step()
+    (loss, grads, nfe), (loss_d, grads_d, nfe_d) = runs["cpu"], runs["strict"]
+    assert device.device_of(grads_d) == "strict"
+    assert loss_d == loss and nfe_d == nfe and len(grads_d) == len(grads)
+    for g, g_d in zip(grads, grads_d):
+        assert np.array_equal(device.to_host(g_d), g)
+
+
+def test_bench_training_gpu_targets_are_1_5x_for_the_odenet_and_2x_for_the_rest():
+    bench = _load_bench_training()
+    rows = [dict(model="odenet", ratio=1.6, device="gpu"), dict(model="mlp", ratio=1.9,
+                                                                 device="gpu"),
+            dict(model="odenet", ratio=1.6, device="cpu")]
+    assert [line.rsplit(" ", 1)[1] for line in bench.verdicts(rows)] == ["MISSED", "met", "met"]
+    assert "<= 1.5x, odenet" in bench.verdicts(rows)[0]
+
+
+def test_bench_training_device_gpu_without_cupy_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    bench = _load_bench_training()
+    assert bench.main(["--device", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--device gpu needs CuPy" in err
+
+
+def test_bench_training_refuses_layers_on_the_gpu(monkeypatch, capsys):
+    bench = _load_bench_training()
+    monkeypatch.setattr(bench, "gpu_problem", lambda: None)        # as if a GPU were there
+    assert bench.main(["--device", "gpu", "--layers"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--layers" in err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="needs CuPy and a GPU")
+@pytest.mark.parametrize("name", ["mlp", "resnet", "rknet"])
+def test_bench_training_gpu_mode_runs_the_same_network_on_cupy_and_cuda(name):
+    """What --device gpu times, in float64: refnode on CuPy and PyTorch on CUDA agree
+    (the ODE-Net's two adjoints take their own steps, so agree only to the tolerance)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    from refnode import device
+    from refnode.params import tree_map
+    bench = _load_bench_training()
+    model, theta, x, labels = bench.problem(name, batch=4)
+    theta, x = tree_map(lambda a: a.astype(np.float64), theta), x.astype(np.float64)
+    on_gpu = device.to_device((theta, x, labels), "gpu")
+    loss, grads, _ = bench.refnode_step_fn(model, *on_gpu, bench.device_sync("gpu"))()
+    module = bench.to_torch(model, theta).to("cuda")
+    loss_t, grads_t, _ = bench.torch_step_fn(module, x, labels, "cuda")()
+    assert loss == pytest.approx(loss_t, rel=1e-12)
+    assert len(grads) == len(grads_t)
+    for g, g_t in zip(grads, grads_t):
+        np.testing.assert_allclose(device.to_host(g), g_t.cpu().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# --- benchmarks/gpu_check.py: the one-call GPU check ---------------------------------------------
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", BENCHMARKS / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE_DEVICE = {"gpu": "Fake GPU 1", "gpu_memory_gib": 80.0, "cuda_runtime": 13000,
+               "cupy": "14.0", "torch": "2.9", "torch_cuda": "13.0", "python": "3.12",
+               "commit": "abc1234", "date": "2026-12-05 10:00:00 UTC"}
+
+
+def test_gpu_check_without_a_gpu_stops_at_once_with_one_line(tmp_path):
+    """The shell wrapper, as a user runs it, on this machine (no CuPy): one line, exit 2,
+    no report directory."""
+    import subprocess
+    if GPU:
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "report"
+    done = subprocess.run(["sh", str(BENCHMARKS / "gpu_check.sh"), str(out)], text=True,
+                          capture_output=True, timeout=120,
+                          env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("gpu_check: ")
+    assert not out.exists()
+
+
+def test_gpu_check_names_the_missing_packages(monkeypatch):
+    check = _load_gpu_check()
+    monkeypatch.setattr(check, "_importable", lambda name: name not in ("autograd", "torch"))
+    line = check.unavailable()
+    assert "autograd, torch" in line and "pip install autograd torch" in line
+
+
+def test_gpu_check_counts_the_tests_from_pytests_junit_xml(tmp_path):
+    check = _load_gpu_check()
+    path = tmp_path / "pytest.xml"
+    path.write_text('<testsuites><testsuite name="pytest" errors="0" failures="1" '
+                    'skipped="2" tests="7"></testsuite></testsuites>')
+    assert check.pytest_counts(path) == {"tests": 7, "failures": 1, "errors": 0, "skipped": 2,
+                                         "passed": 4}
+    assert check.pytest_counts(tmp_path / "missing.xml") is None
+
+
+def _fake_steps(out):
+    """Cheap stand-ins for the three steps: a passing test run, a benchmark writing JSON
+    (with a NaN, which JSON cannot hold) and a target line, and one that hangs."""
+    python = sys.executable
+    training = [dict(model="odenet", refnode_s=0.012, torch_s=0.01, ratio=1.2,
+                     nfe_refnode=[26, 44], grad_rel_diff=float("nan"))]
+    write = (f"import json; json.dump({training!r}, open({str(out / 'bench_training.json')!r}, "
+             "'w')); print('target refnode/PyTorch <= 1.5x, odenet: 1.20x, met')")
+    write = write.replace("nan", "float('nan')")
+    junit = ('<testsuite errors="0" failures="0" skipped="1" tests="3"></testsuite>')
+    return [("pytest", [python, "-c", f"open({str(out / 'pytest.xml')!r}, 'w').write({junit!r})"],
+             30.0, None),
+            ("bench_training", [python, "-c", write], 30.0, out / "bench_training.json"),
+            ("bench_gpu", [python, "-c", "import time; time.sleep(30)"], 1.0, None)]
+
+
+def test_gpu_check_runs_its_steps_and_writes_both_reports(tmp_path, monkeypatch, capsys):
+    check = _load_gpu_check()
+    monkeypatch.setattr(check, "unavailable", lambda: None)           # as if a GPU were there
+    monkeypatch.setattr(check, "device_info", lambda: FAKE_DEVICE)
+    monkeypatch.setattr(check, "steps", _fake_steps)
+    out = tmp_path / "report"
+    assert check.main([str(out)]) == 1                                 # the hanging step failed
+    markdown = (out / "gpu_check.md").read_text()
+    data = json.loads((out / "gpu_check.json").read_text())
+    assert markdown.startswith("# GPU check: Fake GPU 1")
+    assert "2 passed, 0 failed, 0 errors, 1 skipped (of 3 GPU tests)" in markdown
+    assert "| odenet | 12.0 ms | 10.0 ms | 1.20x | 26/44 | n/a |" in markdown
+    assert "- target refnode/PyTorch <= 1.5x, odenet: 1.20x, met" in markdown
+    assert "| bench_gpu | TIMED OUT" in markdown and "a step FAILED" in markdown
+    assert data["device"]["gpu"] == "Fake GPU 1" and data["all_passed"] is False
+    steps = {s["name"]: s for s in data["steps"]}
+    assert steps["pytest"]["counts"]["passed"] == 2 and steps["bench_gpu"]["timed_out"]
+    assert steps["bench_training"]["results"][0]["grad_rel_diff"] is None
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bench_gpu.log", "bench_training.json", "bench_training.log", "gpu_check.json",
+        "gpu_check.md", "pytest.log", "pytest.xml"]
+
+
+def test_gpu_check_report_of_passing_steps_with_the_gpu_benchmark_table():
+    check = _load_gpu_check()
+    bench_gpu = [{"batch": 65536, "dtype": "float32",
+                  "ratios": {"numpy/cupy fwd": 114.0, "cupy/torch fwd": 0.5,
+                             "numpy/cupy adj": 49.0, "cupy/torch adj": None},
+                  "times": {"cupy": {"fwd": 0.05, "adj": 0.2}, "numpy": {"fwd": 5.7, "adj": 9.8}}}]
+    step = {"name": "bench_gpu", "command": "benchmarks/bench_gpu.py --device gpu",
+            "returncode": 0, "seconds": 60.0, "timed_out": False, "tail": [],
+            "targets": ["target cupy/torch adj <= 1.25x at batch 65536 (float32): n/a -> n/a"],
+            "results": bench_gpu}
+    markdown, data = check.build_report(FAKE_DEVICE, [step], 61.0)
+    assert "all steps passed" in markdown and data["all_passed"] is True
+    assert ("| 65536 | float32 | 50.0 ms | n/a | 5700.0 ms | 200.0 ms | n/a | 9800.0 ms | "
+            "0.50x | n/a | 114.00x | 49.00x |") in markdown
+    assert "Last lines" not in markdown

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.data
 from refnode.data import idx
 from refnode.data import (TARGET_LOG_DENSITIES, TOY_DATASETS, generate_spirals,
                           irregular_subsample, load_mnist, normalize, read_idx, sample,
-                          split_windows, target_log_density)
+                          split_windows, target_log_density, target_score)
 from refnode.errors import InputError
 
 # --- spirals -----------------------------------------------------------------------------------
@@ -214,9 +214,30 @@ def test_targets_finite_far_away_and_differentiable_by_autograd(name):
         np.testing.assert_allclose(grad[:, i], central, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", sorted(TARGET_LOG_DENSITIES))
+def test_hand_derived_scores_equal_autograds_gradient(name):
+    """The scores the device path uses (autograd cannot trace CuPy arrays) are the
+    gradients autograd gives on the CPU, near the modes and far from them."""
+    rng = np.random.default_rng(2)
+    z = np.concatenate([rng.normal(scale=2.5, size=(500, 2)), [[0.0, 60.0], [-50.0, -50.0]]])
+    expected = autograd.elementwise_grad(target_log_density(name))(z)
+    np.testing.assert_allclose(target_score(name)(z), expected, rtol=1e-12, atol=1e-13)
+
+
+def test_hand_derived_scores_run_on_device_arrays():
+    from refnode import device
+    z = np.random.default_rng(3).normal(size=(7, 2))
+    for name in sorted(TARGET_LOG_DENSITIES):
+        on = target_score(name)(device.to_device(z, "strict"))
+        assert device.device_of(on) == "strict"
+        assert np.array_equal(device.to_host(on), target_score(name)(z))
+
+
 def test_unknown_target_and_bad_shape():
     with pytest.raises(InputError, match="u1"):
         target_log_density("banana")
+    with pytest.raises(InputError, match="u1"):
+        target_score("banana")
     with pytest.raises(InputError, match=r"\(N, 2\)"):
         target_log_density("u2")(np.zeros(3))
 

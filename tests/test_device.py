@@ -57,7 +57,8 @@ def test_a_missing_cupy_is_an_input_error(monkeypatch):
 
 
 COMMANDS = [["demo", "--quick"], ["reproduce", "table1", "--tiny"],
-            ["reproduce", "latent", "--quick"], ["bench", "--quick"]]
+            ["reproduce", "latent", "--quick"], ["reproduce", "cnf", "--tiny"],
+            ["reproduce", "cnf-curves", "--quick"], ["bench", "--quick"]]
 
 
 @pytest.mark.cli
@@ -179,7 +180,9 @@ def test_random_crop_keeps_the_images_on_their_device():
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs CuPy and a GPU")
 @pytest.mark.parametrize("command", [["demo", "--quick", "--iterations", "3"],
-                                     ["reproduce", "table1", "--tiny", "--no-figures"]])
+                                     ["reproduce", "table1", "--tiny", "--no-figures"],
+                                     ["reproduce", "cnf", "--tiny", "--seeds", "1"],
+                                     ["reproduce", "cnf-curves", "--quick"]])
 def test_commands_run_on_the_gpu(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(command + ["--device", "gpu"]) == 0
@@ -221,6 +224,72 @@ def test_a_latent_checkpoint_resumes_on_the_other_device(tmp_path, monkeypatch, 
     assert_same_tree(resumed, straight)
 
 
+# --- cnf, cnf-curves --------------------------------------------------------------------------
+
+
+def _without_timings(record):
+    return {k: v for k, v in record.items() if k not in ("seconds", "seconds_per_iteration")}
+
+
+@pytest.mark.cnf
+def test_cnf_tiny_on_the_device_path_gives_the_cpu_records(tmp_path):
+    """Maximum likelihood: bit for bit. Density matching: to rounding, because its score
+    ∇ log p̃ is autograd's on the CPU and the hand-derived one on a device (autograd cannot
+    trace CuPy arrays; tests/test_data.py checks the two agree to 1e-12)."""
+    runs = {}
+    for name in ("cpu", "strict"):
+        path = tmp_path / f"{name}.json"
+        assert main(["reproduce", "cnf", "--tiny", "--seeds", "1", "--no-figures",
+                     "--device", name, "--json", str(path)]) == 0
+        runs[name] = json.loads(path.read_text())
+    assert runs["strict"]["likelihood"] == runs["cpu"]["likelihood"]
+    assert len(runs["strict"]["density_matching"]) == len(runs["cpu"]["density_matching"]) > 0
+    for cpu, dev in zip(runs["cpu"]["density_matching"], runs["strict"]["density_matching"]):
+        assert _without_timings({**dev, "final_loss": 0.0}) == \
+            _without_timings({**cpu, "final_loss": 0.0})
+        assert dev["final_loss"] == pytest.approx(cpu["final_loss"], rel=1e-10)
+
+
+@pytest.mark.cnf
+def test_cnf_figures_are_drawn_from_host_copies_on_the_device_path(tmp_path):
+    out = tmp_path / "figures"
+    assert main(["reproduce", "cnf", "--tiny", "--seeds", "1", "--device", "strict",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cnf_density_matching.png",
+                                                     "cnf_transformation.png"]
+
+
+@pytest.mark.cnf
+def test_cnf_curves_quick_on_the_device_path_gives_the_cpu_records(tmp_path):
+    records = {}
+    for name in ("cpu", "strict"):
+        run_dir = tmp_path / name
+        assert main(["reproduce", "cnf-curves", "--quick", "--device", name,
+                     "--run-dir", str(run_dir)]) == 0
+        records[name] = json.loads((run_dir / "results.json").read_text())["records"]
+    strip = lambda r: dict(_without_timings(r), curve=[[i, nll] for i, _, nll in r["curve"]])
+    assert [strip(r) for r in records["strict"]] == [strip(r) for r in records["cpu"]]
+    assert len(records["cpu"]) == 3
+
+
+@pytest.mark.cnf
+@pytest.mark.parametrize("model", ["planar_nf", "ffjord_cnf"])
+@pytest.mark.parametrize("first, then", [("strict", "cpu"), ("cpu", "strict")])
+def test_a_cnf_curves_checkpoint_resumes_on_the_other_device(tmp_path, monkeypatch, model,
+                                                              first, then):
+    from refnode.experiments import cnf_curves, common
+    cfg = dict(cnf_curves.CONFIGS["quick"], iterations=4, nf_iterations=4, nf_eval_every=2)
+    straight = cnf_curves.curve(model, "two_circles", cfg, 0)
+    path = str(tmp_path / "ckpt.npz")
+    common_train = common.train
+    monkeypatch.setattr(cnf_curves, "train", lambda *a, **k: common_train(*a, **k, stop_after=2))
+    cnf_curves.curve(model, "two_circles", cfg, 0, path, device=first)
+    monkeypatch.setattr(cnf_curves, "train", common_train)
+    resumed = cnf_curves.curve(model, "two_circles", cfg, 0, path, device=then)
+    assert [p[2] for p in resumed["curve"]] == [p[2] for p in straight["curve"]]
+    assert resumed["best_nll"] == straight["best_nll"]
+
+
 # --- bench --------------------------------------------------------------------------------------
 
 
@@ -230,7 +299,7 @@ def test_bench_on_the_gpu_runs_only_the_scripts_with_a_gpu_mode(monkeypatch):
     monkeypatch.setattr(device, "_cupy", lambda: None)             # as if a GPU were there
     args = cli_args(["bench", "--device", "gpu"])
     bench.check(args)
-    assert [bench.short_name(p) for p in args.scripts] == ["gpu"]
+    assert [bench.short_name(p) for p in args.scripts] == ["gpu", "training"]
 
 
 @pytest.mark.cli

@@ -242,4 +242,6 @@ print("explicit copy is fine:", to_numpy(sol_dev.z).shape)
 #
 # It prints a markdown table and, for each target, "met" or "MISSED". The experiments
 # take the same switch: `refnode demo --device gpu`, `refnode reproduce table1 --device
-# gpu`, `refnode reproduce latent --device gpu`.
+# gpu`, `refnode reproduce latent --device gpu`, `refnode reproduce cnf --device gpu` and
+# `refnode reproduce cnf-curves --device gpu`; `bash benchmarks/gpu_check.sh` runs the GPU
+# tests and benchmarks in one call and writes a report.

@@ -12,8 +12,8 @@ output (the ratio tables) is printed as it comes. With ``--quick`` a script gets
 ``--quick`` flag if it has one, else ``--repeats 1`` if it takes ``--repeats``, else
 nothing. The exit status is the number of scripts that failed (0: all ran).
 
-``--device gpu`` runs only the scripts with a GPU mode (those that take ``--device``, e.g.
-``bench_gpu.py``), each with ``--device gpu``, after checking that CuPy sees a GPU; the
+``--device gpu`` runs only the scripts with a GPU mode (those that take ``--device``:
+``bench_gpu.py``, ``bench_training.py``), each with ``--device gpu``, after checking that CuPy sees a GPU; the
 default, ``--device cpu``, runs every script as it is.
 
 Every argument is checked before any work (:func:`check`): a bad one is one line on stderr
@@ -60,8 +60,8 @@ def configure(parser):
                         help=f"directory of the bench_*.py scripts (default: {DEFAULT_DIR})")
     parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                         help=f"seconds allowed to each script (default {TIMEOUT:g})")
-    add_device_option(parser, "gpu runs only the benchmarks with a GPU mode (bench_gpu.py), "
-                      "on the GPU")
+    add_device_option(parser, "gpu runs only the benchmarks with a GPU mode (bench_gpu.py, "
+                      "bench_training.py), on the GPU")
 
 
 def discover(directory):

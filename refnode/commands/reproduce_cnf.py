@@ -10,8 +10,9 @@ import time
 from ..experiments import cnf
 from ..experiments.cnf_figures import plot_density_matching, plot_transformation
 from ..experiments.common import mean_sd, save_figure, write_json
-from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      path_text, positive_int, run_directory, seed_count)
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      check_output_file, nonnegative_int, path_text,
+                                      run_directory, seed_count)
 
 HELP = "continuous vs planar normalizing flows: density matching (Fig. 4), likelihood (Fig. 5)"
 
@@ -34,21 +35,26 @@ def configure(parser):
                         help="draw no figures (e.g. for the second and later of seeds run "
                         "as separate processes)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
+    add_device_option(parser, "the flows train and are evaluated there (every random number "
+                      "is drawn on the host and moved, so the records do not depend on it)")
 
 
 def run(args):
+    check_device_option(args)
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     cfg = cnf.CONFIGS[size]
     out = check_outputs(args, size)
     seeds = list(range(args.seed, args.seed + (args.seeds or cfg["seeds"])))
     print(f"CNF experiment, {size} run, seeds {seeds}"
+          + ("" if args.device == "cpu" else f", device {args.device}")
           + (f"; figures from seed {seeds[0]} in {out}" if args.figures else ""), flush=True)
     start, density, likelihood = time.time(), [], []
     for seed in seeds:
         seed_start = time.time()
         d, l, plots = cnf.run_seed(cfg, seed, figures=args.figures and seed == seeds[0],
                                    show_progress=args.verbose,
-                                   report=print_cells if args.verbose else None)
+                                   report=print_cells if args.verbose else None,
+                                   device=args.device)
         density, likelihood = density + d, likelihood + l
         print(f"seed {seed}: {time.time() - seed_start:.0f} s", flush=True)
         if plots:

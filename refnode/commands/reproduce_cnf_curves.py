@@ -12,8 +12,9 @@ import time
 from ..experiments import cnf_curves
 from ..experiments.cnf_figures import plot_nll_curves
 from ..experiments.common import mean_sd, write_json
-from ..experiments.common_cli import (check_output_dir, check_output_file, nonnegative_int,
-                                      path_text, positive_int, run_directory)
+from ..experiments.common_cli import (add_device_option, check_device_option, check_output_dir,
+                                      check_output_file, nonnegative_int, path_text, positive_int,
+                                      run_directory)
 from ..experiments.cnf import DATA_SETS, LIKELIHOOD_MODELS
 
 HELP = "held-out NLL of planar NF, planar CNF, FFJORD CNF against iterations and wall time"
@@ -40,6 +41,8 @@ def configure(parser):
                         help="the figure here instead of the run directory (--out figures "
                         "replaces the committed one)")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
+    add_device_option(parser, "the flows train and the held-out NLL is measured there; a run "
+                      "resumes on either device")
 
 
 def config_from_args(args):
@@ -54,6 +57,7 @@ def config_from_args(args):
 
 
 def run(args):
+    check_device_option(args)
     cfg = config_from_args(args)
     run_dir = args.run_dir if args.run_dir is not None else run_directory("cnf-curves",
                                                                           args.quick)
@@ -64,7 +68,8 @@ def run(args):
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     start, records = time.perf_counter(), []
     for seed in seeds:
-        records += cnf_curves.run_seed(cfg, seed, run_dir, args.verbose, report=print_record)
+        records += cnf_curves.run_seed(cfg, seed, run_dir, args.verbose, report=print_record,
+                                       device=args.device)
     summary = cnf_curves.summaries(records)
     print_summary(summary)
     result = {"config": cfg, "solver": {k: repr(v) for k, v in cnf_curves.SOLVER.items()},

@@ -7,10 +7,12 @@
 
 from .idx import download_mnist, fashion_mnist_dir, load_mnist, normalize, read_idx
 from .spirals import Spirals, Subsample, generate_spirals, irregular_subsample, split_windows
-from .toy2d import TARGET_LOG_DENSITIES, TOY_DATASETS, sample, target_log_density
+from .toy2d import (TARGET_LOG_DENSITIES, TOY_DATASETS, sample, target_log_density,
+                    target_score)
 
 __all__ = [
     "Spirals", "Subsample", "generate_spirals", "irregular_subsample", "split_windows",
     "TOY_DATASETS", "TARGET_LOG_DENSITIES", "sample", "target_log_density",
+    "target_score",
     "read_idx", "load_mnist", "normalize", "fashion_mnist_dir", "download_mnist",
 ]

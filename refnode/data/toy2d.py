@@ -197,3 +197,80 @@ def target_log_density(name):
     if name not in TARGET_LOG_DENSITIES:
         raise InputError(f"unknown target density {name!r}; choose one of {sorted(TARGET_LOG_DENSITIES)}")
     return TARGET_LOG_DENSITIES[name]
+
+
+# --- their scores ∇ log p̃(z), derived by hand ---------------------------------------------------
+#
+# With r = z2 − w1(z1) and the mixture weights π_a = e^{a − L}, π_b = e^{b − L} of
+# L = logaddexp(a, b) (so ∂L = π_a ∂a + π_b ∂b):
+#   U1: ∂/∂z = −(|z| − 2)/0.4² · z/|z| + e₁ (π_a ∂a/∂z1 + π_b ∂b/∂z1)
+#   U2: ∂/∂z2 = −r/0.4²,  ∂/∂z1 = −∂/∂z2 · w1'
+#   U3, U4: a = −(r/σ_a)²/2, b = −((r + w)/σ_b)²/2 (w = w2, w3):
+#       ∂/∂z2 = π_a ∂a/∂r + π_b ∂b/∂r,  ∂/∂z1 = −w1' ∂/∂z2 + π_b ∂b/∂r · w'
+
+
+def _dw1(z1, xp):
+    return 0.5 * np.pi * xp.cos(2.0 * np.pi * z1 / 4.0)
+
+
+def _dw2(z1, xp):
+    return -_w2(z1, xp) * (z1 - 1.0) / 0.6 ** 2
+
+
+def _dw3(z1, xp):
+    h = xp.tanh(0.5 * (z1 - 1.0) / 0.3)
+    return 1.5 * (1.0 - h * h) * 0.5 / 0.3
+
+
+def _mixture_weights(a, b, xp):
+    total = xp.logaddexp(a, b)
+    return xp.exp(a - total), xp.exp(b - total)
+
+
+def score_u1(z):
+    """∇(−U1)(z) (N, 2); not finite at z = 0, where −U1 is not differentiable."""
+    z1, z2, xp = _split(z)
+    norm = xp.sqrt(z1**2 + z2**2)
+    radial = -(norm - 2.0) / 0.4 ** 2 / norm
+    a, b = -0.5 * ((z1 - 2.0) / 0.6) ** 2, -0.5 * ((z1 + 2.0) / 0.6) ** 2
+    p_a, p_b = _mixture_weights(a, b, xp)
+    lobes = -(p_a * (z1 - 2.0) + p_b * (z1 + 2.0)) / 0.6 ** 2
+    return xp.stack([radial * z1 + lobes, radial * z2], axis=1)
+
+
+def score_u2(z):
+    """∇(−U2)(z) (N, 2)."""
+    z1, z2, xp = _split(z)
+    d2 = -(z2 - _w1(z1, xp)) / 0.4 ** 2
+    return xp.stack([-d2 * _dw1(z1, xp), d2], axis=1)
+
+
+def _two_ridges_score(z, w, dw, sigma_a, sigma_b):
+    z1, z2, xp = _split(z)
+    ridge = z2 - _w1(z1, xp)
+    a, b = -0.5 * (ridge / sigma_a) ** 2, -0.5 * ((ridge + w(z1, xp)) / sigma_b) ** 2
+    p_a, p_b = _mixture_weights(a, b, xp)
+    da = -ridge / sigma_a ** 2
+    db = -(ridge + w(z1, xp)) / sigma_b ** 2
+    d2 = p_a * da + p_b * db
+    return xp.stack([-_dw1(z1, xp) * d2 + p_b * db * dw(z1, xp), d2], axis=1)
+
+
+def score_u3(z):
+    """∇(−U3)(z) (N, 2)."""
+    return _two_ridges_score(z, _w2, _dw2, 0.35, 0.35)
+
+
+def score_u4(z):
+    """∇(−U4)(z) (N, 2)."""
+    return _two_ridges_score(z, _w3, _dw3, 0.4, 0.35)
+
+
+TARGET_SCORES = {"u1": score_u1, "u2": score_u2, "u3": score_u3, "u4": score_u4}
+
+
+def target_score(name):
+    """The score ∇ log p̃ of target ``name``, by hand: it runs on any array module (CuPy
+    too, which autograd cannot trace); equal to autograd's gradient to rounding."""
+    target_log_density(name)                       # the same one-line error for a bad name
+    return TARGET_SCORES[name]

@@ -19,7 +19,9 @@ import time
 import numpy as np
 from autograd import elementwise_grad
 
+from ..backend import array_module, to_float
 from ..data import toy2d
+from ..device import device_of, to_device, to_host
 from ..models.cnf import (CNFDynamics, ConcatSquashField, PlanarField, augment, cnf_kl,
                           cnf_log_likelihood, cnf_nll, cnf_sample, draw_noise)
 from ..models.planar_flow import (flow_forward, init_planar_flow, nf_kl, nf_log_likelihood,
@@ -69,52 +71,72 @@ def adam_loop(step, params, n_iters, lr, rng, desc, show_progress):
 
 
 def end_time(params):
-    return float(params["tau"] ** 2)
+    return to_float(params["tau"] ** 2)
+
+
+def target_score(target, device):
+    """∇ log p̃ of ``target``: autograd's gradient on the CPU (as it has always been), the
+    hand-derived :func:`refnode.data.toy2d.target_score` on a device, whose arrays autograd
+    cannot trace; the two agree to rounding (tests/test_cnf.py)."""
+    if device == "cpu":
+        return elementwise_grad(toy2d.target_log_density(target))
+    return toy2d.target_score(target)
 
 
 def cnf_step(f, objective, batch, **kwargs):
     """One CNF training step on {"theta", "tau"}: T = τ², ∂L/∂τ = 2τ ∂L/∂T.
 
-    ``f(rng)`` gives the step's dynamics (a Hutchinson field draws its noise there)."""
+    ``f(rng)`` gives the step's dynamics (a Hutchinson field draws its noise there);
+    ``batch(rng)`` a host array, moved to θ's device (:mod:`refnode.device`). τ stays a
+    host number whatever the device: T is the solver's host time grid."""
     def step(params, rng):
-        loss, g_theta, g_T = objective(f(rng), params["theta"], end_time(params),
-                                       batch(rng), **kwargs)
+        dynamics = f(rng)
+        x = to_device(batch(rng), device_of(params["theta"]))
+        loss, g_theta, g_T = objective(dynamics, params["theta"], end_time(params), x,
+                                       **kwargs)
         return loss, {"theta": g_theta, "tau": 2.0 * params["tau"] * g_T}
     return step
 
 
-def train_cnf_density(width, target, cfg, rng, show_progress=False):
-    """Planar CNF of width M fitted to target ``target`` by KL; returns (f, params, losses)."""
+def train_cnf_density(width, target, cfg, rng, show_progress=False, device="cpu"):
+    """Planar CNF of width M fitted to target ``target`` by KL; returns (f, params, losses).
+
+    θ trains on ``device`` (returned there); the noise is drawn on the host and moved."""
     log_p = toy2d.target_log_density(target)
     field = PlanarField(2, width)
-    params = {"theta": field.init(rng), "tau": np.sqrt(T_INIT)}
+    params = {"theta": to_device(field.init(rng), device), "tau": np.sqrt(T_INIT)}
     step = cnf_step(lambda r: CNFDynamics(field), cnf_kl,
                     lambda r: r.standard_normal((cfg["batch"], 2)),
-                    log_p=log_p, score_p=elementwise_grad(log_p), solver=SOLVER)
+                    log_p=log_p, score_p=target_score(target, device), solver=SOLVER)
     params, losses = adam_loop(step, params, cfg["cnf_iters"], cfg["lr_cnf"], rng,
                                f"CNF M={width} {target}", show_progress)
     return CNFDynamics(field), params, losses
 
 
-def train_nf_density(depth, target, n_iters, cfg, rng, show_progress=False):
-    """Planar NF of depth K fitted to ``target`` by KL; returns (theta, losses)."""
+def train_nf_density(depth, target, n_iters, cfg, rng, show_progress=False, device="cpu"):
+    """Planar NF of depth K fitted to ``target`` by KL; returns (theta, losses), θ on
+    ``device``."""
     log_p = toy2d.target_log_density(target)
-    score_p = elementwise_grad(log_p)
-    step = lambda theta, r: nf_kl(theta, r.standard_normal((cfg["batch"], 2)), log_p, score_p)
-    return adam_loop(step, init_planar_flow(rng, 2, depth), n_iters, cfg["lr_nf"], rng,
-                     f"NF K={depth} {target}", show_progress)
+    score_p = target_score(target, device)
+    step = lambda theta, r: nf_kl(theta, to_device(r.standard_normal((cfg["batch"], 2)),
+                                                   device), log_p, score_p)
+    return adam_loop(step, to_device(init_planar_flow(rng, 2, depth), device), n_iters,
+                     cfg["lr_nf"], rng, f"NF K={depth} {target}", show_progress)
 
 
 def final_density_loss(sample_and_log_q, target, n):
     """E_q[log q − log p̃] on n fresh samples (the training objective without its noise)."""
     z, log_q = sample_and_log_q(n)
-    return float(np.mean(log_q - toy2d.target_log_density(target)(z)))
+    xp = array_module(z)
+    return to_float(xp.mean(log_q - toy2d.target_log_density(target)(z)))
 
 
 def cnf_samples_with_log_q(f, params, rng):
-    """Sampler of (z(T), log q(z(T))) for a trained CNF: log q = log N(z0) + ℓ(T)."""
+    """Sampler of (z(T), log q(z(T))) for a trained CNF: log q = log N(z0) + ℓ(T).
+
+    The noise is drawn on the host and moved to θ's device; the samples stay there."""
     def sample(n):
-        z0 = rng.standard_normal((n, 2))
+        z0 = to_device(rng.standard_normal((n, 2)), device_of(params["theta"]))
         states = cnf_sample_states(f, params, z0)
         return states[:, :-1], standard_normal_logpdf(z0) + states[:, -1]
     return sample
@@ -128,9 +150,9 @@ def cnf_sample_states(f, params, z0):
 
 
 def nf_samples_with_log_q(theta, rng):
-    """Sampler of (z_K, log q(z_K)) for a trained planar NF."""
+    """Sampler of (z_K, log q(z_K)) for a trained planar NF (on θ's device, as above)."""
     def sample(n):
-        z0 = rng.standard_normal((n, 2))
+        z0 = to_device(rng.standard_normal((n, 2)), device_of(theta))
         z, logdet, _ = flow_forward(theta, z0)
         return z, standard_normal_logpdf(z0) - logdet
     return sample
@@ -138,41 +160,44 @@ def nf_samples_with_log_q(theta, rng):
 
 # --- (a) density matching, Figure 4 -------------------------------------------------------------
 
-def density_matching(cfg, rng, show_progress=False, plot_rng=None, report=None):
+def density_matching(cfg, rng, show_progress=False, plot_rng=None, report=None,
+                     device="cpu"):
     """On every target and size: the NF (depth K) trained for ``nf_iters`` and for
-    ``cnf_iters`` (equal iterations), and the CNF (width M).
+    ``cnf_iters`` (equal iterations), and the CNF (width M), on ``device``.
 
     Returns
     -------
     records : list of dict
         ``model, size, target, iterations, final_loss, seconds`` (and ``end_time`` for the CNF).
     samples : dict
-        ``{(model, size, target): (n_plot, 2) samples}`` when ``plot_rng`` is given, else {}.
+        ``{(model, size, target): (n_plot, 2) samples}`` (NumPy arrays) when ``plot_rng``
+        is given, else {}.
     """
     records, samples = [], {}
     for target in cfg["targets"]:
         for size in cfg["sizes"]:
             for n_iters in (cfg["nf_iters"], cfg["cnf_iters"]):
                 start = time.time()
-                theta, _ = train_nf_density(size, target, n_iters, cfg, rng, show_progress)
+                theta, _ = train_nf_density(size, target, n_iters, cfg, rng, show_progress,
+                                            device)
                 loss = final_density_loss(nf_samples_with_log_q(theta, rng), target,
                                           cfg["n_eval"])
                 records.append(dict(model="planar_nf", size=size, target=target,
                                     iterations=n_iters, final_loss=loss,
                                     seconds=time.time() - start))
                 if plot_rng is not None and n_iters == cfg["nf_iters"]:
-                    samples["planar_nf", size, target] = nf_samples_with_log_q(
-                        theta, plot_rng)(cfg["n_plot"])[0]
+                    samples["planar_nf", size, target] = to_host(nf_samples_with_log_q(
+                        theta, plot_rng)(cfg["n_plot"])[0])
             start = time.time()
-            f, params, _ = train_cnf_density(size, target, cfg, rng, show_progress)
+            f, params, _ = train_cnf_density(size, target, cfg, rng, show_progress, device)
             loss = final_density_loss(cnf_samples_with_log_q(f, params, rng), target,
                                       cfg["n_eval"])
             records.append(dict(model="planar_cnf", size=size, target=target,
                                 iterations=cfg["cnf_iters"], final_loss=loss,
                                 seconds=time.time() - start, end_time=end_time(params)))
             if plot_rng is not None:
-                samples["planar_cnf", size, target] = cnf_samples_with_log_q(
-                    f, params, plot_rng)(cfg["n_plot"])[0]
+                samples["planar_cnf", size, target] = to_host(cnf_samples_with_log_q(
+                    f, params, plot_rng)(cfg["n_plot"])[0])
             if report is not None:
                 report(records[-3:])
     return records, samples
@@ -184,19 +209,20 @@ def density_matching(cfg, rng, show_progress=False, plot_rng=None, report=None):
 LIKELIHOOD_MODELS = ("planar_nf", "planar_cnf", "ffjord_cnf")
 
 
-def likelihood_model(model, name, cfg, rng, solver=SOLVER):
+def likelihood_model(model, name, cfg, rng, solver=SOLVER, device="cpu"):
     """One maximum-likelihood model of data set ``name``: (params, step, log_p).
 
-    ``params`` are drawn from ``rng``; ``step(params, rng) -> (loss, grad)`` is one
-    minibatch of ``cfg["mle_batch"]`` samples; ``log_p(params)(x)`` is log p(x) (N,) with
-    the exact trace (the FFJORD CNF trains with Hutchinson's estimator, its noise drawn
-    from the step's ``rng``).
+    ``params`` are drawn from ``rng`` and moved to ``device``; ``step(params, rng) ->
+    (loss, grad)`` is one minibatch of ``cfg["mle_batch"]`` samples (drawn on the host,
+    moved); ``log_p(params)(x)`` is log p(x) (N,) with the exact trace, x on the device
+    (the FFJORD CNF trains with Hutchinson's estimator, its noise drawn from the step's
+    ``rng``).
     """
     batch = lambda r: toy2d.sample(name, cfg["mle_batch"], r)
     evaluate = {k: solver[k] for k in ("method", "rtol", "atol")}
     if model == "planar_nf":
-        step = lambda theta, r: nf_nll(theta, batch(r))
-        return (init_planar_flow(rng, 2, MLE_WIDTH), step,
+        step = lambda theta, r: nf_nll(theta, to_device(batch(r), device))
+        return (to_device(init_planar_flow(rng, 2, MLE_WIDTH), device), step,
                 lambda theta: lambda x: nf_log_likelihood(theta, x)[0])
     if model == "planar_cnf":
         f = CNFDynamics(PlanarField(2, MLE_WIDTH))
@@ -206,25 +232,27 @@ def likelihood_model(model, name, cfg, rng, solver=SOLVER):
         hutchinson = ConcatSquashField(2, cfg["ffjord_hidden"], estimator="hutchinson")
         exact = CNFDynamics(ConcatSquashField(2, cfg["ffjord_hidden"], estimator="exact"))
         f = CNFDynamics(hutchinson)
-        noisy = lambda r: CNFDynamics(hutchinson.with_noise(draw_noise(r, (cfg["mle_batch"], 2))))
+        noisy = lambda r: CNFDynamics(hutchinson.with_noise(
+            to_device(draw_noise(r, (cfg["mle_batch"], 2)), device)))
         step = cnf_step(noisy, cnf_nll, batch, solver=solver)
     else:
         raise ValueError(f"unknown likelihood model {model!r}; one of {LIKELIHOOD_MODELS}")
-    params = {"theta": f.init(rng), "tau": np.sqrt(T_INIT)}
+    params = {"theta": to_device(f.init(rng), device), "tau": np.sqrt(T_INIT)}
     log_p = lambda params: lambda x: cnf_log_likelihood(
         exact, params["theta"], end_time(params), x, evaluate)[0]
     return params, step, log_p
 
 
-def train_likelihood_models(name, cfg, rng, show_progress=False):
+def train_likelihood_models(name, cfg, rng, show_progress=False, device="cpu"):
     """NF, planar CNF and FFJORD CNF fitted to samples of ``name`` (the NF for ten times
-    the CNFs' iterations).
+    the CNFs' iterations) on ``device``.
 
-    Returns ``{model: log p(x)}`` (functions of x, shape (N, 2)) and (planar CNF, its params).
+    Returns ``{model: log p(x)}`` (functions of x, shape (N, 2), on the device) and
+    (planar CNF, its params).
     """
     log_p, trained = {}, {}
     for model in LIKELIHOOD_MODELS:
-        params, step, log_p_of = likelihood_model(model, name, cfg, rng)
+        params, step, log_p_of = likelihood_model(model, name, cfg, rng, device=device)
         n_iters = cfg["mle_iters"] * (10 if model == "planar_nf" else 1)
         lr = cfg["lr_nf"] if model == "planar_nf" else cfg["lr_cnf"]
         trained[model], _ = adam_loop(step, params, n_iters, lr, rng, f"{model} {name}",
@@ -233,8 +261,8 @@ def train_likelihood_models(name, cfg, rng, show_progress=False):
     return log_p, (CNFDynamics(PlanarField(2, MLE_WIDTH)), trained["planar_cnf"])
 
 
-def maximum_likelihood(cfg, rng, show_progress=False, plot_rng=None):
-    """Held-out NLL of each model on each data set (``n_eval`` fresh samples).
+def maximum_likelihood(cfg, rng, show_progress=False, plot_rng=None, device="cpu"):
+    """Held-out NLL of each model on each data set (``n_eval`` fresh samples), on ``device``.
 
     Returns
     -------
@@ -242,28 +270,36 @@ def maximum_likelihood(cfg, rng, show_progress=False, plot_rng=None):
         ``model, data, size, test_nll``.
     trajectories : dict
         ``{data set: (states at TIME_FRACTIONS·T, T, data samples)}`` of the planar CNF when
-        ``plot_rng`` is given, else {}.
+        ``plot_rng`` is given, else {} (NumPy arrays).
     """
     records, trajectories = [], {}
     for name in DATA_SETS:
-        log_p, (planar, params) = train_likelihood_models(name, cfg, rng, show_progress)
-        test = toy2d.sample(name, cfg["n_eval"], rng)
+        log_p, (planar, params) = train_likelihood_models(name, cfg, rng, show_progress,
+                                                          device)
+        test = to_device(toy2d.sample(name, cfg["n_eval"], rng), device)
         for model, fn in log_p.items():
-            records.append(dict(model=model, data=name, test_nll=float(-np.mean(fn(test))),
+            records.append(dict(model=model, data=name, test_nll=mean_nll(fn, test),
                                 size=MLE_WIDTH if model != "ffjord_cnf" else
                                 list(cfg["ffjord_hidden"])))
         if plot_rng is not None:
-            z0 = plot_rng.standard_normal((cfg["n_plot"], 2))
-            trajectories[name] = (cnf_sample(planar, params["theta"], end_time(params), z0,
-                                             TIME_FRACTIONS, SOLVER), end_time(params),
+            z0 = to_device(plot_rng.standard_normal((cfg["n_plot"], 2)), device)
+            states = cnf_sample(planar, params["theta"], end_time(params), z0, TIME_FRACTIONS,
+                                SOLVER)
+            trajectories[name] = (to_host(states), end_time(params),
                                   toy2d.sample(name, cfg["n_plot"], plot_rng))
     return records, trajectories
 
 
+def mean_nll(log_p, x):
+    """−mean log p(x) as a Python float, for x (N, 2) on any device."""
+    return to_float(-array_module(x).mean(log_p(x)))
+
+
 # --- several seeds ------------------------------------------------------------------------------
 
-def run_seed(cfg, seed, figures=False, show_progress=False, report=None):
-    """Both parts for one seed: every number is drawn from ``default_rng(seed)``.
+def run_seed(cfg, seed, figures=False, show_progress=False, report=None, device="cpu"):
+    """Both parts for one seed: every number is drawn from ``default_rng(seed)`` (on the
+    host, whatever ``device`` the models train on: the records do not depend on it).
 
     Returns
     -------
@@ -272,8 +308,8 @@ def run_seed(cfg, seed, figures=False, show_progress=False, report=None):
     """
     rng = np.random.default_rng(seed)
     plot_rng = np.random.default_rng([seed, PLOT_STREAM]) if figures else None
-    density, samples = density_matching(cfg, rng, show_progress, plot_rng, report)
-    likelihood, trajectories = maximum_likelihood(cfg, rng, show_progress, plot_rng)
+    density, samples = density_matching(cfg, rng, show_progress, plot_rng, report, device)
+    likelihood, trajectories = maximum_likelihood(cfg, rng, show_progress, plot_rng, device)
     for record in density + likelihood:
         record["seed"] = seed
     plots = dict(samples=samples, trajectories=trajectories) if figures else {}

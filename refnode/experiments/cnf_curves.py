@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from ..data import toy2d
+from ..device import to_device
 from ..optim import Adam
 from ..options import Adjoint
 from . import cnf
@@ -59,8 +60,11 @@ def held_out(name, cfg, seed):
                                                                     index]))
 
 
-def curve(model, name, cfg, seed, checkpoint=None, show_progress=False):
+def curve(model, name, cfg, seed, checkpoint=None, show_progress=False, device="cpu"):
     """Train ``model`` on data set ``name`` and record its held-out NLL as it goes.
+
+    The model trains and is evaluated on ``device`` (:mod:`refnode.device`); the
+    checkpoint holds host copies, so a run resumes on either device.
 
     Returns
     -------
@@ -73,9 +77,10 @@ def curve(model, name, cfg, seed, checkpoint=None, show_progress=False):
     """
     rng = np.random.default_rng([seed, cnf.LIKELIHOOD_MODELS.index(model)])
     solver = cnf.SOLVER if model == "planar_nf" else SOLVER
-    params0, step, log_p = cnf.likelihood_model(model, name, cfg, rng, solver=solver)
-    x_test = held_out(name, cfg, seed)
-    nll = lambda params: float(-np.mean(log_p(params)(x_test)))
+    params0, step, log_p = cnf.likelihood_model(model, name, cfg, rng, solver=solver,
+                                                device=device)
+    x_test = to_device(held_out(name, cfg, seed), device)
+    nll = lambda params: cnf.mean_nll(log_p(params), x_test)
     iterations, every = budget(model, cfg)
     meta = {"experiment": "cnf_curves", "format": CHECKPOINT_FORMAT, "model": model,
             "data": name, "seed": int(seed), "lr": cfg["lr"], "batch": cfg["mle_batch"],
@@ -98,13 +103,14 @@ def curve(model, name, cfg, seed, checkpoint=None, show_progress=False):
                                        float(np.mean(seconds[-tenth:]))])
 
 
-def run_seed(cfg, seed, run_dir=None, show_progress=False, report=None):
-    """Every (data set, model) curve of one seed; ``report(record)`` after each."""
+def run_seed(cfg, seed, run_dir=None, show_progress=False, report=None, device="cpu"):
+    """Every (data set, model) curve of one seed on ``device``; ``report(record)`` after
+    each."""
     records = []
     for name in cfg["data_sets"]:
         for model in cfg["models"]:
             path = run_dir and os.path.join(run_dir, f"seed{seed}_{name}_{model}.npz")
-            records.append(curve(model, name, cfg, seed, path, show_progress))
+            records.append(curve(model, name, cfg, seed, path, show_progress, device))
             if report is not None:
                 report(records[-1])
     return records

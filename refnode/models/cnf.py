@@ -21,7 +21,7 @@ Two fields, each with a hand-derived VJP of f *and* of its trace:
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, to_float
 from ..errors import InputError
 from ..gradients import odeint_vjp
 from ..nn.activations import sigmoid
@@ -158,13 +158,14 @@ def cnf_kl(f, theta, T, z0, log_p, score_p, solver):
     log q(z(T)) = log N(z0) + ℓ(T);  loss = mean(log q − log p̃(z(T))).
     Cotangent at T: [−∇log p̃(z(T)) / B, 1/B]. ``solver``: keyword arguments of odeint_vjp.
     """
+    xp = array_module(z0)
     states, vjp = odeint_vjp(f, augment(z0), np.array([0.0, T]), theta, **solver)
     z, ell = states[-1][:, :-1], states[-1][:, -1]
     B = z0.shape[0]
-    loss = np.mean(standard_normal_logpdf(z0) + ell - log_p(z))
-    g_end = np.concatenate([-score_p(z) / B, np.full((B, 1), 1.0 / B)], axis=1)
-    _, g_theta, g_t = vjp(np.stack([np.zeros_like(g_end), g_end]))
-    return float(loss), g_theta, float(g_t[1])
+    loss = xp.mean(standard_normal_logpdf(z0) + ell - log_p(z))
+    g_end = xp.concatenate([-score_p(z) / B, xp.full((B, 1), 1.0 / B)], axis=1)
+    _, g_theta, g_t = vjp(xp.stack([xp.zeros_like(g_end), g_end]))
+    return to_float(loss), g_theta, to_float(g_t[1])
 
 
 def cnf_log_likelihood(f, theta, T, x, solver):
@@ -176,11 +177,12 @@ def cnf_log_likelihood(f, theta, T, x, solver):
 
 def cnf_nll(f, theta, T, x, solver):
     """mean −log p(x) with ∂/∂θ and ∂/∂T; cotangent at t = 0: [z(0) / B, 1/B]."""
+    xp = array_module(x)
     log_px, (z, vjp) = cnf_log_likelihood(f, theta, T, x, solver)
     B = x.shape[0]
-    g_end = np.concatenate([z / B, np.full((B, 1), 1.0 / B)], axis=1)
-    _, g_theta, g_t = vjp(np.stack([np.zeros_like(g_end), g_end]))
-    return float(-np.mean(log_px)), g_theta, float(g_t[0])
+    g_end = xp.concatenate([z / B, xp.full((B, 1), 1.0 / B)], axis=1)
+    _, g_theta, g_t = vjp(xp.stack([xp.zeros_like(g_end), g_end]))
+    return to_float(-xp.mean(log_px)), g_theta, to_float(g_t[0])
 
 
 def cnf_sample(f, theta, T, z0, fractions, solver):

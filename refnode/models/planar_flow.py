@@ -20,7 +20,7 @@ hand-derived reverse, layer by layer, with the derivation next to each line.
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, to_float
 from ..errors import InputError
 from ..nn.activations import sigmoid
 
@@ -153,11 +153,12 @@ def nf_kl(theta, z0, log_p, score_p):
     log q(z_K) = log N(z0) − Σ_k log|det ∂f_k/∂z|, loss = mean(log q(z_K) − log p̃(z_K)).
     ``score_p(z) = ∇ log p̃(z)`` (B, D).
     """
+    xp = array_module(z0)
     z, logdet, caches = flow_forward(theta, z0)
     B = z0.shape[0]
-    loss = np.mean(standard_normal_logpdf(z0) - logdet - log_p(z))
-    _, g_theta = flow_vjp(theta, caches, -score_p(z) / B, -np.ones(B) / B)
-    return float(loss), g_theta
+    loss = xp.mean(standard_normal_logpdf(z0) - logdet - log_p(z))
+    _, g_theta = flow_vjp(theta, caches, -score_p(z) / B, -xp.ones(B) / B)
+    return to_float(loss), g_theta
 
 
 def nf_log_likelihood(theta, x):
@@ -172,7 +173,8 @@ def nf_log_likelihood(theta, x):
 
 def nf_nll(theta, x):
     """mean −log p(x) and its gradient ∂/∂θ: ∂/∂z = z/B, ∂/∂logdet = −1/B."""
+    xp = array_module(x)
     log_px, (z, caches) = nf_log_likelihood(theta, x)
     B = x.shape[0]
-    _, g_theta = flow_vjp(theta, caches, z / B, -np.ones(B) / B)
-    return float(-np.mean(log_px)), g_theta
+    _, g_theta = flow_vjp(theta, caches, z / B, -xp.ones(B) / B)
+    return to_float(-xp.mean(log_px)), g_theta
