@@ -1,6 +1,7 @@
 """refnode reproduce cnf-curves: held-out NLL along training, resumable, reproducible."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ def test_curve_records_held_out_nll_from_iteration_zero_at_every_evaluation():
     assert seconds[0] == 0.0 and all(b > a for a, b in zip(seconds, seconds[1:]))
     assert record["best_nll"] == min(p[2] for p in record["curve"])
     assert record["final_nll"] == record["curve"][-1][2]
+    assert record["training_s"] == seconds[-1] > 0.0
 
 
 def test_a_resumed_curve_equals_an_uninterrupted_one(tmp_path):
@@ -32,6 +34,8 @@ def test_a_resumed_curve_equals_an_uninterrupted_one(tmp_path):
     cnf_curves.curve("ffjord_cnf", "two_circles", half, seed=3, checkpoint=path)
     resumed = cnf_curves.curve("ffjord_cnf", "two_circles", QUICK, seed=3, checkpoint=path)
     assert [p[2] for p in resumed["curve"]] == [p[2] for p in whole["curve"]]
+    reread = cnf_curves.curve("ffjord_cnf", "two_circles", QUICK, seed=3, checkpoint=path)
+    assert reread["training_s"] == resumed["training_s"] == resumed["curve"][-1][1] > 0.0
 
 
 def test_held_out_samples_depend_on_seed_and_data_set_only():
@@ -83,3 +87,21 @@ def test_likelihood_models_are_the_ones_the_fixed_budget_experiment_trains():
         assert log_p(params)(x).shape == (3,)
     with pytest.raises(ValueError, match="unknown likelihood model"):
         cnf.likelihood_model("glow", "two_moons", QUICK, rng)
+
+
+def test_the_committed_records_are_three_seeds_whose_summary_the_docs_quote():
+    """docs/results/cnf_curves.json: every (seed, data set, model) at the settled budget,
+    each record consistent with its curve, and docs/cnf.md's table quoting its summary."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = json.loads((root / "docs" / "results" / "cnf_curves.json").read_text())
+    assert result["config"]["iterations"] == 2000 and result["config"]["nf_iterations"] == 20000
+    cells = {(r["seed"], r["data"], r["model"]) for r in result["records"]}
+    assert cells == {(s, d, m) for s in (0, 1, 2) for d in ("two_circles", "two_moons")
+                     for m in ("planar_nf", "planar_cnf", "ffjord_cnf")}
+    for r in result["records"]:
+        assert r["best_nll"] == min(p[2] for p in r["curve"]) and r["curve"][-1][0] == r["iterations"]
+        assert r["training_s"] == r["curve"][-1][1] > 0.0
+    assert result["summary"] == cnf_curves.summaries(result["records"])
+    page = (root / "docs" / "cnf.md").read_text(encoding="utf-8")
+    for row in result["summary"]["best_nll"]:
+        assert f"{row['mean']:.3f} ± {row['sd']:.3f}" in page, row

@@ -146,10 +146,13 @@ NOT_RUN = {
     "refnode reproduce latent --seeds 1 --first-seed 0 --iterations 2000 --batch-size 800 "
     "--models latent_ode --gradient adjoint --run-dir runs/latent_ref_adjoint_s0":
         "the adjoint at the reference budget (hours of CPU); its flags are parsed",
-    "refnode reproduce cnf-curves --iterations 2000 --seeds 1 --run-dir runs/cnf-curves":
-        "the settled curves of seed 0 (84 minutes); tests/test_cnf_curves.py runs --quick",
-    "refnode reproduce cnf-curves --iterations 2000 --first-seed 1 --seeds 2":
-        "seeds 1 and 2 at the settled budget (hours); tests/test_cnf_curves.py runs --quick",
+    "refnode reproduce cnf-curves --iterations 2000 --seeds 3 --run-dir runs/cnf-curves":
+        "the settled curves of three seeds (about 25 minutes per seed on a quiet machine); "
+        "tests/test_cnf_curves.py runs --quick",
+    "refnode reproduce cnf-curves --iterations 2000 --seeds 3 --run-dir runs/cnf-curves "
+    "--json docs/results/cnf_curves.json --out figures":
+        "the same run, replacing the committed record and figure; tests/test_cnf_curves.py "
+        "runs the command with --quick and checks what it writes",
     "pip install -e '.[gpu-cuda13]'": "installs CuPy for a CUDA 13 GPU; CI machines have no GPU",
     "refnode bench --device gpu": "needs a GPU; tests/test_device.py runs the device path on "
                                   "strict arrays and checks the one-line refusal without CuPy",

@@ -3,7 +3,9 @@
 The logic is in :mod:`refnode.experiments.cnf_curves`; this module runs it over seeds,
 prints best and final held-out NLL (mean ± sd over seeds), writes the JSON and draws
 ``cnf_nll_curves.png``. Checkpoints go to the run directory and are resumed from there,
-so a run can be stopped and continued, or extended with more ``--iterations``.
+so a run can be stopped and continued, or extended with more ``--iterations``. In the
+JSON, ``wall_s`` is this invocation's wall time (seconds when every record is read back
+from a finished checkpoint); each record's ``training_s`` is the training's own.
 """
 
 import os

@@ -70,10 +70,11 @@ def curve(model, name, cfg, seed, checkpoint=None, show_progress=False, device="
     -------
     dict
         ``model, data, seed, iterations, curve, best_nll, best_iteration, final_nll,
-        seconds_per_iteration``: ``curve`` is ``[[iteration, training seconds so far,
-        held-out NLL], ...]`` from iteration 0; ``seconds_per_iteration`` is the mean over
-        the first and the last tenth of the iterations (the cost of a CNF step grows as
-        its dynamics are learned).
+        seconds_per_iteration, training_s``: ``curve`` is ``[[iteration, training seconds
+        so far, held-out NLL], ...]`` from iteration 0; ``seconds_per_iteration`` is the
+        mean over the first and the last tenth of the iterations (the cost of a CNF step
+        grows as its dynamics are learned); ``training_s`` the seconds of all the training
+        steps, kept in the checkpoint, so a resumed or re-read run still reports them.
     """
     rng = np.random.default_rng([seed, cnf.LIKELIHOOD_MODELS.index(model)])
     solver = cnf.SOLVER if model == "planar_nf" else SOLVER
@@ -100,7 +101,8 @@ def curve(model, name, cfg, seed, checkpoint=None, show_progress=False, device="
     return dict(model=model, data=name, seed=int(seed), iterations=iterations, curve=points,
                 best_nll=best[2], best_iteration=best[0], final_nll=points[-1][2],
                 seconds_per_iteration=[float(np.mean(seconds[:tenth])),
-                                       float(np.mean(seconds[-tenth:]))])
+                                       float(np.mean(seconds[-tenth:]))],
+                training_s=float(elapsed[-1]))
 
 
 def run_seed(cfg, seed, run_dir=None, show_progress=False, report=None, device="cpu"):
