@@ -33,7 +33,7 @@ from .dynamics import as_dynamics, check_vjp_output
 from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
 from .independent import SampleTimeDynamics
-from .odeint import DEFAULT_ATOL, DEFAULT_RTOL, check_solve, solve_checked
+from .odeint import check_solve, solve_checked
 from .options import Adjoint
 from .params import as_plain, copy_tree, like, tree_leaves
 
@@ -41,7 +41,7 @@ from .params import as_plain, copy_tree, like, tree_leaves
 GRADIENTS = ("adjoint", "discrete", "autograd")
 
 
-def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL,
+def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=None, atol=None,
                gradient="adjoint", *, step_size=None, n_steps=None, control=None,
                batch="shared"):
     """Solve dz/dt = f(t, z, theta) and return the states with their VJP.
@@ -131,9 +131,13 @@ def check_adjoint(resolved, given, z0, batch):
     Tolerances the caller gave the Adjoint are checked against the state here; those
     taken from the forward solve were checked with it.
     """
-    if given.rtol is not None or given.atol is not None:
-        check_tolerances(resolved.rtol, resolved.atol, z0)
     fixed = resolved.step_size is not None or resolved.n_steps is not None
+    if given.rtol is not None or given.atol is not None:
+        if fixed:
+            raise InputError("Adjoint(rtol=..., atol=...) control the step size of an adaptive "
+                             "reverse solve; this one runs on a fixed grid (the forward's, or "
+                             "the Adjoint's step_size/n_steps): drop the tolerances, or the grid.")
+        check_tolerances(resolved.rtol, resolved.atol, z0)
     if not fixed and not resolved.method.adaptive:
         raise InputError(f"the adjoint's method {resolved.method.name!r} has no error estimate: "
                          "give the reverse solve a grid, Adjoint(step_size=...) or "

@@ -30,7 +30,7 @@ DEFAULT_RTOL, DEFAULT_ATOL = 1e-7, 1e-9
 BATCH_MODES = ("shared", "independent")
 
 
-def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
+def odeint(f, z0, t, theta=None, method="dopri5", rtol=None, atol=None, *,
            step_size=None, n_steps=None, control=None, dense=False, batch="shared"):
     """Solve dz/dt = f(t, z, theta) and return the states at the times ``t``.
 
@@ -44,7 +44,7 @@ def odeint(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAUL
                  n_steps=n_steps, control=control, dense=dense, batch=batch).z
 
 
-def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, *,
+def solve(f, z0, t, theta=None, method="dopri5", rtol=None, atol=None, *,
           step_size=None, n_steps=None, control=None, dense=False, batch="shared"):
     """Solve the initial value problem dz/dt = f(t, z, theta), z(t[0]) = z0.
 
@@ -61,8 +61,10 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=DEFAULT_RTOL, atol=DEFAULT
         Parameters passed through to f.
     method : str or ButcherTableau
         One of :data:`refnode.methods.METHODS` (default ``"dopri5"``).
-    rtol, atol : float or array broadcastable to z0
-        Error tolerances of adaptive methods (see :mod:`refnode.step_size`).
+    rtol, atol : float or array broadcastable to z0, optional
+        Error tolerances of adaptive methods (see :mod:`refnode.step_size`); None means
+        :data:`DEFAULT_RTOL` = 1e-7, :data:`DEFAULT_ATOL` = 1e-9. A fixed grid has no error
+        control, so tolerances given with ``step_size``/``n_steps`` are refused.
     step_size : float, optional
         Fixed-grid solve: the largest step; each output interval is cut into equal steps.
     n_steps : int, optional
@@ -137,8 +139,9 @@ def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control
     check_theta_tree(theta)
     t, direction = check_times(t)
     z0 = check_state(z0)
-    check_tolerances(rtol, atol, z0, per_sample=batch == "independent")
     step_size, n_steps = check_grid(tableau, t, step_size, n_steps, control)
+    rtol, atol = tolerances(rtol, atol, step_size is not None or n_steps is not None)
+    check_tolerances(rtol, atol, z0, per_sample=batch == "independent")
     if not isinstance(dense, (bool, np.bool_)):
         raise InputError(f"dense must be True or False; got {dense!r}.")
     if dense and (step_size is not None or n_steps is not None):
@@ -165,6 +168,21 @@ def solve_checked(p):
                            p.control.trace)
     return solve_adaptive(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, k1,
                           p.norm, p.control, dense=p.dense)
+
+
+def tolerances(rtol, atol, fixed):
+    """(rtol, atol) with the defaults for None; given with a fixed grid, refused.
+
+    A fixed grid takes its steps whatever the error, so a tolerance there would be
+    silently ignored (the defaults are kept in the checked problem, unused).
+    """
+    if fixed:
+        given = [name for name, tol in (("rtol", rtol), ("atol", atol)) if tol is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} control the step size of an adaptive solve; "
+                             "a fixed grid (step_size/n_steps) takes its steps whatever the "
+                             f"error: drop {' and '.join(given)}, or the grid.")
+    return (DEFAULT_RTOL if rtol is None else rtol), (DEFAULT_ATOL if atol is None else atol)
 
 
 def check_batch(batch):

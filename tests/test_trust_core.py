@@ -12,6 +12,7 @@ import pytest
 
 import refnode as rn
 from refnode.errors import InputError, NonFiniteStateError, RefnodeError
+from refnode.odeint import DEFAULT_ATOL, DEFAULT_RTOL
 
 pytestmark = pytest.mark.adaptive
 
@@ -136,11 +137,38 @@ def test_huge_but_finite_derivative_gives_a_clear_error():
             rn.odeint(f, np.ones(2), [0.0, 1.0])
 
 
-@pytest.mark.parametrize("rtol, atol", [("1e-6", 1e-9), (1e-6, "1e-9"), (None, 1e-9),
+@pytest.mark.parametrize("rtol, atol", [("1e-6", 1e-9), (1e-6, "1e-9"), (float("nan"), 1e-9),
                                         (True, 1e-9), ([1e-6, "x"], 1e-9), (1e-6j, 1e-9)])
 def test_tolerances_must_be_numbers(rtol, atol):
     with pytest.raises(InputError):
         rn.odeint(DECAY, np.ones(2), [0.0, 1.0], rtol=rtol, atol=atol)
+
+
+def test_no_tolerance_means_the_defaults():
+    z = rn.odeint(DECAY, np.ones(2), [0.0, 1.0], rtol=None, atol=None)
+    defaults = dict(rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL)
+    assert (DEFAULT_RTOL, DEFAULT_ATOL) == (1e-7, 1e-9)
+    np.testing.assert_array_equal(z, rn.odeint(DECAY, np.ones(2), [0.0, 1.0], **defaults))
+
+
+@pytest.mark.parametrize("grid", [dict(n_steps=4), dict(step_size=0.1)])
+@pytest.mark.parametrize("given", [dict(rtol=1e-3), dict(atol=1e-6), dict(rtol=1e-7, atol=1e-9)])
+def test_tolerances_with_a_fixed_grid_are_refused_not_ignored(grid, given):
+    """A fixed grid takes its steps whatever the error: a tolerance there would do nothing."""
+    names = " and ".join(given)
+    for call in (rn.odeint, rn.solve, rn.odeint_vjp):
+        with pytest.raises(InputError, match=f"{names} control the step size.*drop {names}"):
+            call(DECAY, np.ones(2), [0.0, 1.0], method="rk4", **grid, **given)
+    z = rn.odeint(DECAY, np.ones(2), [0.0, 1.0], method="rk4", **grid)   # without: fine
+    assert z.shape == (2, 2)
+
+
+def test_adjoint_tolerances_with_a_fixed_reverse_grid_are_refused():
+    for grid in (dict(n_steps=4), {}):
+        adjoint = rn.Adjoint(rtol=1e-6, **({} if grid else dict(method="rk4", n_steps=8)))
+        with pytest.raises(InputError, match=r"Adjoint\(rtol=\.\.\., atol=\.\.\.\).*fixed grid"):
+            rn.odeint_vjp(DECAY, np.ones(2), [0.0, 1.0], method="rk4" if grid else "dopri5",
+                          gradient=adjoint, **grid)
 
 
 def test_keep_grid_is_not_a_public_option():

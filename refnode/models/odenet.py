@@ -137,8 +137,9 @@ class ODEBlock:
     dynamics : NetworkDynamics
     method : str
         Any of ``refnode.METHODS``.
-    rtol, atol : float
-        Adaptive methods' tolerances.
+    rtol, atol : float, optional
+        Adaptive methods' tolerances; None: :data:`ODENET_TOL` for an adaptive method, and
+        none for a fixed grid (which has no error control: ``odeint_vjp`` refuses them).
     gradient : {"adjoint", "discrete", "autograd"}
         How ∂L/∂z(0) and ∂L/∂θ are computed (see :func:`refnode.odeint_vjp`).
     n_steps : int, optional
@@ -146,8 +147,11 @@ class ODEBlock:
     t1 : float
     """
 
-    def __init__(self, dynamics, method=ODENET_METHOD, rtol=ODENET_TOL, atol=ODENET_TOL,
+    def __init__(self, dynamics, method=ODENET_METHOD, rtol=None, atol=None,
                  gradient="adjoint", n_steps=None, t1=1.0):
+        if n_steps is None:
+            rtol = ODENET_TOL if rtol is None else rtol
+            atol = ODENET_TOL if atol is None else atol
         self.dynamics, self.method, self.gradient = dynamics, method, gradient
         self.rtol, self.atol, self.n_steps, self.t1 = rtol, atol, n_steps, t1
 
