@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -260,8 +261,16 @@ def checksum(named_arrays):
 
 
 def _write_arrays(file, named_arrays):
-    """Write ``named_arrays`` as an uncompressed ``.npz`` into the open binary ``file``."""
-    np.savez(file, **named_arrays)
+    """Write ``named_arrays`` as an uncompressed ``.npz`` into the open binary ``file``.
+
+    The layout :func:`numpy.savez` writes (one ``NAME.npy`` entry per array, stored), with
+    the archive closed even when a write fails: ``numpy.savez`` of NumPy 2.0 left it open,
+    and Python then reported the unclosed file at exit.
+    """
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in named_arrays.items():
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
 
 
 def save_checkpoint(path, tree, metadata=None):

@@ -372,3 +372,28 @@ def test_load_from_a_directory_it_cannot_clean_still_works(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "unlink", refuse)
     np.testing.assert_array_equal(load_checkpoint(tmp_path / "c.npz")[0]["x"], np.arange(3))
+
+
+def test_a_write_that_fails_midway_leaves_no_archive_open():
+    """The archive is closed when the disk fills mid-write (NumPy 2.0's savez left its
+    ZipFile open, and Python reported it when the garbage collector found it)."""
+    import errno
+    import gc
+
+    from refnode.checkpoint import _write_arrays
+
+    class FillsUp(io.BytesIO):
+        def write(self, data):
+            if self.tell() + len(data) > 500:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    reported = []
+    previous, sys.unraisablehook = sys.unraisablehook, reported.append
+    try:
+        with pytest.raises(OSError, match="No space"):
+            _write_arrays(FillsUp(), {"z": np.zeros(1000), "t": np.ones(3)})
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert reported == []
