@@ -72,8 +72,10 @@ def augmented_dynamics(f, theta_channel=True):
 
     aᵀ∂f/∂z is the row vector a times the Jacobian (the vector-Jacobian product), not
     (∂f/∂z) a. All three products and f itself come from one call of
-    ``value_and_vjp(f, t, z, theta, a) -> (f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t)``: one forward
-    evaluation and one VJP of f.
+    ``value_and_vjp(f, t, z, theta, −a) -> (f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t)``: one
+    forward evaluation and one VJP of f, with the cotangent −a, so that the minus sign is
+    one negation of a rather than one of each product (the same numbers: a VJP is linear
+    in its cotangent, and negation is exact).
 
     Parameters
     ----------
@@ -86,12 +88,12 @@ def augmented_dynamics(f, theta_channel=True):
     -------
     aug_dynamics : callable
         ``aug_dynamics(t, s, theta) -> ds/dt``, an :class:`AugmentedState` like s
-        (θ̄'s derivative a tree like theta, scaled by −1 with ``tree_scale``).
+        (θ̄'s derivative a tree like theta).
     """
     def aug_dynamics(t, s, theta):
-        dz, a_z, a_theta, a_t = value_and_vjp(f, t, s.z, theta, s.a)
-        theta_part = () if theta is None or not theta_channel else tree_scale(-1.0, a_theta)
-        return AugmentedState(dz, -a_z, theta_part, -a_t)
+        dz, da, dtheta_bar, dt_bar = value_and_vjp(f, t, s.z, theta, -s.a)
+        theta_part = () if theta is None or not theta_channel else dtheta_bar
+        return AugmentedState(dz, da, theta_part, dt_bar)
 
     return aug_dynamics
 
