@@ -56,6 +56,18 @@ def spacing(t, h):
     return abs(math.nextafter(t, math.copysign(math.inf, h)) - t)
 
 
+def power(x, e):
+    """x ** e for a float, or elementwise for a (B,) array: NumPy's array power in both.
+
+    Python's float ``**`` (the C library's pow) and NumPy's array power (its own SIMD
+    code on CPUs with AVX-512) can differ in the last bit; one routine for both keeps a
+    one-sample batch on the shared loop's steps exactly.
+    """
+    if is_per_sample(x):
+        return array_module(x).power(x, e)
+    return float(np.power(np.array([x], dtype=np.float64), e)[0])
+
+
 def all_true(x):
     """True if x (a bool, or a (B,) array of bools) holds everywhere (one host sync)."""
     return bool(to_numpy(array_module(x).all(x))) if is_per_sample(x) else bool(x)

@@ -26,7 +26,7 @@ import numpy as np
 from .backend import array_module, to_float, to_numpy
 from .errors import InputError
 from .params import tree_leaves, tree_map
-from .per_sample import all_true, any_true, clip, isfinite, isnan, where
+from .per_sample import all_true, any_true, clip, isfinite, isnan, power, where
 from .rk_step import combine
 
 #: Safety factor on the optimal step (SciPy rk.py ``SAFETY``; HNW I p. 168 suggests 0.8–0.9).
@@ -53,8 +53,8 @@ def rms(x, per_sample=False):
     """
     if not per_sample and not isinstance(x, (tuple, list, dict)):
         xp = array_module(x)
-        flat = xp.reshape(x, (-1,))
-        return xp.sqrt((flat @ flat) / max(flat.shape[0], 1))   # a dot product: cheaper than mean
+        flat = xp.reshape(x, (-1,))      # a sum of squares, as per sample below (a BLAS
+        return xp.sqrt((flat * flat).sum() / max(flat.shape[0], 1))   # dot rounds otherwise)
     leaves = tree_leaves(x)
     xp = array_module(*leaves)
     if per_sample:
@@ -104,7 +104,7 @@ def step_factor(ratio, q, after_rejection=False):
     A non-finite ratio shrinks by MIN_FACTOR, a zero ratio grows by MAX_FACTOR.
     """
     positive = isfinite(ratio) & (ratio > 0.0)
-    optimal = SAFETY * where(positive, ratio, 1.0) ** (-1.0 / q)
+    optimal = SAFETY * power(where(positive, ratio, 1.0), -1.0 / q)
     factor = where(positive, clip(optimal, MIN_FACTOR, MAX_FACTOR),
                    where(isfinite(ratio), MAX_FACTOR, MIN_FACTOR))
     return where(after_rejection, clip(factor, 0.0, 1.0), factor)
@@ -139,7 +139,7 @@ def initial_step(f, t0, y0, f0, theta, direction, q, norm):
     d2 = norm(combine(f1, -1.0, [(1.0, f0)]), y0, y0) / h0
     d_max = where(d1 > d2, d1, d2)
     flat = d_max <= 1e-15
-    h1 = where(flat, clip(h0 * 1e-3, 1e-6, np.inf), (0.01 / where(flat, 1.0, d_max)) ** (1.0 / q))
+    h1 = where(flat, clip(h0 * 1e-3, 1e-6, np.inf), power(0.01 / where(flat, 1.0, d_max), 1.0 / q))
     h1 = where(isfinite(h1), h1, h0)         # f1 overflowed: the first trial step will shrink
     return direction * where(100 * h0 < h1, 100 * h0, h1)
 
