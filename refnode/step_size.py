@@ -53,8 +53,9 @@ def rms(x, per_sample=False):
     """
     if not per_sample and not isinstance(x, (tuple, list, dict)):
         xp = array_module(x)
-        flat = xp.reshape(x, (-1,))      # a sum of squares, as per sample below (a BLAS
-        return xp.sqrt((flat * flat).sum() / max(flat.shape[0], 1))   # dot rounds otherwise)
+        flat = xp.reshape(x, (-1,))
+        # A sum of squares, as for each sample below (a BLAS dot would round otherwise).
+        return xp.sqrt((flat * flat).sum() / max(flat.shape[0], 1))
     leaves = tree_leaves(x)
     xp = array_module(*leaves)
     if per_sample:
