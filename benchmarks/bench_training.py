@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
+from common import best_time, fmt_ratio, fmt_seconds, gpu_name, markdown_table  # noqa: E402
 from refnode import nn as rnn  # noqa: E402
 from refnode.backend import to_numpy  # noqa: E402
 from refnode.device import check_device, to_device  # noqa: E402
@@ -374,9 +374,7 @@ def device_line(device):
     """What runs where: threads on the CPU, the GPU's name on the GPU."""
     if device == "gpu":
         import cupy
-        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-        name = name.decode() if isinstance(name, bytes) else name
-        return (f"GPU: {name}; CuPy {cupy.__version__}, torch {torch.__version__} "
+        return (f"GPU: {gpu_name(cupy)}; CuPy {cupy.__version__}, torch {torch.__version__} "
                 f"(CUDA {torch.version.cuda})")
     return (f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS="
             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}")

@@ -43,3 +43,9 @@ def fmt_seconds(seconds):
 
 def fmt_ratio(x):
     return "n/a" if x is None else f"{x:.2f}x"
+
+
+def gpu_name(cupy):
+    """The name of CUDA device 0 as a str (CuPy gives bytes or str, by version)."""
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)

@@ -40,6 +40,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))          # common.py, bench_training.py
 #: The whole check's wall-time budget in seconds (under five minutes).
 BUDGET_S = 290.0
 #: Python packages the steps import (checked before any work).
@@ -83,27 +84,17 @@ def unavailable():
         return (f"missing Python package(s) {', '.join(missing)}: pip install "
                 f"{' '.join(missing)} (without a network, carry their wheels and install "
                 "them with pip install --no-index --find-links DIR)")
-    sys.path.insert(0, str(ROOT))
-    from refnode.device import check_device
-    from refnode.errors import InputError
-    try:
-        check_device("gpu")
-    except InputError as error:
-        return str(error)
-    import torch
-    if not torch.cuda.is_available():
-        return "torch sees no CUDA device (a CPU-only build of torch?); the check compares " \
-               "against PyTorch on CUDA"
-    return None
+    from bench_training import gpu_problem           # CuPy with a GPU, torch with CUDA
+    return gpu_problem()
 
 
 def device_info():
     """The GPU and the libraries, for the report's heading."""
     import cupy
     import torch
+    from common import gpu_name
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return {"gpu": name, "gpu_memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
+    return {"gpu": gpu_name(cupy), "gpu_memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
             "cupy": cupy.__version__, "torch": torch.__version__,
             "torch_cuda": torch.version.cuda, "python": sys.version.split()[0],
