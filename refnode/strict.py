@@ -43,6 +43,13 @@ TRANSFERS = [0]
 #: NumPy functions that only read shapes, allowed on strict arrays (as on CuPy).
 METADATA_FUNCTIONS = {np.shape, np.ndim, np.size}
 
+#: ``xp`` functions whose first argument must be a device array: CuPy checks it
+#: (``any``, ``all``, ``nonzero``, ``flatnonzero``, ``argwhere``: "'a' must be a
+#: cupy.ndarray") or calls its methods (``where``'s condition ``.astype``, ``sum`` ->
+#: ``a.sum``, ...), so a Python or NumPy scalar there fails on the GPU alone.
+ARRAY_FIRST = {"any", "all", "nonzero", "flatnonzero", "argwhere", "where", "sum", "prod",
+               "min", "max", "amin", "amax", "mean", "var", "std", "argmin", "argmax"}
+
 
 def _unwrap(x, where):
     """The NumPy data inside (nested lists/tuples too); refuses host ndarrays."""
@@ -190,7 +197,14 @@ class _Namespace(types.ModuleType):
                 x._data if isinstance(x, StrictArray) else x, *a, **k))
         if isinstance(attr, types.ModuleType) or not callable(attr) or isinstance(attr, type):
             return attr                           # constants, dtypes (xp.float64), submodules
-        return lambda *a, **k: _wrap(attr(*_unwrap(a, f"xp.{name}"), **_unwrap_kwargs(k, name)))
+
+        def call(*a, **k):
+            if name in ARRAY_FIRST and a and not isinstance(a[0], StrictArray):
+                raise TypeError(f"xp.{name} of a {type(a[0]).__name__}: its first argument must "
+                                "be a device array (CuPy raises TypeError or AttributeError "
+                                "here); make it one with xp.asarray(...).")
+            return _wrap(attr(*_unwrap(a, f"xp.{name}"), **_unwrap_kwargs(k, name)))
+        return call
 
 
 #: The array module of strict arrays (what ``refnode.backend.array_module`` returns).

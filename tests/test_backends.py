@@ -129,13 +129,17 @@ def test_strict_arrays_refuse_the_gpu_hazards():
     xp = array_module(x)
     hazards = [lambda: np.asarray(x), lambda: x + np.ones(3), lambda: np.ones(3) * x,
                lambda: np.exp(x), lambda: xp.stack([x, np.ones(3)]), lambda: float(x[0]),
-               lambda: bool(x[0] > 0), lambda: x.item(), lambda: x[np.array([0, 1])]]
+               lambda: bool(x[0] > 0), lambda: x.item(), lambda: x[np.array([0, 1])],
+               # a scalar where CuPy's reductions and where() need an array
+               lambda: xp.any(False), lambda: xp.sum(np.float64(1.0)),
+               lambda: xp.where(True, x, 0.0), lambda: xp.max(1)]
     for hazard in hazards:
         with pytest.raises(TypeError):
             hazard()
     with pytest.raises(TypeError):                        # a host value written in
         x[0:1] = np.ones(1)
     assert rn.backend.to_float(xp.sum(x)) == 3.0          # the explicit sync is fine
+    assert rn.backend.to_float(xp.where(x > 0, 1.0, 0.0).sum()) == 2.0    # scalars after it
     assert np.shape(x) == (3,) and float(2.0 * np.float64(1.5)) == 3.0
 
 

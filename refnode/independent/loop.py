@@ -118,7 +118,7 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
     batch_nfe, iterations = nfe, 0
     n_running = batch if len(t) > 1 else 0
     if n_running:
-        loop.check(p, None, i_before=p.i_out)
+        loop.check(p, None, zero > 0, zero > 0, i_before=p.i_out)   # no step taken yet
     compactable = may_compact(theta, batch)
     while n_running:
         p, outputs, n_running, n_calls = loop.iterate(p, outputs, steps)
@@ -249,7 +249,7 @@ class Loop:
         new = replace(new, y=select(accepted, y1, p.y), k1=select(accepted, f1, p.k1))
         return new, outputs, flags["n_running"], n_calls
 
-    def check(self, p, last, accepted=False, inside=False, i_before=None):
+    def check(self, p, last, accepted, inside, i_before):
         """The iteration's one host synchronisation; raises if a running sample cannot go on.
 
         Each running sample's next step is checked by :func:`refnode.step_policy.failure`;
