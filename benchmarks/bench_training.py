@@ -27,7 +27,8 @@ Skipped (exit status 0, a message) when torch or torchdiffeq is not installed.
 
 ``--device gpu``: refnode on CuPy against PyTorch on CUDA, same process, same weights and
 batch (moved to the GPU once, :func:`refnode.device.to_device`), each step timed to a
-device synchronisation; the targets are ODE-Net <= 1.5x and every model <= 2x PyTorch.
+device synchronisation, PyTorch's TF32 convolutions switched off so that both round in
+float32 (:func:`ieee_float32`); the targets are ODE-Net <= 1.5x and every model <= 2x PyTorch.
 It needs CuPy with a GPU and torch with CUDA: without them it stops at once with one
 line on stderr, exit status 2.
 """
@@ -199,13 +200,27 @@ def refnode_step_fn(model, theta, x, labels, sync=lambda: None):
     return run
 
 
-def torch_step_fn(module, x, labels, device="cpu"):
-    """One PyTorch step on ``device`` ("cpu" or "cuda"); returns (loss, gradients, NFE)."""
+def ieee_float32(tf32=False):
+    """Whether PyTorch on CUDA may round float32 convolutions and matrix products in TF32.
+
+    PyTorch's default lets cuDNN run float32 convolutions in TF32 (a 10-bit mantissa,
+    ``torch.backends.cudnn.allow_tf32 = True``): faster, and about 1e-3 off per product.
+    refnode on CuPy rounds in float32 throughout, so the comparisons here switch TF32 off
+    (``tf32=False``) to time and compare the same arithmetic. No effect on the CPU.
+    """
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def torch_step_fn(module, x, labels, device="cpu", tf32=False):
+    """One PyTorch step on ``device`` ("cpu" or "cuda"), float32 rounded as IEEE float32
+    unless ``tf32`` (:func:`ieee_float32`); returns (loss, gradients, NFE)."""
     x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
     funcs = [m for m in module.modules() if hasattr(m, "nfe")]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run():
+        ieee_float32(tf32)
         module.zero_grad(set_to_none=True)
         for f in funcs:
             f.nfe = 0

@@ -10,7 +10,9 @@ Runs, one after the other, each as a subprocess with the checkout on ``PYTHONPAT
    (the full sweep, four batches and both dtypes, is ``python benchmarks/bench_gpu.py``:
    its NumPy runs at the large batches alone take minutes);
 3. ``benchmarks/bench_training.py --device gpu``: the Table 1 models' training step,
-   batch 128, float32, best of 3.
+   batch 128, float32, best of 3;
+4. ``benchmarks/grad_precision.py``: how far each float32 gradient (NumPy, CuPy, PyTorch
+   with and without TF32) lies from refnode's float64 one.
 
 The whole check is held under :data:`BUDGET_S` (4 min 50 s): each step gets at most its own
 cap (:data:`STEPS`) and what is left of the budget, and a step that runs out is stopped and
@@ -61,6 +63,8 @@ def steps(out):
         ("bench_training", [python, "benchmarks/bench_training.py", "--device", "gpu",
                             "--repeats", "3", "--json", str(out / "bench_training.json")],
          100.0, out / "bench_training.json"),
+        ("grad_precision", [python, "benchmarks/grad_precision.py", "--json",
+                            str(out / "grad_precision.json")], 60.0, out / "grad_precision.json"),
     ]
 
 
@@ -222,6 +226,12 @@ def _bench_training_lines(rows):
                    for r in rows])
 
 
+def _grad_precision_lines(rows):
+    return _table(["model", "computation", "NFE", "from float64", "from numpy float32"],
+                  [[r["model"], r["run"], "/".join(str(n) for n in r["nfe"]),
+                    f"{r['distance']:.1e}", f"{r['distance_float32']:.1e}"] for r in rows])
+
+
 def build_report(info, step_results, seconds):
     """The report as (markdown text, JSON-ready dict).
 
@@ -254,6 +264,8 @@ def build_report(info, step_results, seconds):
             md += _bench_gpu_lines(s["results"])
         if s["name"] == "bench_training" and s.get("results"):
             md += _bench_training_lines(s["results"])
+        if s["name"] == "grad_precision" and s.get("results"):
+            md += _grad_precision_lines(s["results"])
         if s["targets"]:
             md += [""] + [f"- {line}" for line in s["targets"]]
         if not passed(s):

@@ -279,3 +279,52 @@ def test_gpu_check_report_of_passing_steps_with_the_gpu_benchmark_table():
     assert ("| 65536 | float32 | 50.0 ms | n/a | 5700.0 ms | 200.0 ms | n/a | 9800.0 ms | "
             "0.50x | n/a | 114.00x | 49.00x |") in markdown
     assert "Last lines" not in markdown
+
+
+def test_gpu_check_report_carries_the_gradient_precision_table():
+    check = _load_gpu_check()
+    rows = [{"model": "odenet", "run": "cupy float32", "nfe": [32, 32], "distance": 1.1e-3,
+             "distance_float32": 4.8e-4}]
+    step = {"name": "grad_precision", "command": "benchmarks/grad_precision.py",
+            "returncode": 0, "seconds": 20.0, "timed_out": False, "tail": [], "targets": [],
+            "results": rows}
+    markdown, _ = check.build_report(FAKE_DEVICE, [step], 21.0)
+    assert "| odenet | cupy float32 | 32/32 | 1.1e-03 | 4.8e-04 |" in markdown
+
+
+def test_gpu_check_has_four_steps_that_write_json_where_a_table_reads_it(tmp_path):
+    check = _load_gpu_check()
+    steps = check.steps(tmp_path)
+    assert [name for name, *_ in steps] == ["pytest", "bench_gpu", "bench_training",
+                                            "grad_precision"]
+    for name, command, _, json_path in steps[1:]:
+        assert json_path == tmp_path / f"{name}.json" and str(json_path) in command
+
+
+def _load_grad_precision():
+    spec = importlib.util.spec_from_file_location("grad_precision",
+                                                  BENCHMARKS / "grad_precision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grad_precision_measures_each_gradient_against_float64():
+    """On the CPU: the float64 row is the reference (distance 0), the MLP's float32
+    gradient lies at float32 rounding from it; the ODE-Net adds the discrete-adjoint row."""
+    gp = _load_grad_precision()
+    rows = {r["run"]: r for r in gp.rows_for("mlp", 4)}
+    assert rows["numpy float64 (reference)"]["distance"] == 0.0
+    assert 0.0 < rows["numpy float32"]["distance"] < 1e-5
+    assert rows["numpy float32"]["distance_float32"] == 0.0
+    assert 0.0 < rows["numpy float32, x·(1+1e-7·ε)"]["distance_float32"] < 1e-5
+    assert "cupy float32" not in rows or GPU
+    odenet = {r["run"]: r for r in gp.rows_for("odenet", 2)}
+    assert odenet["numpy float64, discrete adjoint"]["nfe"][1] == 0
+    assert odenet["numpy float64, discrete adjoint"]["distance"] > 0.0
+
+
+def test_grad_precision_distance_is_the_largest_difference_over_the_largest_entry():
+    gp = _load_grad_precision()
+    reference = [np.array([1.0, -4.0]), np.array([2.0])]
+    assert gp.distance([np.array([1.0, -3.0]), np.array([2.5])], reference) == 1.0 / 4.0

@@ -217,22 +217,22 @@ print("explicit copy is fine:", to_numpy(sol_dev.z).shape)
 # targets: CuPy ≥ 50x NumPy at 65536; forward ≤ 1.0x torchdiffeq and adjoint ≤ 1.25x;
 # at batch 1024 ≤ 0.8x torchdiffeq for both.
 #
-# Measured on one NVIDIA H200 (CuPy 14.2 with CUDA 13, PyTorch 2.11, torchdiffeq 0.2.5),
-# on the project as of commit f3e561e; ratios are refnode-CuPy time / torchdiffeq-CUDA
-# time (below 1: refnode faster). The forward solve: 0.45–0.94x at every batch and dtype.
-# The adjoint:
+# Measured on 2026-12-04 on one NVIDIA H200 (CuPy 14.2 with CUDA 13, PyTorch 2.11,
+# torchdiffeq 0.2.5, NumPy on the same machine's 16 CPU cores), by the GPU check
+# (`benchmarks/gpu_check.sh`: float32, batches 1024 and 65536, best of 2) on the project
+# as of commit 4ee6031. Ratios are refnode-CuPy time / other time (below 1: refnode faster):
 #
-# | batch | float32 | float64 |
-# |---|---|---|
-# | 1024 | 0.78x | 0.89x |
-# | 4096 | 0.85x | 1.08x |
-# | 16384 | 0.82x | 1.07x |
-# | 65536 | **1.95x** | **1.35x** |
+# | batch | CuPy / torchdiffeq, forward | CuPy / torchdiffeq, adjoint | NumPy / CuPy, forward | NumPy / CuPy, adjoint |
+# |---|---|---|---|---|
+# | 1024 | 1.09x | 1.21x | 1.5x | 1.6x |
+# | 65536 | **0.80x** | 1.70x | **134x** | **51x** |
 #
-# The forward target is met everywhere; the adjoint misses at the largest batch, where
-# refnode takes fewer evaluations than torchdiffeq (76 against 88 at 65536) and still
-# twice the time, so the cost is per evaluation. CuPy against NumPy on the same
-# machine's 16 CPU cores, batch 65536, float32: forward 114x, adjoint 49x.
+# At batch 65536 the forward solve beats torchdiffeq and CuPy is 134 times NumPy; the
+# adjoint takes fewer evaluations than torchdiffeq's (76 against 88) and still 1.7 times
+# its time, so the cost is per evaluation. At batch 1024 both libraries wait on kernel
+# launches more than on arithmetic, and refnode launches more kernels per evaluation.
+# (An earlier sweep on another H200, at commit f3e561e, gave adjoint ratios 0.78x at 1024
+# and 1.95x at 65536: launch-bound times move with the machine's CPU.)
 #
 # To measure again, on a machine with CUDA, CuPy and torchdiffeq:
 #
