@@ -16,7 +16,9 @@
 * In-place writes (``x[i:j] += y``) work, as on CuPy, with device values only; traced
   code never uses them (docs/design.md), which autograd, not this array, checks.
 * Its module, ``xp = array_module(x)``, is :data:`namespace`: NumPy's functions with
-  strict arrays in and out; ``xp.asarray(host_array)`` is the explicit upload.
+  strict arrays in and out; ``xp.asarray(host_array)`` is the explicit upload. Its
+  reductions and ``where`` refuse a Python or NumPy scalar as first argument
+  (:data:`ARRAY_FIRST`; ``xp.any(False)`` raises, as CuPy does).
 
 Why not ``array_api_strict``: it also refuses NumPy-only names (``xp.transpose``,
 ``xp.pad``, ``x.astype``) that CuPy and autograd.numpy share with NumPy, so refnode
