@@ -3,8 +3,8 @@
 The C channels are split into G groups of C/G channels. Within each sample n and
 group g, over the m = (C/G)·H·W entries x_i of that group,
 
-    μ = (1/m) Σ x_i,   σ = √((1/m) Σ (x_i − μ)² + eps),   x̂_i = (x_i − μ)/σ,
-    y_i = γ_c x̂_i + β_c                  (γ, β per channel c: the affine part).
+    μ = (1/m) Σ x_i,   x_c = x − μ,   σ = √((1/m) Σ x_c² + eps),   x̂ = x_c/σ,
+    y = γ_c x̂ + β_c = x_c · (γ_c/σ) + β_c     (γ, β per channel c: the affine part).
 
 Backward, with ĝ = γ ⊙ g (the gradient w.r.t. x̂) and means taken over the group:
 
@@ -12,6 +12,17 @@ Backward, with ĝ = γ ⊙ g (the gradient w.r.t. x̂) and means taken over the 
     g_γ = Σ_{n,h,w} g ⊙ x̂,   g_β = Σ_{n,h,w} g.
 
 (Differentiate x̂ = (x − μ)/σ: ∂μ/∂x_i = 1/m and ∂σ/∂x_i = x̂_i/m.)
+
+Every one of these needs only two sums over the image per (sample, channel),
+
+    S[n, c] = Σ_{h,w} g,      P[n, c] = Σ_{h,w} g ⊙ x_c,
+
+since γ is constant on a channel: mean(ĝ) = (1/m) Σ_{c∈group} γ_c S[n, c] and
+mean(ĝ ⊙ x̂) = (1/(mσ)) Σ_{c∈group} γ_c P[n, c], g_β = Σ_n S, g_γ = Σ_n P/σ. So
+
+    g_x = g · (γ_c/σ) − x_c · (mean(ĝ ⊙ x̂)/σ²) − mean(ĝ)/σ
+
+costs two passes over the image for the sums and four for g_x, and x̂ is never stored.
 """
 
 import numpy as np
@@ -57,19 +68,22 @@ class GroupNorm:
         """Shape (1, C, 1, ..., 1) that broadcasts a per-channel vector against x."""
         return (1, self.num_channels) + (1,) * (x.ndim - 2)
 
-    def _group_mean(self, v):
-        """The mean of v over each (sample, group), one value per channel: (N, C, 1, ..., 1).
+    def _channel_sums(self, v):
+        """Σ over the spatial axes of v (N, C, *spatial): one number per (sample, channel),
+        shape (N, C). Runs fast whatever v's memory order (a convolution returns
+        channels-last arrays)."""
+        return array_module(v).sum(v, axis=tuple(range(2, v.ndim)))
 
-        Averaged per channel over the spatial axes first, then over the C/G channels of
-        the group (equal counts, so this is the mean over all m entries). Both reductions
-        run fast whatever v's memory order; a convolution returns channels-last arrays.
-        """
-        xp = array_module(v)
-        n, c, g = v.shape[0], self.num_channels, self.num_groups
-        per_channel = xp.mean(v, axis=tuple(range(2, v.ndim)))                 # (N, C)
-        per_group = xp.mean(xp.reshape(per_channel, (n, g, c // g)), axis=-1, keepdims=True)
-        per_group = xp.broadcast_to(per_group, (n, g, c // g))
-        return xp.reshape(per_group, (n, c) + (1,) * (v.ndim - 2))
+    def _group_mean(self, channel_sums, x):
+        """(1/m) Σ over each group's channels of ``channel_sums`` (N, C), sums over the
+        spatial axes of something shaped like x: the group mean, m = (C/G)·H·W entries,
+        repeated for each channel of the group as (N, C, 1, ..., 1) to broadcast against x."""
+        xp = array_module(channel_sums)
+        n, c, g = channel_sums.shape[0], self.num_channels, self.num_groups
+        m = (c // g) * int(np.prod(np.shape(x)[2:], dtype=np.int64))
+        per_group = xp.sum(xp.reshape(channel_sums, (n, g, c // g)), axis=-1, keepdims=True)
+        per_group = xp.broadcast_to(per_group / m, (n, g, c // g))
+        return xp.reshape(per_group, (n, c) + (1,) * (np.ndim(x) - 2))
 
     def forward(self, theta, t, x):
         """x: (N, C, *spatial) -> y: same shape; normalised per (sample, group)."""
@@ -77,23 +91,29 @@ class GroupNorm:
             raise InputError(f"{self!r} expects x of shape (N, {self.num_channels}, ...); "
                              f"got {np.shape(x)}")
         xp = array_module(x, theta)
-        x_c = x - self._group_mean(x)                                   # x − μ
-        sigma = xp.sqrt(self._group_mean(x_c * x_c) + self.eps)         # (N, C, 1, ...)
-        x_hat = x_c / sigma
+        x_c = x - self._group_mean(self._channel_sums(x), x)                    # x − μ
+        sigma = xp.sqrt(self._group_mean(self._channel_sums(x_c * x_c), x) + self.eps)
         shape = self._channel_shape(x)
-        y = x_hat * xp.reshape(theta["weight"], shape) + xp.reshape(theta["bias"], shape)
-        return y, {"x_hat": x_hat, "sigma": sigma}
+        y = x_c * (xp.reshape(theta["weight"], shape) / sigma) + xp.reshape(theta["bias"], shape)
+        return y, {"x_c": x_c, "sigma": sigma}
 
     def vjp(self, theta, cache, g):
         """g: (N, C, *spatial) -> (g_x, {"weight", "bias"}, 0.0); see the module docstring."""
         xp = array_module(g, theta)
-        x_hat, sigma = cache["x_hat"], cache["sigma"]
-        not_channel = (0,) + tuple(range(2, g.ndim))
-        g_theta = {"weight": xp.sum(g * x_hat, axis=not_channel),
-                   "bias": xp.sum(g, axis=not_channel)}
-        g_hat = g * xp.reshape(theta["weight"], self._channel_shape(g))
-        g_x = (g_hat - self._group_mean(g_hat) - x_hat * self._group_mean(g_hat * x_hat)) / sigma
+        x_c, sigma = cache["x_c"], cache["sigma"]
+        S = self._channel_sums(g)                                       # (N, C)
+        P = self._channel_sums(g * x_c)                                 # (N, C)
+        n, c = S.shape
+        sigma_nc = xp.reshape(sigma, (n, c))
+        g_theta = {"weight": xp.sum(P / sigma_nc, axis=0), "bias": xp.sum(S, axis=0)}
+        gamma = xp.reshape(theta["weight"], (1, c))
+        mean_g_hat = self._group_mean(gamma * S, g)                     # (N, C, 1, ...)
+        mean_g_hat_x_hat = self._group_mean(gamma * P, g) / sigma
+        gamma = xp.reshape(gamma, self._channel_shape(g))
+        g_x = g * (gamma / sigma) - (x_c * (mean_g_hat_x_hat / (sigma * sigma))
+                                     + mean_g_hat / sigma)
         return g_x, g_theta, 0.0
 
     def __repr__(self):
         return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps})"
+
