@@ -26,9 +26,13 @@ the previous one ended on.
 
 On GPU arrays the augmented state stays on the device; each reverse step reads one host
 value, the largest channel error ratio (:func:`channel_norm`), plus one per output time
-for ∂L/∂t_i.
+for ∂L/∂t_i. With one step size the solver carries the augmented state as one vector
+(:func:`packing_of`): a stage sum is then one array operation, not one per leaf of
+[z, a, θ̄, t̄], which on a GPU is one kernel launch instead of many. The numbers are the
+same bit for bit.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +43,7 @@ from .dynamics import value_and_vjp
 from .errors import NonFiniteStateError
 from .independent import ThetaIntegral, solve_independent
 from .options import StepControl
-from .params import tree_add, tree_leaves, tree_map, tree_scale, tree_zeros_like
+from .params import Packing, tree_add, tree_leaves, tree_map, tree_scale, tree_zeros_like
 from .per_sample import dot, is_per_sample
 from .step_size import rms, scaled_error
 
@@ -251,15 +255,54 @@ def solve_back(aug, s, t_i, t_prev, theta, k1, settings, norm, h=None):
 
     A fixed grid if the settings give one; else adaptive, starting with ``h``, the step
     the previous interval ended on (None: Hairer's estimate). Carrying the step saves the
-    few steps a fresh start needs to grow (measured in benchmarks/README.md).
+    few steps a fresh start needs to grow (measured in benchmarks/README.md). The state is
+    solved as one vector where it can be (:func:`packing_of`); the Solution's ``z`` is the
+    AugmentedState again, each leaf with the solution's leading axis.
     """
+    packing = packing_of(s, k1)
+    if packing is not None:                     # the same solve, on one vector
+        aug, s, k1, norm = packed_dynamics(aug, packing), packing.pack(s), packing.pack(k1), \
+            packed_norm(norm, packing)
     segment = np.array([t_i, t_prev])
     if settings.step_size is not None or settings.n_steps is not None:
-        return solve_fixed(aug, settings.method, s, segment, theta, k1, settings.step_size,
-                           settings.n_steps, keep_grid=False)
-    control = StepControl(max_steps=settings.max_steps, first_step=abs(h) if h else None)
-    return solve_adaptive(aug, settings.method, s, segment, float(np.sign(t_prev - t_i)), theta,
-                          k1, norm, control, keep_grid=False)
+        sol = solve_fixed(aug, settings.method, s, segment, theta, k1, settings.step_size,
+                          settings.n_steps, keep_grid=False)
+    else:
+        control = StepControl(max_steps=settings.max_steps, first_step=abs(h) if h else None)
+        sol = solve_adaptive(aug, settings.method, s, segment, float(np.sign(t_prev - t_i)),
+                             theta, k1, norm, control, keep_grid=False)
+    return sol if packing is None else dataclasses.replace(sol, z=packing.unpack(sol.z))
+
+
+def packing_of(s, k1):
+    """The :class:`~refnode.params.Packing` of the augmented state, or None to solve it as
+    a tree: when its leaves or its derivative's are not all arrays of one dtype (one
+    vector would promote them).
+
+    The solver's stage sums and updates then take one array operation for the whole
+    state instead of one per leaf (z, a, t̄ and every leaf of θ̄): on a GPU each is a
+    kernel launch. Each entry sees the same arithmetic, and the norm and the dynamics
+    still see an AugmentedState (:func:`packed_norm`, :func:`packed_dynamics`).
+    """
+    leaves = tree_leaves(s) + tree_leaves(k1)
+    dtypes = {getattr(leaf, "dtype", None) for leaf in leaves}
+    if len(tree_leaves(s)) < 2 or len(dtypes) != 1 or None in dtypes:
+        return None
+    return Packing(s)
+
+
+def packed_dynamics(aug, packing):
+    """``aug`` on the packed state: unpack, evaluate, pack the derivative."""
+    def dynamics(t, y, theta):
+        return packing.pack(aug(t, packing.unpack(y), theta))
+    return dynamics
+
+
+def packed_norm(norm, packing):
+    """``norm`` of the unpacked error and states (a channel norm reads the channels)."""
+    def packed(error, y0, y1):
+        return norm(packing.unpack(error), packing.unpack(y0), packing.unpack(y1))
+    return packed
 
 
 def solve_back_per_sample(aug, f, s, t_i, t_prev, theta, k1, settings, norm, h=None):

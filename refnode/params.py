@@ -100,6 +100,36 @@ def flatten(tree):
     return vector, unflatten
 
 
+class Packing:
+    """Where each leaf of a tree lies in one vector that holds them all, end to end.
+
+    ``pack(tree)`` copies the leaves of a tree shaped like the template into that vector;
+    ``unpack(y)`` gives the tree back, its leaves views into y. y may carry leading axes,
+    y of shape (n, size) unpacking to leaves of shape (n, *leaf shape): the rows of a
+    solution. Unlike :func:`flatten`, the layout is computed once and packing keeps the
+    leaves' dtype (the caller makes sure they share one).
+    """
+
+    def __init__(self, template):
+        self.template = template
+        self.shapes = [np.shape(leaf) for leaf in tree_leaves(template)]
+        self.sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
+
+    def pack(self, tree):
+        leaves = tree_leaves(tree)
+        xp = array_module(*leaves)
+        return xp.concatenate([xp.reshape(leaf, (-1,)) for leaf in leaves])
+
+    def unpack(self, y):
+        xp, lead = array_module(y), tuple(np.shape(y)[:-1])
+        pieces, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            pieces.append(xp.reshape(y[..., start:start + size], lead + shape))
+            start += size
+        pieces = iter(pieces)
+        return tree_map(lambda _: next(pieces), self.template)
+
+
 def as_plain(tree):
     """``tree`` with every tuple or list subclass (a NamedTuple) as a plain tuple or list,
     and every dict subclass as a dict: the containers autograd differentiates."""
