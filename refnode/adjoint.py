@@ -117,9 +117,22 @@ class channel_norm:
         self.rtol, self.atol, self.channels, self.per_sample = rtol, atol, channels, per_sample
 
     def __call__(self, error, y0, y1):
-        ratios = [rms(scaled_error(getattr(error, name), getattr(y0, name), getattr(y1, name),
-                                   self.rtol, self.atol), self.per_sample)
-                  for name in self.channels if not _empty(getattr(error, name))]
+        return self.largest([scaled_error(getattr(error, name), getattr(y0, name),
+                                          getattr(y1, name), self.rtol, self.atol)
+                             for name in self.channels if not _empty(getattr(error, name))])
+
+    def packed(self, packing):
+        """This norm of packed states (:func:`packing_of`): the scaled error of the whole
+        vector at once, then each channel's RMS over its part, leaf by leaf as above."""
+        def norm(error, y0, y1):
+            scaled = packing.unpack(scaled_error(error, y0, y1, self.rtol, self.atol))
+            return self.largest([getattr(scaled, name) for name in self.channels
+                                 if not _empty(getattr(scaled, name))])
+        return norm
+
+    def largest(self, scaled_channels):
+        """The largest RMS over the channels' scaled errors."""
+        ratios = [rms(scaled, self.per_sample) for scaled in scaled_channels]
         if self.per_sample:
             return array_module(*ratios).max(array_module(*ratios).stack(ratios), axis=0)
         xp = array_module(*ratios)
@@ -262,7 +275,7 @@ def solve_back(aug, s, t_i, t_prev, theta, k1, settings, norm, h=None):
     packing = packing_of(s, k1)
     if packing is not None:                     # the same solve, on one vector
         aug, s, k1, norm = packed_dynamics(aug, packing), packing.pack(s), packing.pack(k1), \
-            packed_norm(norm, packing)
+            norm.packed(packing)
     segment = np.array([t_i, t_prev])
     if settings.step_size is not None or settings.n_steps is not None:
         sol = solve_fixed(aug, settings.method, s, segment, theta, k1, settings.step_size,
@@ -281,8 +294,9 @@ def packing_of(s, k1):
 
     The solver's stage sums and updates then take one array operation for the whole
     state instead of one per leaf (z, a, t̄ and every leaf of θ̄): on a GPU each is a
-    kernel launch. Each entry sees the same arithmetic, and the norm and the dynamics
-    still see an AugmentedState (:func:`packed_norm`, :func:`packed_dynamics`).
+    kernel launch. Each entry sees the same arithmetic, the dynamics still see an
+    AugmentedState (:func:`packed_dynamics`), and the norm reads its channels from the
+    vector (:meth:`channel_norm.packed`).
     """
     leaves = tree_leaves(s) + tree_leaves(k1)
     dtypes = {getattr(leaf, "dtype", None) for leaf in leaves}
@@ -296,13 +310,6 @@ def packed_dynamics(aug, packing):
     def dynamics(t, y, theta):
         return packing.pack(aug(t, packing.unpack(y), theta))
     return dynamics
-
-
-def packed_norm(norm, packing):
-    """``norm`` of the unpacked error and states (a channel norm reads the channels)."""
-    def packed(error, y0, y1):
-        return norm(packing.unpack(error), packing.unpack(y0), packing.unpack(y1))
-    return packed
 
 
 def solve_back_per_sample(aug, f, s, t_i, t_prev, theta, k1, settings, norm, h=None):

@@ -124,7 +124,8 @@ class Packing:
         xp, lead = array_module(y), tuple(np.shape(y)[:-1])
         pieces, start = [], 0
         for shape, size in zip(self.shapes, self.sizes):
-            pieces.append(xp.reshape(y[..., start:start + size], lead + shape))
+            piece = y[..., start:start + size]
+            pieces.append(piece if piece.shape == lead + shape else xp.reshape(piece, lead + shape))
             start += size
         pieces = iter(pieces)
         return tree_map(lambda _: next(pieces), self.template)
