@@ -187,3 +187,22 @@ def test_quick_experiment_writes_one_record_per_model(tmp_path, capsys):
     odenet = records[-1]
     assert odenet["nfe_forward"] >= 6 and odenet["nfe_backward"] >= 6   # dopri5: ≥ 1 step
     assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_the_gpu_and_cpu_table_quotes_the_committed_records():
+    """docs/table1.md's GPU-against-CPU table is the records in docs/results, rounded."""
+    import json
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "docs/results/table1_gpu_and_cpu.json").read_text())
+    text = (root / "docs/table1.md").read_text()
+    text = text[text.index("## On a GPU"):]
+    labels = {"mlp": "1-layer MLP", "resnet": "ResNet", "odenet": "ODE-Net (adjoint)",
+              "rknet": "RK-Net (RK4, 4 steps)"}
+    for gpu, cpu in zip(results["gpu"]["records"], results["cpu"]["records"]):
+        assert gpu["model"] == cpu["model"]
+        row = re.search(rf"^\| {re.escape(labels[gpu['model']])} \| ([\d.]+)% \| ([\d.]+)% \|",
+                        text, re.M)
+        assert row, gpu["model"]
+        assert row.groups() == (f"{100 * gpu['test_error']:.2f}", f"{100 * cpu['test_error']:.2f}")

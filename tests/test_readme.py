@@ -202,6 +202,9 @@ NOT_RUN = {
     "--json runs/table1c/discrete.json": "all of Fashion-MNIST, one epoch: hours",
     "refnode reproduce table1 $A --models rknet --no-figures --json runs/table1c/rknet.json":
         "all of Fashion-MNIST, one epoch: hours",
+    **{f"refnode reproduce table1 $A --data DIR --device gpu --models {name} --no-figures "
+       f"--json t1-{name}.json": "needs a GPU (CuPy) and the data in DIR: minutes a model"
+       for name in ("mlp", "resnet", "odenet", "rknet")},
 }
 #: Kinds of documented command that no test runs, by pattern, and why.
 NOT_RUN_PATTERNS = [
