@@ -116,7 +116,7 @@ class Packing:
         self.sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
 
     def pack(self, tree):
-        leaves = tree_leaves(tree)
+        leaves = tree_leaves(like(self.template, tree))    # in the template's order, by key
         xp = array_module(*leaves)
         return xp.concatenate([xp.reshape(leaf, (-1,)) for leaf in leaves])
 

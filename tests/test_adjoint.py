@@ -233,6 +233,8 @@ def test_packing_round_trips_a_tree_and_unpacks_views():
     assert isinstance(back, AugmentedState) and isinstance(back.theta_bar["b"], tuple)
     for a, b in zip(rn.params.tree_leaves(back), rn.params.tree_leaves(s)):
         assert a.shape == b.shape and np.array_equal(a, b) and np.shares_memory(a, y)
+    reordered = s._replace(theta_bar={"b": s.theta_bar["b"], "W": s.theta_bar["W"]})
+    assert np.array_equal(packing.pack(reordered), y)   # dict leaves are matched by key
     rows = np.stack([y, 2 * y])                       # a solution's rows: leaves (2, *shape)
     stacked = packing.unpack(rows)
     assert stacked.theta_bar["W"].shape == (2, 4, 2) and stacked.t_bar.shape == (2,)
