@@ -151,6 +151,12 @@ class StrictArray:
         the key and the value must be device data or Python numbers, as on CuPy."""
         self._data[_unwrap(key, "indexing")] = _unwrap(value, "item assignment")
 
+    def __iadd__(self, other):
+        """In-place addition into the data (a view writes through to its base, as on CuPy);
+        device data or Python numbers only."""
+        self._data += _unwrap(other, "operator +=")
+        return self
+
     def __getattr__(self, name):
         if name.startswith("__"):       # no __array_interface__ etc.: NumPy must not see in
             raise AttributeError(name)

@@ -138,6 +138,12 @@ def test_strict_arrays_refuse_the_gpu_hazards():
             hazard()
     with pytest.raises(TypeError):                        # a host value written in
         x[0:1] = np.ones(1)
+    window = x[1:3]                                       # += on a view writes through
+    window += xp.asarray(np.array([10.0, 20.0]))
+    assert np.array_equal(x.get(), [0.0, 11.0, 22.0])
+    with pytest.raises(TypeError):
+        window += np.ones(2)
+    x[1:3] = xp.asarray(np.array([1.0, 2.0]))
     assert rn.backend.to_float(xp.sum(x)) == 3.0          # the explicit sync is fine
     assert rn.backend.to_float(xp.where(x > 0, 1.0, 0.0).sum()) == 2.0    # scalars after it
     assert np.shape(x) == (3,) and float(2.0 * np.float64(1.5)) == 3.0

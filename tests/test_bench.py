@@ -328,3 +328,37 @@ def test_grad_precision_distance_is_the_largest_difference_over_the_largest_entr
     gp = _load_grad_precision()
     reference = [np.array([1.0, -4.0]), np.array([2.0])]
     assert gp.distance([np.array([1.0, -3.0]), np.array([2.5])], reference) == 1.0 / 4.0
+
+
+# --- benchmarks/count_device_ops.py: operations a GPU would launch, counted on the CPU ------------
+
+
+def _load_count_device_ops():
+    spec = importlib.util.spec_from_file_location("count_device_ops",
+                                                  BENCHMARKS / "count_device_ops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_count_device_ops_counts_operations_and_views_apart_and_restores_strict():
+    from refnode import strict
+    counter = _load_count_device_ops()
+    add, getattr_ = strict.StrictArray.__add__, strict._Namespace.__getattr__
+    x = strict.to_device(np.ones(3))
+    with counter.counting() as counts:
+        y = strict.namespace.exp(x + 1.0)[0:2]
+        window = y[0:1]
+        window += 1.0
+    assert counts["(outside refnode)", "op"] == 3          # +, exp, +=
+    assert counts["(outside refnode)", "view"] == 2        # the two slices
+    assert strict.StrictArray.__add__ is add and strict._Namespace.__getattr__ is getattr_
+
+
+def test_count_device_ops_charges_refnode_functions_and_reports_them():
+    counter = _load_count_device_ops()
+    counts = counter.count(counter.adjoint_gradient(8, dim=4, hidden=8))
+    assert all(".py:" in where or where == "(outside refnode)" for where, _ in counts)
+    assert counts["rk_step.py:weighted_sum", "op"] > 0 and counts["nn/dense.py:forward", "op"] > 0
+    text = counter.report(counts, top=3)
+    assert text.splitlines()[0].endswith("views") and len(text.splitlines()) == 4 + 3

@@ -87,7 +87,9 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
     one zero buffer (the textbook col2im). The out-of-place alternative (a shifted,
     zero-padded full-size copy per offset, added up) took 1.1–3× as long for the
     Table 1 convolutions. A VJP is not traced by autograd, so the write is safe; a
-    backend without item assignment cannot run it.
+    backend without in-place addition cannot run it. Each ``+=`` is on a view of the
+    window: ``g_x_pad[window] += ...`` would also write the window back (on CuPy a second
+    kernel per offset).
 
     Parameters
     ----------
@@ -106,7 +108,8 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
     g_x_pad = xp.zeros(x_pad_shape, dtype=g.dtype)
     for i in range(k):
         for j in range(k):
-            g_x_pad[:, i:i + h_span:s, j:j + w_span:s, :] += g[:, :, :, i, j, :]
+            window = g_x_pad[:, i:i + h_span:s, j:j + w_span:s, :]     # a view into g_x_pad
+            window += g[:, :, :, i, j, :]       # in place: no write-back of the window
     return g_x_pad
 
 
