@@ -16,7 +16,9 @@ the cotangents flow backwards, stage s down to stage 1:
 Dense output at an output time inside a step is differentiated the same way (weights
 P_i(θ) of the continuous extension, or the cubic Hermite basis), and the step points'
 times flow to the output times through the grid's affine map. Memory: the state at
-every step point is kept, O(L) for L steps — the price of exactness.
+every step point is kept, O(L) for L steps — the price of exactness. The reverse of a
+step computes its stages again, once: each stage's VJP comes from the forward pass that
+computed it (:func:`linearized`), at exactly the stage input the forward solve used.
 
 One reverse pass serves both batch modes: with a step size per sample
 (``batch="independent"``) h, θ and the time cotangents t̄, h̄ are (B,) arrays, every
@@ -28,6 +30,7 @@ import numpy as np
 
 from .backend import array_module, to_float
 from .dense_output import extra_stages, hermite_weights, interpolate_one, stage_weights
+from .dynamics import linearize
 from .params import tree_add, tree_zeros_like
 from .per_sample import any_true, divide, host, inner, scale, select, where
 from .rk_step import rk_step, weighted_sum
@@ -87,10 +90,11 @@ def strictly_inside(in_step, at_end):
 
 
 
-def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
+def rk_step_vjp(vjps, tableau, rows, y, h, k, y1_bar, k_bar):
     """Reverse of one RK step: (ȳ, θ̄, t̄, h̄) from ȳ_1 and the stage cotangents k̄.
 
-    ``rows`` are the stage rows (:func:`stage_rows`), ``k`` the forward stages, ``k_bar``
+    ``vjps[i]`` is stage i's VJP at its own (t + c_i h, Y_i) (:func:`linearized`),
+    ``rows`` the stage rows (:func:`stage_rows`), ``k`` the forward stages, ``k_bar``
     a list like ``k`` holding cotangents already on the stages (dense output) or None.
     ``theta_bar`` is None when nothing reached θ. See the module docstring for the rules.
     t̄ and h̄ are floats, or (B,) arrays for per-sample steps.
@@ -106,7 +110,7 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
             continue
         c_i, row = rows[i]
         dY = lincomb([(a, k[j]) for j, a in row], y)                # (Y_i - y) / h
-        a_z, a_theta, a_t = f.vjp(t + c_i * h, y + scale(h, dY), theta, k_bar[i])
+        a_z, a_theta, a_t = vjps[i](k_bar[i])
         y_bar = y_bar + a_z
         theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
         t_bar = t_bar + host(a_t, h)
@@ -114,6 +118,19 @@ def rk_step_vjp(f, tableau, rows, t, y, h, theta, k, y1_bar, k_bar):
         for j, a in row:
             k_bar[j] = accumulate(k_bar[j], scale(h * a, a_z))
     return y_bar, theta_bar, t_bar, h_bar
+
+
+def linearized(f):
+    """(f_lin, vjps): ``f_lin`` evaluates f and appends the VJP at that point to ``vjps``
+    (:func:`refnode.dynamics.linearize`), so stage i's VJP is taken where its forward was,
+    without evaluating f again."""
+    vjps = []
+
+    def f_lin(t, z, theta):
+        dz, vjp = linearize(f, t, z, theta)
+        vjps.append(vjp)
+        return dz
+    return f_lin, vjps
 
 
 def lincomb(terms, like):
@@ -215,11 +232,13 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     y0_bar : array like y;  theta_bar : tree or None
     """
     y, y1, h = ys[n], ys[n + 1], tau[n + 1] - tau[n]
-    _, _, k = rk_step(f, tableau, tau[n], y, h, theta, f(tau[n], y, theta))
+    f_lin, vjps = linearized(f)                     # each stage's VJP, kept as it is computed
+    _, _, k = rk_step(f_lin, tableau, tau[n], y, h, theta, f_lin(tau[n], y, theta))
     rows = stage_rows(tableau, with_extra=bool(interior))
     if interior and tableau.dense is not None:
-        k = extra_stages(f, tableau, tau[n], y, h, theta, k)
-    f1 = f(tau[n + 1], y1, theta) if interior and tableau.dense is None else None
+        k = extra_stages(f_lin, tableau, tau[n], y, h, theta, k)
+    f1, f1_vjp = (linearize(f, tau[n + 1], y1, theta) if interior and tableau.dense is None
+                  else (None, None))
     k_bar, y0_dense, f1_bar, h_bar = [None] * len(k), None, None, 0.0 * h
     for i, inside in interior:
         th = where(inside, divide(t[i] - tau[n], h), 0.0)
@@ -233,11 +252,11 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
         h_bar = h_bar + h_b - divide(th_bar * th, h)
     theta_bar = None
     if f1_bar is not None:                           # Hermite's slope f(τ_{n+1}, y_{n+1})
-        a_z, theta_bar, a_t = f.vjp(tau[n + 1], y1, theta, f1_bar)
+        a_z, theta_bar, a_t = f1_vjp(f1_bar)
         y1_bar = y1_bar + a_z
         tau_bar[n + 1] = tau_bar[n + 1] + host(a_t, h)
-    y0_bar, theta_step, t_step, h_step = rk_step_vjp(f, tableau, rows, tau[n], y, h, theta, k,
-                                                      y1_bar, k_bar)
+    y0_bar, theta_step, t_step, h_step = rk_step_vjp(vjps, tableau, rows, y, h, k, y1_bar,
+                                                      k_bar)
     h_bar = h_bar + h_step
     tau_bar[n] = tau_bar[n] + t_step - h_bar         # h = τ_{n+1} - τ_n
     tau_bar[n + 1] = tau_bar[n + 1] + h_bar

@@ -16,6 +16,11 @@ The adjoint and the discrete adjoint need vector-Jacobian products
 
 Layers in :mod:`refnode.nn` provide hand-derived VJPs. A plain callable gets one
 derived by autograd (:func:`as_dynamics`).
+
+Dynamics may also offer ``f.linearize(t, z, theta) -> (f(t, z, θ), vjp)``, with
+``vjp(a) -> (a_z, a_theta, a_t)`` at that same point: the forward pass once, its VJP
+later and as often as needed, without computing f again (:func:`linearize`; the discrete
+adjoint's reverse steps use it).
 """
 
 import numpy as np
@@ -51,16 +56,27 @@ class AutogradDynamics:
 
         ``theta=None`` (dynamics without parameters) gives ``a_theta=None``.
         """
+        dz, vjp = self.linearize(t, z, theta)
+        return (dz,) + vjp(a)
+
+    def linearize(self, t, z, theta):
+        """(f(t, z, θ), vjp): the autograd trace of f, its VJP to be taken later."""
         xp = array_module(z)
         t = xp.asarray(t, dtype=z.dtype)
         if theta is None:
             vjp_fn, dz = make_vjp(lambda args: self.f(args[0], args[1], None))((t, z))
-            a_t, a_z = vjp_fn(a)
-            return dz, a_z, None, a_t
+
+            def vjp(a):
+                a_t, a_z = vjp_fn(a)
+                return a_z, None, a_t
+            return dz, vjp
         traced = lambda args: self.f(args[0], args[1], like(theta, args[2]))  # noqa: E731
         vjp_fn, dz = make_vjp(traced)((t, z, as_plain(theta)))   # autograd: plain containers
-        a_t, a_z, a_theta = vjp_fn(a)
-        return dz, a_z, like(theta, a_theta), a_t
+
+        def vjp(a):
+            a_t, a_z, a_theta = vjp_fn(a)
+            return a_z, like(theta, a_theta), a_t
+        return dz, vjp
 
     def __repr__(self):
         return f"AutogradDynamics({self.__name__})"
@@ -80,6 +96,17 @@ def value_and_vjp(f, t, z, theta, a):
     if hasattr(f, "value_and_vjp"):
         return f.value_and_vjp(t, z, theta, a)
     return (f(t, z, theta),) + tuple(f.vjp(t, z, theta, a))
+
+
+def linearize(f, t, z, theta):
+    """(f(t, z, θ), vjp), ``vjp(a) -> (aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t)`` at the same point.
+
+    One forward pass if f offers ``linearize``; otherwise its VJP is ``f.vjp`` at that
+    point (which may compute f again).
+    """
+    if hasattr(f, "linearize"):
+        return f.linearize(t, z, theta)
+    return f(t, z, theta), lambda a: tuple(f.vjp(t, z, theta, a))
 
 
 def check_vjp_output(f, t, z, theta, a, per_sample=False):
@@ -155,6 +182,10 @@ class CheckedDynamics:
     def value_and_vjp(self, t, z, theta, a):
         dz, a_z, a_theta, a_t = value_and_vjp(self.f, t, z, theta, a)
         return self.checked(dz, t, z), a_z, a_theta, a_t
+
+    def linearize(self, t, z, theta):
+        dz, vjp = linearize(self.f, t, z, theta)
+        return self.checked(dz, t, z), vjp
 
     @staticmethod
     def checked(dz, t, z):

@@ -159,3 +159,67 @@ def assert_batch_gradient_is_sum_over_samples(gradient, method, seed):
 @pytest.mark.parametrize("method", ["rk4", "midpoint"])
 def test_batch_gradient_is_the_sum_of_sample_gradients(method):
     assert_batch_gradient_is_sum_over_samples("discrete", method, seed=11)
+
+
+# --- each stage's VJP where its forward was (refnode.dynamics.linearize) -----------------------
+
+
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_the_reverse_pass_evaluates_each_stage_once_for_its_vjp(n_steps):
+    """The reverse of an RK4 step recomputes its 4 stages and takes each stage's VJP from
+    that same forward pass (the layer's cache): 4 forward passes and 4 VJPs a step, plus
+    the one call that checks f.vjp's output before the pass."""
+    f = rn.nn.mlp_dynamics((3, 8, 3), "tanh")
+    theta = f.init(np.random.default_rng(0))
+    calls = {"forward": 0, "vjp": 0}
+    forward, vjp_of_net = f.net.forward, f.net.vjp
+
+    def counted_forward(*args):
+        calls["forward"] += 1
+        return forward(*args)
+
+    def counted_vjp(*args):
+        calls["vjp"] += 1
+        return vjp_of_net(*args)
+    f.net.forward, f.net.vjp = counted_forward, counted_vjp
+    z, vjp = rn.odeint_vjp(f, np.ones((2, 3)), np.array([0.0, 1.0]), theta, method="rk4",
+                           n_steps=n_steps, gradient="discrete")
+    calls.update(forward=0, vjp=0)
+    vjp(np.ones_like(z))
+    assert calls == {"forward": 4 * n_steps + 1, "vjp": 4 * n_steps + 1}
+
+
+def _dynamics_kinds():
+    from refnode.dynamics import AutogradDynamics, CheckedDynamics
+    from refnode.independent.loop import SampleTimeDynamics
+    import autograd.numpy as anp
+    rng = np.random.default_rng(1)
+    net = rn.nn.mlp_dynamics((3, 5, 3), "tanh")
+    W = rng.standard_normal((3, 3))
+    plain = AutogradDynamics(lambda t, z, th: anp.tanh(z @ th["W"]) * t)
+    no_theta = AutogradDynamics(lambda t, z, th: anp.sin(z) * t)
+
+    class OnlyVJP:                                   # a user's dynamics: f and f.vjp only
+        def __call__(self, t, z, theta):
+            return z * theta
+
+        def vjp(self, t, z, theta, a):
+            return a * theta, np.sum(a * z), 0.0
+    return [(net, net.init(rng)), (plain, {"W": W}), (no_theta, None),
+            (CheckedDynamics(net), net.init(rng)), (OnlyVJP(), 0.7),
+            (SampleTimeDynamics(net, np.float64), net.init(rng))]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_linearize_gives_f_and_its_vjp_at_the_same_point(case):
+    from refnode.dynamics import linearize
+    f, theta = _dynamics_kinds()[case]
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((4, 3))
+    t = np.full(4, 0.3) if case == 5 else 0.3
+    dz, vjp = linearize(f, t, z, theta)
+    assert np.array_equal(dz, f(t, z, theta))
+    for a in (rng.standard_normal(z.shape), rng.standard_normal(z.shape)):   # reusable
+        for got, want in zip(rn.params.tree_leaves(vjp(a)),
+                             rn.params.tree_leaves(tuple(f.vjp(t, z, theta, a)))):
+            assert np.array_equal(got, want)

@@ -9,7 +9,7 @@ from ..backend import array_module, to_numpy
 from ..checks import first_derivative
 from ..dense_output import extra_stages, interpolate_one
 from ..drivers import first_step_size, stack
-from ..dynamics import value_and_vjp
+from ..dynamics import linearize
 from ..errors import InputError
 from ..params import tree_leaves, tree_map
 from ..per_sample import select
@@ -187,11 +187,19 @@ class SampleTimeDynamics:
         return self.value_and_vjp(t, z, theta, a)[1:]
 
     def value_and_vjp(self, t, z, theta, a):
-        dz, a_z, a_theta, a_t = value_and_vjp(self.f, self._time(t, z), z, theta, a)
-        xp = array_module(a_z)
-        if getattr(a_t, "ndim", 0) > 1:
-            a_t = xp.reshape(a_t, (a_t.shape[0],))
-        return dz, a_z, a_theta, a_t + xp.zeros((t.shape[0],), dtype=a_z.dtype)
+        dz, vjp = self.linearize(t, z, theta)
+        return (dz,) + vjp(a)
+
+    def linearize(self, t, z, theta):
+        dz, f_vjp = linearize(self.f, self._time(t, z), z, theta)
+
+        def vjp(a):
+            a_z, a_theta, a_t = f_vjp(a)
+            xp = array_module(a_z)
+            if getattr(a_t, "ndim", 0) > 1:
+                a_t = xp.reshape(a_t, (a_t.shape[0],))
+            return a_z, a_theta, a_t + xp.zeros((t.shape[0],), dtype=a_z.dtype)
+        return dz, vjp
 
 
 class Loop:

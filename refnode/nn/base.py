@@ -91,10 +91,17 @@ class NetworkDynamics:
 
     def value_and_vjp(self, t, z, theta, a):
         """(f, aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t) with one forward pass (the adjoint needs both)."""
+        dz, vjp = self.linearize(t, z, theta)
+        return (dz,) + vjp(a)
+
+    def linearize(self, t, z, theta):
+        """(f, vjp): the forward pass, its cache kept for ``vjp(a)`` (any number of times)."""
         dz, cache = self.net.forward(theta, t, z)
-        a_z, a_theta, a_t = self.net.vjp(theta, cache, a)
-        xp = array_module(a_z)
-        return dz, a_z, a_theta, xp.asarray(a_t, dtype=a_z.dtype)
+
+        def vjp(a):
+            a_z, a_theta, a_t = self.net.vjp(theta, cache, a)
+            return a_z, a_theta, array_module(a_z).asarray(a_t, dtype=a_z.dtype)
+        return dz, vjp
 
     def __repr__(self):
         return f"NetworkDynamics({self.net!r})"
