@@ -13,16 +13,19 @@ Backward, with ĝ = γ ⊙ g (the gradient w.r.t. x̂) and means taken over the 
 
 (Differentiate x̂ = (x − μ)/σ: ∂μ/∂x_i = 1/m and ∂σ/∂x_i = x̂_i/m.)
 
-Every one of these needs only two sums over the image per (sample, channel),
+Every one of these needs only two means over the image per (sample, channel),
 
-    S[n, c] = Σ_{h,w} g,      P[n, c] = Σ_{h,w} g ⊙ x_c,
+    S̄[n, c] = mean_{h,w} g,      P̄[n, c] = mean_{h,w} g ⊙ x_c,
 
-since γ is constant on a channel: mean(ĝ) = (1/m) Σ_{c∈group} γ_c S[n, c] and
-mean(ĝ ⊙ x̂) = (1/(mσ)) Σ_{c∈group} γ_c P[n, c], g_β = Σ_n S, g_γ = Σ_n P/σ. So
+since γ is constant on a channel and every channel of a group has H·W entries:
+mean(ĝ) = mean_{c∈group} γ_c S̄[n, c], mean(ĝ ⊙ x̂) = mean_{c∈group} γ_c P̄[n, c] / σ,
+g_β = H·W Σ_n S̄, g_γ = H·W Σ_n P̄/σ. So
 
     g_x = g · (γ_c/σ) − x_c · (mean(ĝ ⊙ x̂)/σ²) − mean(ĝ)/σ
 
-costs two passes over the image for the sums and four for g_x, and x̂ is never stored.
+costs two passes over the image for the means and four for g_x, and x̂ is never stored.
+Everything else is on (N, C) numbers: few passes for NumPy, few array operations for a GPU
+(benchmarks/count_device_ops.py).
 """
 
 import numpy as np
@@ -68,22 +71,20 @@ class GroupNorm:
         """Shape (1, C, 1, ..., 1) that broadcasts a per-channel vector against x."""
         return (1, self.num_channels) + (1,) * (x.ndim - 2)
 
-    def _channel_sums(self, v):
-        """Σ over the spatial axes of v (N, C, *spatial): one number per (sample, channel),
-        shape (N, C). Runs fast whatever v's memory order (a convolution returns
-        channels-last arrays)."""
-        return array_module(v).sum(v, axis=tuple(range(2, v.ndim)))
+    def _channel_means(self, v):
+        """The mean of v (N, C, *spatial) over the spatial axes: shape (N, C). Runs fast
+        whatever v's memory order (a convolution returns channels-last arrays)."""
+        return array_module(v).mean(v, axis=tuple(range(2, v.ndim)))
 
-    def _group_mean(self, channel_sums, x):
-        """(1/m) Σ over each group's channels of ``channel_sums`` (N, C), sums over the
-        spatial axes of something shaped like x: the group mean, m = (C/G)·H·W entries,
-        repeated for each channel of the group as (N, C, 1, ..., 1) to broadcast against x."""
-        xp = array_module(channel_sums)
-        n, c, g = channel_sums.shape[0], self.num_channels, self.num_groups
-        m = (c // g) * int(np.prod(np.shape(x)[2:], dtype=np.int64))
-        per_group = xp.sum(xp.reshape(channel_sums, (n, g, c // g)), axis=-1, keepdims=True)
-        per_group = xp.broadcast_to(per_group / m, (n, g, c // g))
-        return xp.reshape(per_group, (n, c) + (1,) * (np.ndim(x) - 2))
+    def _group_mean(self, channel_means, ndim):
+        """The mean over each group's channels of ``channel_means`` (N, C), repeated for
+        each channel of the group as (N, C, 1, ..., 1) to broadcast against an input of
+        ``ndim`` axes (the group mean, the channels having equal counts)."""
+        xp = array_module(channel_means)
+        n, c, g = channel_means.shape[0], self.num_channels, self.num_groups
+        per_group = xp.mean(xp.reshape(channel_means, (n, g, c // g)), axis=-1, keepdims=True)
+        per_group = xp.broadcast_to(per_group, (n, g, c // g))
+        return xp.reshape(per_group, (n, c) + (1,) * (ndim - 2))
 
     def forward(self, theta, t, x):
         """x: (N, C, *spatial) -> y: same shape; normalised per (sample, group)."""
@@ -91,27 +92,28 @@ class GroupNorm:
             raise InputError(f"{self!r} expects x of shape (N, {self.num_channels}, ...); "
                              f"got {np.shape(x)}")
         xp = array_module(x, theta)
-        x_c = x - self._group_mean(self._channel_sums(x), x)                    # x − μ
-        sigma = xp.sqrt(self._group_mean(self._channel_sums(x_c * x_c), x) + self.eps)
-        shape = self._channel_shape(x)
-        y = x_c * (xp.reshape(theta["weight"], shape) / sigma) + xp.reshape(theta["bias"], shape)
-        return y, {"x_c": x_c, "sigma": sigma}
+        x_c = x - self._group_mean(self._channel_means(x), x.ndim)              # x − μ
+        variance = self._group_mean(self._channel_means(x_c * x_c), x.ndim) + self.eps
+        sigma = xp.sqrt(variance)                                       # (N, C, 1, ...)
+        scale = xp.reshape(theta["weight"], self._channel_shape(x)) / sigma       # γ/σ
+        y = x_c * scale + xp.reshape(theta["bias"], self._channel_shape(x))
+        return y, {"x_c": x_c, "sigma": sigma, "variance": variance, "scale": scale}
 
     def vjp(self, theta, cache, g):
         """g: (N, C, *spatial) -> (g_x, {"weight", "bias"}, 0.0); see the module docstring."""
         xp = array_module(g, theta)
         x_c, sigma = cache["x_c"], cache["sigma"]
-        S = self._channel_sums(g)                                       # (N, C)
-        P = self._channel_sums(g * x_c)                                 # (N, C)
+        S = self._channel_means(g)                                      # (N, C)
+        P = self._channel_means(g * x_c)                                # (N, C)
         n, c = S.shape
-        sigma_nc = xp.reshape(sigma, (n, c))
-        g_theta = {"weight": xp.sum(P / sigma_nc, axis=0), "bias": xp.sum(S, axis=0)}
+        spatial = int(np.prod(np.shape(g)[2:], dtype=np.int64))         # H·W
+        g_theta = {"weight": xp.sum(P / xp.reshape(sigma, (n, c)), axis=0) * spatial,
+                   "bias": xp.sum(S, axis=0) * spatial}
         gamma = xp.reshape(theta["weight"], (1, c))
-        mean_g_hat = self._group_mean(gamma * S, g)                     # (N, C, 1, ...)
-        mean_g_hat_x_hat = self._group_mean(gamma * P, g) / sigma
-        gamma = xp.reshape(gamma, self._channel_shape(g))
-        g_x = g * (gamma / sigma) - (x_c * (mean_g_hat_x_hat / (sigma * sigma))
-                                     + mean_g_hat / sigma)
+        mean_g_hat = self._group_mean(gamma * S, g.ndim)                # (N, C, 1, ...)
+        mean_g_hat_x_hat = self._group_mean(gamma * P, g.ndim) / sigma
+        g_x = g * cache["scale"] - (x_c * (mean_g_hat_x_hat / cache["variance"])
+                                    + mean_g_hat / sigma)
         return g_x, g_theta, 0.0
 
     def __repr__(self):
