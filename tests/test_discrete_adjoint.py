@@ -223,3 +223,15 @@ def test_linearize_gives_f_and_its_vjp_at_the_same_point(case):
         for got, want in zip(rn.params.tree_leaves(vjp(a)),
                              rn.params.tree_leaves(tuple(f.vjp(t, z, theta, a)))):
             assert np.array_equal(got, want)
+
+
+def test_the_odenet_function_linearizes_in_the_states_precision():
+    """ODEFunction casts an array-scalar t to the state's dtype for linearize too (a float64
+    t in ConcatConv2d's time channel would turn a float32 state into float64)."""
+    from refnode.dynamics import linearize
+    from refnode.models.odenet import ode_function
+    f = ode_function(4)
+    theta = f.init(np.random.default_rng(0), np.float32)
+    z = np.ones((2, 4, 5, 5), np.float32)
+    dz, vjp = linearize(f, np.float64(0.5), z, theta)
+    assert dz.dtype == np.float32 and vjp(np.ones_like(z))[0].dtype == np.float32

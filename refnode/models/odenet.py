@@ -108,8 +108,8 @@ class ODEFunction(NetworkDynamics):
     def __call__(self, t, z, theta):
         return super().__call__(_like(t, z), z, theta)
 
-    def value_and_vjp(self, t, z, theta, a):
-        return super().value_and_vjp(_like(t, z), z, theta, a)
+    def linearize(self, t, z, theta):            # value_and_vjp goes through it too
+        return super().linearize(_like(t, z), z, theta)
 
 
 def _like(t, z):
