@@ -34,7 +34,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
