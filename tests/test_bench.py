@@ -80,8 +80,10 @@ def test_bench_json_and_out_need_workprecision(capsys, tmp_path):
     assert "--json belongs to `refnode bench workprecision`" in err and err.count("\n") == 1
 
 
-def _load_bench_training():
-    spec = importlib.util.spec_from_file_location("bench_training", BENCHMARKS / "bench_training.py")
+def _load(name):
+    """The benchmark script ``benchmarks/<name>.py`` as a module (its folder on sys.path
+    while it imports, for common.py and its sibling scripts)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(BENCHMARKS))
     try:
@@ -89,6 +91,10 @@ def _load_bench_training():
     finally:
         sys.path.remove(str(BENCHMARKS))
     return module
+
+
+def _load_bench_training():
+    return _load("bench_training")
 
 
 @pytest.mark.parametrize("name", ["mlp", "resnet", "rknet"])
@@ -182,10 +188,7 @@ def test_bench_training_gpu_mode_runs_the_same_network_on_cupy_and_cuda(name):
 
 
 def _load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", BENCHMARKS / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("gpu_check")
 
 
 FAKE_DEVICE = {"gpu": "Fake GPU 1", "gpu_memory_gib": 80.0, "cuda_runtime": 13000,
@@ -302,11 +305,7 @@ def test_gpu_check_has_four_steps_that_write_json_where_a_table_reads_it(tmp_pat
 
 
 def _load_grad_precision():
-    spec = importlib.util.spec_from_file_location("grad_precision",
-                                                  BENCHMARKS / "grad_precision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("grad_precision")
 
 
 def test_grad_precision_measures_each_gradient_against_float64():
@@ -334,11 +333,7 @@ def test_grad_precision_distance_is_the_largest_difference_over_the_largest_entr
 
 
 def _load_count_device_ops():
-    spec = importlib.util.spec_from_file_location("count_device_ops",
-                                                  BENCHMARKS / "count_device_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("count_device_ops")
 
 
 def test_count_device_ops_counts_operations_and_views_apart_and_restores_strict():
