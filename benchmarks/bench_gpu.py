@@ -145,11 +145,17 @@ def measure(name, runners, repeats):
     return out
 
 
-def run_case(batch, dtype, args, cupy, torch_libs, device):
-    rng = np.random.default_rng(args.seed)
-    f = rn.nn.mlp_dynamics((args.dim, args.hidden, args.dim), "tanh")
+def problem(batch, dtype, dim=64, hidden=256, seed=0):
+    """(f, theta, z0) of one case: the MLP dynamics, its weights and the initial states,
+    host arrays of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    f = rn.nn.mlp_dynamics((dim, hidden, dim), "tanh")
     theta = tree_map(lambda p: p.astype(dtype), f.init(rng))
-    z0 = rng.normal(size=(batch, args.dim)).astype(dtype)
+    return f, theta, rng.normal(size=(batch, dim)).astype(dtype)
+
+
+def run_case(batch, dtype, args, cupy, torch_libs, device):
+    f, theta, z0 = problem(batch, dtype, args.dim, args.hidden, args.seed)
     print(f"batch {batch}, {np.dtype(dtype).name}:", flush=True)
     results = {}
     if cupy is not None and not args.cpu_only:

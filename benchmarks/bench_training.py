@@ -214,13 +214,14 @@ def ieee_float32(tf32=False):
 
 def torch_step_fn(module, x, labels, device="cpu", tf32=False):
     """One PyTorch step on ``device`` ("cpu" or "cuda"), float32 rounded as IEEE float32
-    unless ``tf32`` (:func:`ieee_float32`); returns (loss, gradients, NFE)."""
+    unless ``tf32`` (:func:`ieee_float32`, set here for the steps that follow, outside the
+    timed call); returns (loss, gradients, NFE)."""
+    ieee_float32(tf32)
     x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
     funcs = [m for m in module.modules() if hasattr(m, "nfe")]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run():
-        ieee_float32(tf32)
         module.zero_grad(set_to_none=True)
         for f in funcs:
             f.nfe = 0

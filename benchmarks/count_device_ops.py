@@ -34,11 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import refnode as rn  # noqa: E402
 from refnode import strict  # noqa: E402
-from refnode.params import tree_map  # noqa: E402
 
-PACKAGE = os.path.dirname(os.path.abspath(rn.__file__))
+PACKAGE = os.path.dirname(os.path.abspath(strict.__file__))       # refnode/
 #: Operations that make a view (no kernel on CuPy).
 VIEWS = {"__getitem__", "reshape", "transpose", "broadcast_to", "expand_dims", "squeeze",
          "swapaxes"}
@@ -104,20 +102,11 @@ def training_step(model_name, batch):
     return bench_training.refnode_step_fn(model, *strict.to_device((theta, x, labels)))
 
 
-def adjoint_gradient(batch, dim=64, hidden=256, tol=1e-5):
-    """``bench_gpu.py``'s adjoint on strict arrays."""
-    rng = np.random.default_rng(0)
-    f = rn.nn.mlp_dynamics((dim, hidden, dim), "tanh")
-    theta = strict.to_device(tree_map(lambda p: p.astype(np.float32), f.init(rng)))
-    z0 = strict.to_device(rng.normal(size=(batch, dim)).astype(np.float32))
-    xp = strict.namespace
-    g = xp.stack([xp.zeros_like(z0), xp.ones_like(z0)])
-
-    def run():
-        _, vjp = rn.odeint_vjp(f, z0, np.array([0.0, 1.0]), theta, rtol=tol, atol=tol,
-                               gradient="adjoint")
-        return vjp(g)
-    return run
+def adjoint_gradient(batch, dim=64, hidden=256):
+    """``bench_gpu.py``'s adjoint (its problem and its runner) on strict arrays."""
+    import bench_gpu
+    f, theta, z0 = bench_gpu.problem(batch, np.float32, dim, hidden)
+    return bench_gpu.refnode_runner(strict.namespace, f, theta, z0, lambda x: None)[1]
 
 
 def count(run):

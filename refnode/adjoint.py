@@ -298,9 +298,9 @@ def packing_of(s, k1):
     AugmentedState (:func:`packed_dynamics`), and the norm reads its channels from the
     vector (:meth:`channel_norm.packed`).
     """
-    leaves = tree_leaves(s) + tree_leaves(k1)
-    dtypes = {getattr(leaf, "dtype", None) for leaf in leaves}
-    if len(tree_leaves(s)) < 2 or len(dtypes) != 1 or None in dtypes:
+    leaves = tree_leaves(s)
+    dtypes = {getattr(leaf, "dtype", None) for leaf in leaves + tree_leaves(k1)}
+    if len(leaves) < 2 or len(dtypes) != 1 or None in dtypes:
         return None
     return Packing(s)
 
