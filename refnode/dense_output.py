@@ -19,7 +19,9 @@ never shorten a step.
 each sample at its own fraction of its own step; see :func:`refnode.per_sample.scale`).
 """
 
-from .backend import array_module
+import numpy as np
+
+from .backend import array_module, stack
 from .params import tree_map
 from .rk_step import combine, weighted_sum
 
@@ -109,35 +111,40 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
                         *[y1 if th == 1.0 else interpolate_one(tableau, th, h, y0, y1, k, f1)
                           for th in thetas])
     xp = array_module(y0, y1)
-    inner = [th for th in thetas if th != 1.0]
+    m = n_inner = len(thetas)
+    while n_inner and thetas[n_inner - 1] == 1.0:   # θ is nondecreasing: the 1.0s come last
+        n_inner -= 1
     blocks = []
-    if inner:
-        W = dense_weights(tableau, xp.asarray(inner, dtype=y0.dtype))
+    if n_inner:
+        W = xp.asarray(dense_weights(tableau, thetas[:n_inner]), dtype=y0.dtype)
         if tableau.dense is not None:
-            blocks.append(y0 + h * _matmul_leading(W, xp.stack(k[:W.shape[1]])))
+            blocks.append(y0 + h * _matmul_leading(W, stack(k[:W.shape[1]])))
         else:
-            blocks.append(_matmul_leading(W, xp.stack([y0, h * k[0], y1, h * f1])))
-    if len(inner) < len(thetas):              # every θ = 1.0 is y1 (and they come last:
-        blocks.append(xp.stack([y1] * (len(thetas) - len(inner))))   # θ is nondecreasing)
+            blocks.append(_matmul_leading(W, stack([y0, h * k[0], y1, h * f1])))
+    if n_inner < m:
+        blocks.append(stack([y1] * (m - n_inner)))
     return blocks[0] if len(blocks) == 1 else xp.concatenate(blocks)
 
 
 def _matmul_leading(W, K):
     """Σ_i W[:, i] K[i]: (m, s) weights on a stack K of shape (s, *shape) -> (m, *shape)."""
-    xp = array_module(W, K)
-    return xp.reshape(W @ xp.reshape(K, (K.shape[0], -1)), (W.shape[0],) + tuple(K.shape[1:]))
+    return (W @ K.reshape((K.shape[0], -1))).reshape((W.shape[0],) + tuple(K.shape[1:]))
 
 
 def dense_weights(tableau, thetas):
     """The polynomials of :func:`stage_weights` / :func:`hermite_weights` at m values θ
-    as one matrix: shape (m, s) on the stages for the method's own extension, or (m, 4)
-    on (y0, h f0, y1, h f1) for cubic Hermite."""
-    xp = array_module(thetas)
+    as one host float64 matrix: shape (m, s) on the stages for the method's own
+    extension, or (m, 4) on (y0, h f0, y1, h f1) for cubic Hermite.
+
+    The θ are host numbers, so the weights are formed on the host, in float64, and reach
+    the state's device and dtype once, as one matrix.
+    """
+    thetas = np.asarray(thetas, dtype=np.float64)
     if tableau.dense is not None:
-        P = xp.asarray(tableau.dense.P_array, dtype=thetas.dtype)   # (s, q), state's precision
-        powers = xp.stack([thetas ** (m + 1) for m in range(P.shape[1])], axis=1)  # (m, q)
-        return powers @ P.T
-    return xp.stack(hermite_weights(thetas), axis=1)
+        P = tableau.dense.P_array                                     # (s, q)
+        powers = np.cumprod(np.repeat(thetas[:, None], P.shape[1], axis=1), axis=1)
+        return powers @ P.T                                           # θ, θ², ..., θ^q
+    return np.stack(hermite_weights(thetas), axis=1)
 
 
 def interpolate_one(tableau, theta, h, y0, y1, k, f1):

@@ -22,6 +22,7 @@ Times and step sizes are host floats.
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .backend import stack as stack_arrays
 from .dense_output import extra_stages, interpolate
 from .errors import NonFiniteStateError
 from .params import tree_leaves, tree_map
@@ -93,8 +94,8 @@ def stack(ys):
     """Stack a list of states (arrays, or trees of arrays) along a new first axis."""
     first = ys[0]
     if isinstance(first, (tuple, list, dict)):
-        return tree_map(lambda *leaves: array_module(*leaves).stack(leaves), *ys)
-    return array_module(*ys).stack(ys)
+        return tree_map(lambda *leaves: stack_arrays(leaves), *ys)
+    return stack_arrays(ys)
 
 
 def first_step_size(f, tableau, t0, y0, k1, theta, direction, norm, control):
@@ -200,5 +201,7 @@ def outputs_in_step(t, i_out, t_n, t_next, h, direction):
 
     An output exactly at the step's end gets θ = 1.0, which dense output maps to y1 itself.
     """
+    if (t[i_out] - t_next) * direction > 0:           # the next output lies beyond the step
+        return [], i_out
     i_new = int(outputs_reached(t, t_next, direction))
-    return [step_fraction(t_i, t_n, h, t_next) for t_i in t[i_out:i_new].tolist()], i_new
+    return step_fraction(t[i_out:i_new], t_n, h, t_next).tolist(), i_new
