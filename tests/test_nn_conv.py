@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from refnode.errors import InputError
 from refnode.nn.base import NetworkDynamics, Sequential
-from refnode.nn.conv import ConcatConv2d, Conv2d, col2im, im2col, output_size
+from refnode.nn import conv as conv_module
+from refnode.nn.conv import ConcatConv2d, Conv2d, col2im, im2col, output_size, sample_blocks
 from refnode.nn.losses import accuracy, log_softmax, mean_squared_error, softmax_cross_entropy
 from refnode.nn.norm import GroupNorm
 from refnode.nn.pool import Flatten, GlobalAvgPool2d
+from refnode.strict import to_device
 from refnode.testing import check_vjp, compare_gradients
 
 pytestmark = [pytest.mark.vjp, pytest.mark.odenet]
@@ -121,6 +123,30 @@ def test_conv2d_forward_matches_direct_loop(case):
 def test_conv2d_vjp(case):
     layer, theta, x = make_conv(case)
     check_layer_vjp(layer, theta, 0.3, x, seed=case["seed"])
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3000, 10 ** 9])   # 1, 2 or 5 samples a block
+def test_conv2d_in_blocks_of_samples_is_the_same_convolution(monkeypatch, block_bytes):
+    """One sample per block, a few per block, one block: the same forward pass (against the
+    direct loop) and the same VJP (against autograd and the dot-product test)."""
+    monkeypatch.setattr(conv_module, "CPU_BLOCK_BYTES", block_bytes)
+    case = dict(c_in=2, c_out=3, k=3, stride=2, padding=1, bias=True, n=5, h=6, w=5, seed=4)
+    layer, theta, x = make_conv(case)
+    y, cache = layer.forward(theta, 0.0, x)
+    expected = naive_conv2d(x, theta["W"], theta["b"], case["stride"], case["padding"])
+    np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-13)
+    check_layer_vjp(layer, theta, 0.3, x, seed=case["seed"])
+
+
+def test_sample_blocks_cover_the_batch_in_order():
+    """Blocks of CPU_BLOCK_BYTES // (bytes per sample) samples, at least one, in order; an
+    array of another module (the strict device array, as CuPy) is one block."""
+    x = np.zeros((10, 4, 4, 3))
+    blocks = sample_blocks(x, sample_bytes=conv_module.CPU_BLOCK_BYTES // 3)
+    assert blocks == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
+    assert sample_blocks(x, sample_bytes=10 * conv_module.CPU_BLOCK_BYTES) == [
+        slice(i, i + 1) for i in range(10)]
+    assert sample_blocks(to_device(x), sample_bytes=1) == [slice(0, 10)]
 
 
 @given(conv_cases())

@@ -18,7 +18,10 @@ and its VJP is two matmuls and col2im, the transpose (adjoint) of im2col:
     g_W_mat = G_matᵀ X_col,   g_b = Σ_rows G_mat,   g_x = col2im(G_mat W_mat).
 
 Inside the layer the image is kept channels-last (N, H, W, C) so that the patch
-matrix is a plain reshape of the stacked views; inputs and outputs are NCHW.
+matrix is a plain reshape of the stacked views; inputs and outputs are NCHW. On the CPU
+the batch is taken a block of samples at a time (:func:`sample_blocks`), so that each
+block's patch matrix stays in cache; the rows of X_col are the samples', so the blocks'
+products are the rows of the one product, and g_W_mat is their sum over the blocks.
 """
 
 import numpy as np
@@ -83,14 +86,6 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
 
         g_x_pad[n, i + s·p, j + s·q, c] += g_cols[(n, p, q), (i, j, c)]   for every i, j.
 
-    This is the one function of the layer that writes in place: k² strided ``+=`` into
-    one zero buffer (the textbook col2im). The out-of-place alternative (a shifted,
-    zero-padded full-size copy per offset, added up) took 1.1–3× as long for the
-    Table 1 convolutions. A VJP is not traced by autograd, so the write is safe; a
-    backend without in-place addition cannot run it. Each ``+=`` is on a view of the
-    window: ``g_x_pad[window] += ...`` would also write the window back (on CuPy a second
-    kernel per offset).
-
     Parameters
     ----------
     g_cols : array, shape (N·h_out·w_out, k²·C)
@@ -100,17 +95,59 @@ def col2im(g_cols, x_pad_shape, kernel_size, stride, h_out, w_out):
     -------
     g_x_pad : array, shape x_pad_shape
     """
-    n, _, _, c = x_pad_shape
+    g_x_pad = array_module(g_cols).zeros(x_pad_shape, dtype=g_cols.dtype)
+    col2im_add(g_cols, g_x_pad, kernel_size, stride, h_out, w_out)
+    return g_x_pad
+
+
+def col2im_add(g_cols, g_x_pad, kernel_size, stride, h_out, w_out):
+    """:func:`col2im`, added in place into ``g_x_pad`` (N, H_pad, W_pad, C).
+
+    This is the one function of the layer that writes in place: k² strided ``+=`` into
+    the image (the textbook col2im). The out-of-place alternative (a shifted,
+    zero-padded full-size copy per offset, added up) took 1.1–3× as long for the
+    Table 1 convolutions. A VJP is not traced by autograd, so the write is safe; a
+    backend without in-place addition cannot run it. Each ``+=`` is on a view of the
+    window: ``g_x_pad[window] += ...`` would also write the window back (on CuPy a second
+    kernel per offset).
+    """
+    n, _, _, c = g_x_pad.shape
     k, s = kernel_size, stride
-    xp = array_module(g_cols)
-    g = xp.reshape(g_cols, (n, h_out, w_out, k, k, c))
+    g = array_module(g_cols).reshape(g_cols, (n, h_out, w_out, k, k, c))
     h_span, w_span = s * (h_out - 1) + 1, s * (w_out - 1) + 1
-    g_x_pad = xp.zeros(x_pad_shape, dtype=g.dtype)
     for i in range(k):
         for j in range(k):
             window = g_x_pad[:, i:i + h_span:s, j:j + w_span:s, :]     # a view into g_x_pad
             window += g[:, :, :, i, j, :]       # in place: no write-back of the window
-    return g_x_pad
+
+
+#: Bytes of patch matrix per block of samples on the CPU: a block's X_col (and its
+#: gradient) stays in a core's cache instead of streaming through memory. The 64→64,
+#: 4×4, stride 2 stem convolution of Table 1 at batch 128 (an 88 MB patch matrix),
+#: forward + VJP on the development machine (4 MB L2 per core): about 195 ms in one
+#: block, 135 ms in blocks of 8 samples (this size); any size from 1 to 12 MB did as
+#: well, 24 MB worse (benchmarks/README.md).
+CPU_BLOCK_BYTES = 6 * 2 ** 20
+
+
+def sample_blocks(x, sample_bytes):
+    """Slices of the batch axis of x, blocks of samples whose patch matrices together
+    hold about CPU_BLOCK_BYTES (at least one sample per block).
+
+    On NumPy only (traced autograd arrays included); any other array module — CuPy, the
+    strict device arrays — gets the whole batch as one block: on a GPU the cost of a
+    convolution is its kernel launches, which blocks would multiply, not cache misses.
+    """
+    n = x.shape[0]
+    if array_module(x).__name__ not in ("numpy", "autograd.numpy"):
+        return [slice(0, n)]
+    size = max(1, CPU_BLOCK_BYTES // max(sample_bytes, 1))
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def concatenate(blocks):
+    """The blocks along the first axis (the one block itself when there is one)."""
+    return blocks[0] if len(blocks) == 1 else array_module(*blocks).concatenate(blocks)
 
 
 class Conv2d:
@@ -170,38 +207,59 @@ class Conv2d:
         return xp.reshape(xp.transpose(W, (0, 2, 3, 1)), (self.c_out, -1))
 
     def forward(self, theta, t, x):
-        """y = X_col W_matᵀ + b. x: (N, c_in, H, W) -> y: (N, c_out, H_out, W_out)."""
+        """y = X_col W_matᵀ + b. x: (N, c_in, H, W) -> y: (N, c_out, H_out, W_out).
+
+        Computed block by block of samples (:func:`sample_blocks`); the cache keeps the
+        padded image, from which the VJP rebuilds each block's patches.
+        """
         self._check_input(x)
         xp = array_module(x, theta)
         _, _, h_out, w_out = self.output_shape(x.shape)
         p = self.padding
         x_pad = _pad_hw(xp.transpose(x, (0, 2, 3, 1)), p, p, p, p)     # (N, H+2p, W+2p, c_in)
-        cols = im2col(x_pad, self.kernel_size, self.stride, h_out, w_out)
-        W_mat = self._w_mat(theta["W"])                                # (c_out, k²·c_in)
-        y = xp.matmul(cols, xp.transpose(W_mat))                       # (N·H_out·W_out, c_out)
-        if self.bias:
+        W_mat_T = xp.transpose(self._w_mat(theta["W"]))                # (k²·c_in, c_out)
+        y = concatenate([xp.matmul(self._cols(x_pad[block], h_out, w_out), W_mat_T)
+                         for block in sample_blocks(x_pad, self._patch_bytes(x_pad, h_out, w_out))])
+        if self.bias:                                                  # y: (N·H_out·W_out, c_out)
             y = y + theta["b"]
         y = xp.reshape(y, (x.shape[0], h_out, w_out, self.c_out))
-        return xp.transpose(y, (0, 3, 1, 2)), {"cols": cols, "x_pad_shape": x_pad.shape}
+        return xp.transpose(y, (0, 3, 1, 2)), {"x_pad": x_pad}
 
     def vjp(self, theta, cache, g):
-        """g: (N, c_out, H_out, W_out) -> (g_x, {"W", "b"}, 0.0); see the module docstring."""
+        """g: (N, c_out, H_out, W_out) -> (g_x, {"W", "b"}, 0.0); see the module docstring.
+
+        Block by block of samples, as the forward pass: each block's patches X_col are
+        rebuilt from the cached image, g_W_mat accumulates G_matᵀ X_col over the blocks.
+        """
         xp = array_module(g, theta)
+        x_pad = cache["x_pad"]
         n, _, h_out, w_out = g.shape
         G_mat = xp.reshape(xp.transpose(g, (0, 2, 3, 1)), (-1, self.c_out))
         W_mat = self._w_mat(theta["W"])
+        rows = h_out * w_out                                           # G_mat rows per sample
+        g_W_mat, g_x_pad = 0.0, xp.zeros(x_pad.shape, dtype=g.dtype)
+        for block in sample_blocks(x_pad, self._patch_bytes(x_pad, h_out, w_out)):
+            G_block = G_mat[block.start * rows:block.stop * rows]
+            g_W_mat = g_W_mat + xp.matmul(xp.transpose(G_block),
+                                          self._cols(x_pad[block], h_out, w_out))
+            col2im_add(xp.matmul(G_block, W_mat), g_x_pad[block], self.kernel_size,
+                       self.stride, h_out, w_out)
         k = self.kernel_size
-        g_W_mat = xp.reshape(xp.matmul(xp.transpose(G_mat), cache["cols"]),
-                             (self.c_out, k, k, self.c_in))                # [o, i, j, c]
-        g_theta = {"W": xp.transpose(g_W_mat, (0, 3, 1, 2))}
+        g_W = xp.reshape(g_W_mat, (self.c_out, k, k, self.c_in))       # [o, i, j, c]
+        g_theta = {"W": xp.transpose(g_W, (0, 3, 1, 2))}
         if self.bias:
             g_theta["b"] = xp.sum(G_mat, axis=0)
-        g_cols = xp.matmul(G_mat, W_mat)                          # (N·H_out·W_out, k²·c_in)
-        g_x_pad = col2im(g_cols, cache["x_pad_shape"], self.kernel_size, self.stride, h_out, w_out)
-        _, h_pad, w_pad, _ = cache["x_pad_shape"]
+        _, h_pad, w_pad, _ = x_pad.shape
         p = self.padding
         g_x = g_x_pad[:, p:h_pad - p, p:w_pad - p, :]
         return xp.transpose(g_x, (0, 3, 1, 2)), g_theta, 0.0
+
+    def _cols(self, x_pad, h_out, w_out):
+        return im2col(x_pad, self.kernel_size, self.stride, h_out, w_out)
+
+    def _patch_bytes(self, x_pad, h_out, w_out):
+        """Bytes of one sample's patch matrix: h_out·w_out rows of k²·c_in numbers."""
+        return h_out * w_out * self.kernel_size ** 2 * self.c_in * x_pad.dtype.itemsize
 
     def __repr__(self):
         return (f"Conv2d({self.c_in}, {self.c_out}, kernel_size={self.kernel_size}, "
