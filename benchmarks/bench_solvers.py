@@ -1,6 +1,6 @@
 """Forward solvers: refnode's dopri5 against SciPy's RK45 and (if installed) torchdiffeq.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_solvers.py [--repeats N] [--profile]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_solvers.py [--repeats N] [--profile] [--breakdown]
 
 Three problems, dopri5 at rtol = atol = 1e-6 in float64:
 
@@ -10,7 +10,9 @@ Three problems, dopri5 at rtol = atol = 1e-6 in float64:
 
 Printed: wall times (best of N, same process), the ratios refnode / SciPy and refnode /
 torchdiffeq, NFE of each, and the "solver overhead efficiency" NFE · t(f) / t(solve): the
-fraction of the solve spent inside f (1.0 = a free solver).
+fraction of the solve spent inside f (1.0 = a free solver). ``--breakdown`` splits each
+solve into its Runge–Kutta steps (refnode's ``rk_step`` calls, f included) and everything
+else, beside SciPy's solve without its evaluations of f.
 """
 
 import argparse
@@ -26,6 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import refnode as rn  # noqa: E402
+from refnode.dynamics import CheckedDynamics  # noqa: E402
+from refnode.methods import DOPRI5  # noqa: E402
+from refnode.rk_step import rk_step  # noqa: E402
 from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
 
 try:
@@ -127,6 +132,40 @@ def report(results):
     return markdown_table(headers, rows)
 
 
+def breakdown(p, repeats):
+    """refnode's solve as [its rk_step calls, the rest], beside SciPy's [f, the rest] (s).
+
+    The rk_step calls are replayed from the solve's own trace (every attempted step, the
+    same t and h, f wrapped as the solve wraps it); the rest — error norm, controller,
+    dense output, checks — is the solve's time minus theirs.
+    """
+    sol = rn.solve(p["f"], p["z0"], p["t"], p["theta"], method="dopri5", rtol=RTOL,
+                   atol=ATOL, control=rn.StepControl(trace=True))
+    f, z0, theta = CheckedDynamics(p["f"]), p["z0"], p["theta"]
+    k1 = f(float(p["t"][0]), z0, theta)
+
+    def steps():
+        for record in sol.trace:
+            rk_step(f, DOPRI5, record.t, z0, record.h, theta, k1)
+
+    t_solve, _ = best_time(lambda: run_refnode(p), repeats)
+    t_steps, _ = best_time(steps, repeats)
+    t_scipy, (_, nfev) = best_time(lambda: run_scipy(p), repeats)
+    shape = z0.shape
+    y = z0.ravel()
+    t_f, _ = best_time(lambda: p["f"](0.0, y.reshape(shape), theta).ravel(), repeats, number=200)
+    return dict(solve=t_solve, steps=t_steps, scipy=t_scipy, scipy_f=nfev * t_f)
+
+
+def breakdown_table(rows):
+    headers = ["problem", "refnode solve", "its rk_step calls", "the rest", "SciPy solve",
+               "SciPy without f"]
+    return markdown_table(headers, [
+        [name, fmt_seconds(r["solve"]), fmt_seconds(r["steps"]),
+         fmt_seconds(r["solve"] - r["steps"]), fmt_seconds(r["scipy"]),
+         fmt_seconds(r["scipy"] - r["scipy_f"])] for name, r in rows.items()])
+
+
 def profile(p, top=15):
     """cProfile of one refnode solve: where the time goes, by cumulative time."""
     profiler = cProfile.Profile()
@@ -138,6 +177,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile each refnode solve")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="each solve's Runge-Kutta steps against the rest of its loop")
     args = parser.parse_args(argv)
     problems = [spiral_problem(), mlp_problem("mlp-small (D=2, H=50, B=1)", 2, 50, 1),
                 mlp_problem("mlp-batch (D=32, H=64, B=512)", 32, 64, 512)]
@@ -147,6 +188,9 @@ def main(argv=None):
                                        f"{torchdiffeq.__version__}" if torch else ", torchdiffeq absent"))
     print()
     print(report(results))
+    if args.breakdown:
+        print("\n## Where the time goes: steps and the rest\n")
+        print(breakdown_table({p["name"]: breakdown(p, args.repeats) for p in problems}))
     if args.profile:
         for p in problems:
             print(f"\n## cProfile: {p['name']}\n")

@@ -357,3 +357,21 @@ def test_count_device_ops_charges_refnode_functions_and_reports_them():
     assert counts["rk_step.py:weighted_sum", "op"] > 0 and counts["nn/dense.py:forward", "op"] > 0
     text = counter.report(counts, top=3)
     assert text.splitlines()[0].endswith("views") and len(text.splitlines()) == 4 + 3
+
+
+def test_bench_solvers_breakdown_replays_the_solves_own_steps(monkeypatch):
+    """--breakdown times rk_step over exactly the solve's attempted steps, and splits both
+    libraries' times into parts that are positive and add up."""
+    bench = _load("bench_solvers")
+    calls = []
+    original = bench.rk_step
+    monkeypatch.setattr(bench, "rk_step", lambda *a: calls.append(a[2:5:2]) or original(*a))
+    p = bench.mlp_problem("tiny", 2, 4, 1)
+    p["t"] = np.linspace(0.0, 1.0, 5)
+    row = bench.breakdown(p, repeats=1)
+    trace = bench.rn.solve(p["f"], p["z0"], p["t"], p["theta"], method="dopri5", rtol=bench.RTOL,
+                           atol=bench.ATOL, control=bench.rn.StepControl(trace=True)).trace
+    assert calls == [(r.t, r.h) for r in trace]
+    assert 0 < row["steps"] and 0 < row["scipy_f"] < row["scipy"]
+    table = bench.breakdown_table({"tiny": row})
+    assert table.splitlines()[0].startswith("| problem | refnode solve | its rk_step calls")

@@ -237,11 +237,11 @@ class Conv2d:
         G_mat = xp.reshape(xp.transpose(g, (0, 2, 3, 1)), (-1, self.c_out))
         W_mat = self._w_mat(theta["W"])
         rows = h_out * w_out                                           # G_mat rows per sample
-        g_W_mat, g_x_pad = 0.0, xp.zeros(x_pad.shape, dtype=g.dtype)
+        g_W_mat, g_x_pad = None, xp.zeros(x_pad.shape, dtype=g.dtype)
         for block in sample_blocks(x_pad, self._patch_bytes(x_pad, h_out, w_out)):
             G_block = G_mat[block.start * rows:block.stop * rows]
-            g_W_mat = g_W_mat + xp.matmul(xp.transpose(G_block),
-                                          self._cols(x_pad[block], h_out, w_out))
+            g_W_block = xp.matmul(xp.transpose(G_block), self._cols(x_pad[block], h_out, w_out))
+            g_W_mat = g_W_block if g_W_mat is None else g_W_mat + g_W_block
             col2im_add(xp.matmul(G_block, W_mat), g_x_pad[block], self.kernel_size,
                        self.stride, h_out, w_out)
         k = self.kernel_size
