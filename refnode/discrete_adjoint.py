@@ -177,7 +177,8 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
 
 
 def discrete_vjp(f, tableau, theta, t, grid, ys, g):
-    """The exact gradient of the replayed solution w.r.t. z0, θ and the times t.
+    """The exact gradient of the solution w.r.t. z0, θ and the times t: each step of the
+    grid reversed, from the state at its start.
 
     Parameters
     ----------
@@ -187,7 +188,8 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
     t : ndarray, shape (N,)
     grid : StepGrid
     ys : list of arrays, length L + 1
-        The state at every step point (from ``replay(..., keep_states=True)``).
+        The state at every step point: the forward solve's (``Solution.states``) or a
+        replay's (``replay(..., keep_states=True)``).
     g : array, shape (N, *z0.shape)
         ∂L/∂z at the output times.
 

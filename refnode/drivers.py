@@ -42,9 +42,13 @@ def fixed_grid(t, step_size=None, n_steps=None):
 
 
 def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trace=False,
-                keep_grid=True):
-    """Fixed-grid driver: equal steps inside each output interval (see :func:`fixed_grid`)."""
+                keep_grid=True, keep_states=False):
+    """Fixed-grid driver: equal steps inside each output interval (see :func:`fixed_grid`).
+
+    ``keep_states`` keeps the state at every step point (``Solution.states``).
+    """
     y, ys, grid = y0, [y0], [float(t[0])] if keep_grid else None
+    states = [y0] if keep_states else None
     records = [] if trace else None
     nfe, n_total = 1, 0
     times = t.tolist()                  # Python floats: they never promote a float32 state
@@ -65,11 +69,13 @@ def solve_fixed(f, tableau, y0, t, theta, k1, step_size=None, n_steps=None, trac
                     "or check the dynamics for overflow.", t=t_n)
             if keep_grid:
                 grid.append(float(t_next) if j == n - 1 else t_n + h)
+            if keep_states:
+                states.append(y)
             if trace:
                 records.append(StepRecord(t_n, h, float("nan"), True))
         ys.append(y)
     stats = dict(nfe=nfe, n_steps=n_total, n_accepted=n_total, n_rejected=0)
-    return Solution(t=t, z=stack(ys), stats=stats, trace=records, grid=grid)
+    return Solution(t=t, z=stack(ys), stats=stats, trace=records, grid=grid, states=states)
 
 
 def all_finite(y):
@@ -106,7 +112,7 @@ def first_step_size(f, tableau, t0, y0, k1, theta, direction, norm, control):
 
 
 def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, dense=False,
-                   keep_grid=True):
+                   keep_grid=True, keep_states=False):
     """Adaptive driver: try a step, accept it if its error ratio is <= 1, adapt h.
 
     The rules of the loop (landing on t[-1], the controller, the failure checks, the cost
@@ -121,14 +127,15 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
     norm : callable
         ``norm(error, y0, y1) -> float``, the error norm (:func:`refnode.step_size.rms_norm`).
     control : StepControl
-    dense, keep_grid : bool
+    dense, keep_grid, keep_states : bool
         Keep every step for ``Solution.dense``; record the accepted step points in
-        ``Solution.grid`` (the discrete adjoint replays them).
+        ``Solution.grid`` (the discrete adjoint reverses the steps between them); keep the
+        state at each of them in ``Solution.states``.
     """
     q, t_end = tableau.error_power(), float(t[-1])
     h, nfe = first_step_size(f, tableau, float(t[0]), y0, k1, theta, direction, norm, control)
     t_n, y, carried, rejected_last, nonfinite, last = float(t[0]), y0, h, False, 0, None
-    record = Recorder(t, y0, nfe, keep_grid, control.trace, dense)
+    record = Recorder(t, y0, nfe, keep_grid, control.trace, dense, keep_states)
     while record.i_out < len(t):
         h_try = clip_step(t_n, h, t_end, direction)
         code = failure(t_n, h_try, t_end, record.n_attempted, nonfinite, control)
@@ -158,14 +165,15 @@ class Recorder:
     """What the shared adaptive loop keeps besides the state.
 
     The outputs reached (one block of states per accepted step), the next output index
-    ``i_out``, the counts, the accepted step points (``grid``), every trial step
-    (``trace``) and the dense steps.
+    ``i_out``, the counts, the accepted step points (``grid``) and the states there
+    (``states``), every trial step (``trace``) and the dense steps.
     """
 
-    def __init__(self, t, y0, nfe, keep_grid, trace, dense):
+    def __init__(self, t, y0, nfe, keep_grid, trace, dense, keep_states=False):
         self.t, self.i_out, self.blocks = t, 1, [expand(y0)]
         self.nfe, self.n_attempted, self.n_accepted = nfe, 0, 0
         self.grid = [float(t[0])] if keep_grid else None
+        self.states = [y0] if keep_states else None
         self.trace = [] if trace else None
         self.steps = [] if dense else None
 
@@ -183,6 +191,8 @@ class Recorder:
             self.blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
         if self.grid is not None:
             self.grid.append(t_next)
+        if self.states is not None:
+            self.states.append(y1)
         if self.steps is not None:
             self.steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
 
@@ -193,7 +203,7 @@ class Recorder:
         if self.steps is not None:
             dense = DenseSolution(tableau, self.steps, direction, float(self.t[0]), y0)
         return Solution(t=self.t, z=concatenate(self.blocks), stats=stats, trace=self.trace,
-                        grid=self.grid, dense=dense, next_step=next_step)
+                        grid=self.grid, dense=dense, next_step=next_step, states=self.states)
 
 
 def outputs_in_step(t, i_out, t_n, t_next, h, direction):

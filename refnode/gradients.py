@@ -82,7 +82,7 @@ def odeint_vjp(f, z0, t, theta=None, method="dopri5", rtol=None, atol=None,
                           n_steps, control, False, batch)
     adjoint = check_gradient(problem, gradient, adjoint)
     problem = problem._replace(theta=copy_tree(theta))   # the closure's own copy
-    sol = solve_checked(problem)
+    sol = solve_checked(problem, keep_states=gradient == "discrete")
     return sol.z, gradient_closure(problem, sol, gradient, adjoint)
 
 
@@ -111,7 +111,7 @@ def gradient_closure(p, sol, gradient, adjoint):
     else:
         grid = adaptive_grid(p.t, sol.grid)
     if gradient == "discrete":
-        return DiscreteVJP(f, p.tableau, p.z0, p.t, p.theta, grid, sol.stats)
+        return DiscreteVJP(f, p.tableau, p.z0, p.t, p.theta, grid, sol)
     return AutogradVJP(f, p.tableau, p.z0, p.t, p.theta, grid, sol.stats)
 
 
@@ -214,12 +214,23 @@ class AdjointVJP(_VJP):
 
 
 class DiscreteVJP(_VJP):
-    """vjp(dL_dz) by the hand-derived reverse of the recorded steps."""
+    """vjp(dL_dz) by the hand-derived reverse of the recorded steps.
 
-    def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
+    The reverse pass starts from the state at every step point: the forward solve's own
+    (``sol.states``: the shared drivers keep them, so nothing is evaluated twice), or, per
+    sample, those of a replay of the grid (:func:`refnode.discrete_adjoint.replay`). Each
+    step is reversed between the grid's points τ_n (:mod:`refnode.grid`), which equal the
+    forward's step times up to rounding (a fixed grid's t_i + j·h, an adaptive step's
+    t_n + h); the gradient is the computed solution's, to that rounding.
+    """
+
+    def __init__(self, f, tableau, z0, t, theta, grid, sol):
         self.f, self.tableau, self.t, self.theta, self.grid = f, tableau, t, theta, grid
-        self.zs, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
-        super().__init__(self.zs.shape, self.zs.dtype, forward_stats)
+        if sol.states is not None:
+            self.zs, self.ys = copy_tree(sol.z), sol.states
+        else:
+            self.zs, self.ys = replay(f, tableau, z0, theta, t, grid, keep_states=True)
+        super().__init__(self.zs.shape, self.zs.dtype, sol.stats)
 
     def __call__(self, dL_dz):
         g = self.check(dL_dz)

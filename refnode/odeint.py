@@ -157,17 +157,21 @@ def check_solve(f, z0, t, theta, method, rtol, atol, step_size, n_steps, control
                    control, norm, bool(dense), batch)
 
 
-def solve_checked(p):
-    """Run the driver for a checked :class:`Problem` (no checks here: see check_solve)."""
+def solve_checked(p, keep_states=False):
+    """Run the driver for a checked :class:`Problem` (no checks here: see check_solve).
+
+    ``keep_states`` keeps the state at every step point (``Solution.states``; the shared
+    drivers only).
+    """
     if p.batch == "independent":
         return solve_independent(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, p.norm,
                                  p.control)
     k1 = first_derivative(p.f, float(p.t[0]), p.z0, p.theta)  # times reach f as Python
     if p.fixed:                                               # floats (NumPy's NEP 50)
         return solve_fixed(p.f, p.tableau, p.z0, p.t, p.theta, k1, p.step_size, p.n_steps,
-                           p.control.trace)
+                           p.control.trace, keep_states=keep_states)
     return solve_adaptive(p.f, p.tableau, p.z0, p.t, p.direction, p.theta, k1,
-                          p.norm, p.control, dense=p.dense)
+                          p.norm, p.control, dense=p.dense, keep_states=keep_states)
 
 
 def tolerances(rtol, atol, fixed):

@@ -57,6 +57,9 @@ class Solution:
         Adaptive solves: the step the controller would try next (the step it wanted
         before the last one was shortened to land on t[-1]); a solve that continues
         from here can start with it instead of estimating a first step.
+    states : list of arrays or None
+        The state at every point of ``grid``, when the driver was asked to keep them
+        (the discrete gradient reverses the steps from these; None otherwise).
     """
 
     t: object
@@ -66,6 +69,7 @@ class Solution:
     grid: list = field(default_factory=list)
     dense: object = None
     next_step: float = None
+    states: list = None
 
     def __post_init__(self):
         if self.dense is None:

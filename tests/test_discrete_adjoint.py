@@ -189,6 +189,31 @@ def test_the_reverse_pass_evaluates_each_stage_once_for_its_vjp(n_steps):
     assert calls == {"forward": 4 * n_steps + 1, "vjp": 4 * n_steps + 1}
 
 
+@pytest.mark.parametrize("options", [dict(method="rk4", n_steps=3),
+                                     dict(method="dopri5", rtol=1e-6, atol=1e-8)])
+def test_the_forward_solve_keeps_the_states_the_reverse_pass_starts_from(options):
+    """A shared solve for a discrete gradient keeps the state at every step point
+    (``Solution.states``): no replay of the steps, so the forward solve evaluates f exactly
+    its NFE times; the gradient still agrees with autograd through the replayed steps."""
+    f = rn.nn.mlp_dynamics((3, 8, 3), "tanh", True)
+    theta = f.init(np.random.default_rng(0))
+    calls, forward = [0], f.net.forward
+
+    def counted_forward(*args):
+        calls[0] += 1
+        return forward(*args)
+    f.net.forward = counted_forward
+    z0, t = np.linspace(-1.0, 1.0, 6).reshape(2, 3), np.array([0.0, 0.4, 1.0])
+    z, vjp = rn.odeint_vjp(f, z0, t, theta, gradient="discrete", **options)
+    assert calls[0] == vjp.forward_stats["nfe"]
+    assert len(vjp.ys) == vjp.grid.n_steps + 1 and vjp.ys[0] is not z0
+    f.net.forward = forward
+    g = np.random.default_rng(1).standard_normal(z.shape)
+    _, oracle = rn.odeint_vjp(f, z0, t, theta, gradient="autograd", **options)
+    for ours, theirs in zip(vjp(g)[:2], oracle(g)[:2]):
+        assert relative_error(ours, theirs) < EXACT_RTOL
+
+
 def _dynamics_kinds():
     from refnode.dynamics import AutogradDynamics, CheckedDynamics
     from refnode.independent.loop import SampleTimeDynamics
