@@ -196,13 +196,15 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
     Returns
     -------
     dz0 : array like z0;  dtheta : tree like theta (or None; summed over samples);
-    dt : ndarray (N,) (summed over samples: the output times are shared)
+    dt : ndarray (N,) (summed over samples: the output times are shared);
+    nfe : int
+        Evaluations of f in the reverse pass (each step's stages, computed again).
     """
     xp = array_module(ys[0])
     tau = grid.points(t, xp)
     t = t.tolist() if isinstance(t, np.ndarray) else t
     tau_bar, t_bar = [0.0] * len(tau), [0.0] * len(t)
-    y_bar, theta_bar = 0.0 * ys[-1], None
+    y_bar, theta_bar, nfe = 0.0 * ys[-1], None, 0
     for n in reversed(range(grid.n_steps)):
         interior = []
         for i, in_step, at_end in grid.outputs_of_step(n, xp):
@@ -210,15 +212,16 @@ def discrete_vjp(f, tableau, theta, t, grid, ys, g):
             inside = strictly_inside(in_step, at_end)
             if any_true(inside):
                 interior.append((i, inside))
-        y_bar, theta_step = step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y_bar,
-                                          tau_bar, t_bar)
+        y_bar, theta_step, step_nfe = step_backward(f, tableau, theta, t, tau, n, ys, g,
+                                                    interior, y_bar, tau_bar, t_bar)
+        nfe += step_nfe
         if theta_step is not None:
             theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
     dt = np.array([to_float(xp.sum(v)) if not isinstance(v, float) else v for v in t_bar])
     dt = dt + grid.point_time_gradient(tau_bar, len(t))
     if theta is not None and theta_bar is None:
         theta_bar = tree_zeros_like(theta)
-    return y_bar + g[0], theta_bar, dt
+    return y_bar + g[0], theta_bar, dt, nfe
 
 
 def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar, t_bar):
@@ -231,7 +234,7 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
 
     Returns
     -------
-    y0_bar : array like y;  theta_bar : tree or None
+    y0_bar : array like y;  theta_bar : tree or None;  nfe : int (evaluations of f)
     """
     y, y1, h = ys[n], ys[n + 1], tau[n + 1] - tau[n]
     f_lin, vjps = linearized(f)                     # each stage's VJP, kept as it is computed
@@ -264,4 +267,5 @@ def step_backward(f, tableau, theta, t, tau, n, ys, g, interior, y1_bar, tau_bar
     tau_bar[n + 1] = tau_bar[n + 1] + h_bar
     if theta_step is not None:
         theta_bar = theta_step if theta_bar is None else tree_add(theta_bar, theta_step)
-    return (y0_bar if y0_dense is None else y0_bar + y0_dense), theta_bar
+    nfe = len(vjps) + (f1 is not None)              # the stages, and Hermite's f1
+    return (y0_bar if y0_dense is None else y0_bar + y0_dense), theta_bar, nfe

@@ -235,9 +235,9 @@ class DiscreteVJP(_VJP):
     def __call__(self, dL_dz):
         g = self.check(dL_dz)
         self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.grid.per_sample)
-        dz0, dtheta, dt = discrete_vjp(self.f, self.tableau, self.theta, self.t, self.grid,
-                                       self.ys, g)
-        self.backward_stats = dict(n_steps=self.grid.n_steps)
+        dz0, dtheta, dt, nfe = discrete_vjp(self.f, self.tableau, self.theta, self.t,
+                                            self.grid, self.ys, g)
+        self.backward_stats = dict(n_steps=self.grid.n_steps, nfe=nfe)
         return self.finite(dz0, dtheta, dt)
 
 

@@ -319,7 +319,8 @@ def test_grad_precision_measures_each_gradient_against_float64():
     assert 0.0 < rows["numpy float32, x·(1+1e-7·ε)"]["distance_float32"] < 1e-5
     assert "cupy float32" not in rows or GPU
     odenet = {r["run"]: r for r in gp.rows_for("odenet", 2)}
-    assert odenet["numpy float64, discrete adjoint"]["nfe"][1] == 0
+    forward, backward = odenet["numpy float64, discrete adjoint"]["nfe"]
+    assert forward > 0 and backward > 0 and backward % 7 == 0   # each step's 7 dopri5 stages
     assert odenet["numpy float64, discrete adjoint"]["distance"] > 0.0
 
 

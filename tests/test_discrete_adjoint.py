@@ -187,6 +187,7 @@ def test_the_reverse_pass_evaluates_each_stage_once_for_its_vjp(n_steps):
     calls.update(forward=0, vjp=0)
     vjp(np.ones_like(z))
     assert calls == {"forward": 4 * n_steps + 1, "vjp": 4 * n_steps + 1}
+    assert vjp.backward_stats == {"n_steps": n_steps, "nfe": 4 * n_steps}   # not the check
 
 
 @pytest.mark.parametrize("options", [dict(method="rk4", n_steps=3),
