@@ -107,23 +107,46 @@ def torch_gradient_fn(theta, z0):
     return run
 
 
-def jax_gradient_fn(theta, z0):
-    """A compiled JAX gradient (jax.experimental.ode.odeint, its own adjoint)."""
-    def func(z, t, W1, b1, W2, b2):                  # JAX's odeint: func(y, t, *args)
-        return jnp.tanh(z @ W1.T + b1) @ W2.T + b2
+def jax_mlp(z, t, W1, b1, W2, b2):                   # JAX's odeint: func(y, t, *args)
+    return jnp.tanh(z @ W1.T + b1) @ W2.T + b2
 
+
+def jax_loss(func):
+    """sum(z(t1)**2) through ``jax.experimental.ode.odeint`` of ``func``."""
     def loss(z0, W1, b1, W2, b2):
         z = jax_odeint(func, z0, jnp.asarray(T), W1, b1, W2, b2, rtol=RTOL, atol=ATOL)
         return jnp.sum(z[-1] ** 2)
+    return loss
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))
-    args = (jnp.asarray(z0),) + tuple(jnp.asarray(w) for w in weights(theta))
+
+def jax_args(theta, z0):
+    return (jnp.asarray(z0),) + tuple(jnp.asarray(w) for w in weights(theta))
+
+
+def jax_gradient_fn(theta, z0):
+    """A compiled JAX gradient (jax.experimental.ode.odeint, its own adjoint)."""
+    grad = jax.jit(jax.grad(jax_loss(jax_mlp), argnums=(0, 1, 2, 3, 4)))
+    args = jax_args(theta, z0)
 
     def run():
         return tuple(np.asarray(g) for g in jax.block_until_ready(grad(*args))), None
 
     run()                                            # compile outside the timing
     return run
+
+
+def jax_nfe(theta, z0):
+    """JAX's evaluations of f in one gradient (forward and backward solve), counted by a
+    ``jax.debug.callback`` in f, in one run outside the timed ones."""
+    calls = [0]
+
+    def counted(*args):
+        jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
+        return jax_mlp(*args)
+
+    jax.block_until_ready(jax.grad(jax_loss(counted), argnums=(0, 1, 2, 3, 4))(
+        *jax_args(theta, z0)))
+    return calls[0]
 
 
 def max_rel_diff(grads, reference):
@@ -140,7 +163,7 @@ def measure(name, D, H, batch, repeats, profile):
                    diff_torchdiffeq=max_rel_diff(g_torch, g_ref))
     if jax is not None:
         t_jax, (g_jax, _) = best_time(jax_gradient_fn(theta, z0), repeats)
-        row.update(jax=t_jax, diff_jax=max_rel_diff(g_jax, g_ref))
+        row.update(jax=t_jax, diff_jax=max_rel_diff(g_jax, g_ref), nfe_jax=jax_nfe(theta, z0))
     if profile:
         cProfile.runctx("refnode_gradient(f, theta, z0)", globals(), dict(f=f, theta=theta, z0=z0),
                         "/tmp/refnode_gradient.prof")
@@ -155,7 +178,7 @@ def ratio(row, other):
 
 def table(rows):
     headers = ["problem", "refnode adjoint", "torchdiffeq odeint_adjoint", "ratio",
-               "JAX odeint (jit)", "ratio", "NFE fwd+bwd refnode / torchdiffeq",
+               "JAX odeint (jit)", "ratio", "NFE fwd+bwd refnode / torchdiffeq / JAX",
                "max rel diff torchdiffeq / JAX"]
     cells = []
     for r in rows:
@@ -163,7 +186,8 @@ def table(rows):
                       fmt_seconds(r["torchdiffeq"]) if "torchdiffeq" in r else "n/a",
                       fmt_ratio(ratio(r, "torchdiffeq")),
                       fmt_seconds(r["jax"]) if "jax" in r else "n/a", fmt_ratio(ratio(r, "jax")),
-                      f"{r['nfe_refnode']} / {r.get('nfe_torchdiffeq', 'n/a')}",
+                      f"{r['nfe_refnode']} / {r.get('nfe_torchdiffeq', 'n/a')} / "
+                      f"{r.get('nfe_jax', 'n/a')}",
                       f"{r.get('diff_torchdiffeq', float('nan')):.1e} / "
                       f"{r.get('diff_jax', float('nan')):.1e}"])
     return markdown_table(headers, cells)
