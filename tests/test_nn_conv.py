@@ -147,6 +147,16 @@ def test_sample_blocks_cover_the_batch_in_order():
     assert sample_blocks(x, sample_bytes=10 * conv_module.CPU_BLOCK_BYTES) == [
         slice(i, i + 1) for i in range(10)]
     assert sample_blocks(to_device(x), sample_bytes=1) == [slice(0, 10)]
+    assert sample_blocks(x[:0], sample_bytes=1) == [slice(0, 0)]
+
+
+def test_conv2d_takes_an_empty_batch():
+    layer = Conv2d(2, 3, 3, stride=2, padding=1)
+    theta = layer.init(np.random.default_rng(0))
+    y, cache = layer.forward(theta, 0.0, np.zeros((0, 2, 5, 5)))
+    g_x, g_theta, _ = layer.vjp(theta, cache, np.zeros(y.shape))
+    assert y.shape == (0, 3, 3, 3) and g_x.shape == (0, 2, 5, 5)
+    assert np.array_equal(g_theta["W"], np.zeros((3, 2, 3, 3))) and np.all(g_theta["b"] == 0)
 
 
 @given(conv_cases())

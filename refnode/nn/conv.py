@@ -142,7 +142,7 @@ def sample_blocks(x, sample_bytes):
     if array_module(x).__name__ not in ("numpy", "autograd.numpy"):
         return [slice(0, n)]
     size = max(1, CPU_BLOCK_BYTES // max(sample_bytes, 1))
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+    return [slice(a, min(a + size, n)) for a in range(0, max(n, 1), size)]   # n = 0: one
 
 
 def concatenate(blocks):
