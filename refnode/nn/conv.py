@@ -219,7 +219,7 @@ class Conv2d:
         x_pad = _pad_hw(xp.transpose(x, (0, 2, 3, 1)), p, p, p, p)     # (N, H+2p, W+2p, c_in)
         W_mat_T = xp.transpose(self._w_mat(theta["W"]))                # (k²·c_in, c_out)
         y = concatenate([xp.matmul(self._cols(x_pad[block], h_out, w_out), W_mat_T)
-                         for block in sample_blocks(x_pad, self._patch_bytes(x_pad, h_out, w_out))])
+                         for block in self._blocks(x_pad, h_out, w_out)])
         if self.bias:                                                  # y: (N·H_out·W_out, c_out)
             y = y + theta["b"]
         y = xp.reshape(y, (x.shape[0], h_out, w_out, self.c_out))
@@ -233,12 +233,12 @@ class Conv2d:
         """
         xp = array_module(g, theta)
         x_pad = cache["x_pad"]
-        n, _, h_out, w_out = g.shape
+        _, _, h_out, w_out = g.shape
         G_mat = xp.reshape(xp.transpose(g, (0, 2, 3, 1)), (-1, self.c_out))
         W_mat = self._w_mat(theta["W"])
         rows = h_out * w_out                                           # G_mat rows per sample
         g_W_mat, g_x_pad = None, xp.zeros(x_pad.shape, dtype=g.dtype)
-        for block in sample_blocks(x_pad, self._patch_bytes(x_pad, h_out, w_out)):
+        for block in self._blocks(x_pad, h_out, w_out):
             G_block = G_mat[block.start * rows:block.stop * rows]
             g_W_block = xp.matmul(xp.transpose(G_block), self._cols(x_pad[block], h_out, w_out))
             g_W_mat = g_W_block if g_W_mat is None else g_W_mat + g_W_block
@@ -257,9 +257,11 @@ class Conv2d:
     def _cols(self, x_pad, h_out, w_out):
         return im2col(x_pad, self.kernel_size, self.stride, h_out, w_out)
 
-    def _patch_bytes(self, x_pad, h_out, w_out):
-        """Bytes of one sample's patch matrix: h_out·w_out rows of k²·c_in numbers."""
-        return h_out * w_out * self.kernel_size ** 2 * self.c_in * x_pad.dtype.itemsize
+    def _blocks(self, x_pad, h_out, w_out):
+        """:func:`sample_blocks` of the batch; one sample's patch matrix holds h_out·w_out
+        rows of k²·c_in numbers."""
+        sample_bytes = h_out * w_out * self.kernel_size ** 2 * self.c_in * x_pad.dtype.itemsize
+        return sample_blocks(x_pad, sample_bytes)
 
     def __repr__(self):
         return (f"Conv2d({self.c_in}, {self.c_out}, kernel_size={self.kernel_size}, "

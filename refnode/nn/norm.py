@@ -13,18 +13,17 @@ Backward, with ĝ = γ ⊙ g (the gradient w.r.t. x̂) and means taken over the 
 
 (Differentiate x̂ = (x − μ)/σ: ∂μ/∂x_i = 1/m and ∂σ/∂x_i = x̂_i/m.)
 
-Every one of these needs only two means over the image per (sample, channel),
+Every one of these needs only two sums over the image per (sample, channel),
 
-    S̄[n, c] = mean_{h,w} g,      P̄[n, c] = mean_{h,w} g ⊙ x_c,
+    S[n, c] = Σ_{h,w} g,      P[n, c] = Σ_{h,w} g ⊙ x_c,
 
-since γ is constant on a channel and every channel of a group has H·W entries:
-mean(ĝ) = mean_{c∈group} γ_c S̄[n, c], mean(ĝ ⊙ x̂) = mean_{c∈group} γ_c P̄[n, c] / σ,
-g_β = H·W Σ_n S̄, g_γ = H·W Σ_n P̄/σ. So
+since γ is constant on a channel: mean(ĝ) = (1/m) Σ_{c∈group} γ_c S[n, c],
+mean(ĝ ⊙ x̂) = (1/m) Σ_{c∈group} γ_c P[n, c] / σ, g_β = Σ_n S, g_γ = Σ_n P/σ. So
 
     g_x = g · (γ_c/σ) − x_c · (mean(ĝ ⊙ x̂)/σ²) − mean(ĝ)/σ
 
-costs two passes over the image for the means (``einsum``, no product array) and four
-for g_x, and x̂ is never stored.
+costs two passes over the image for the sums (``einsum``, no product array) and four
+for g_x, and x̂ is never stored. The forward pass takes μ and σ² from such sums too.
 Everything else is on (N, C) numbers: few passes for NumPy, few array operations for a GPU
 (benchmarks/count_device_ops.py).
 """
@@ -119,9 +118,7 @@ class GroupNorm:
         return y, {"x_c": x_c, "sigma": sigma, "variance": variance, "scale": scale}
 
     def vjp(self, theta, cache, g):
-        """g: (N, C, *spatial) -> (g_x, {"weight", "bias"}, 0.0); see the module docstring.
-
-        S and P are the sums H·W S̄ and H·W P̄ of the module docstring."""
+        """g: (N, C, *spatial) -> (g_x, {"weight", "bias"}, 0.0); see the module docstring."""
         xp = array_module(g, theta)
         x_c, sigma = cache["x_c"], cache["sigma"]
         S, P = self._sums(g), self._sums(g, x_c)                        # (N, C)
