@@ -104,3 +104,8 @@ def stack(arrays):
     """
     xp = array_module(*arrays)
     return np.array(arrays) if xp is np else xp.stack(arrays)
+
+
+def concatenate(blocks):
+    """Concatenate arrays along their first axis; one block is returned as it is."""
+    return blocks[0] if len(blocks) == 1 else array_module(*blocks).concatenate(blocks)

@@ -21,7 +21,7 @@ each sample at its own fraction of its own step; see :func:`refnode.per_sample.s
 
 import numpy as np
 
-from .backend import array_module, stack
+from .backend import array_module, concatenate, stack
 from .params import tree_map
 from .rk_step import combine, weighted_sum
 
@@ -107,7 +107,7 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
     array, shape (m, *y.shape) (a tree of such arrays for a tree state)
     """
     if isinstance(y0, (tuple, list, dict)):
-        return tree_map(lambda *leaves: array_module(*leaves).stack(leaves),
+        return tree_map(lambda *leaves: stack(leaves),
                         *[y1 if th == 1.0 else interpolate_one(tableau, th, h, y0, y1, k, f1)
                           for th in thetas])
     xp = array_module(y0, y1)
@@ -123,7 +123,7 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
             blocks.append(_matmul_leading(W, stack([y0, h * k[0], y1, h * f1])))
     if n_inner < m:
         blocks.append(stack([y1] * (m - n_inner)))
-    return blocks[0] if len(blocks) == 1 else xp.concatenate(blocks)
+    return concatenate(blocks)
 
 
 def _matmul_leading(W, K):

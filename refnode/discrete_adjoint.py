@@ -17,8 +17,8 @@ Dense output at an output time inside a step is differentiated the same way (wei
 P_i(θ) of the continuous extension, or the cubic Hermite basis), and the step points'
 times flow to the output times through the grid's affine map. Memory: the state at
 every step point is kept, O(L) for L steps — the price of exactness. The reverse of a
-step computes its stages again, once: each stage's VJP comes from the forward pass that
-computed it (:func:`linearized`), at exactly the stage input the forward solve used.
+step computes its stages again, once, from the state at the step's start: each stage's
+VJP comes from the forward pass that computed it there (:func:`linearized`).
 
 One reverse pass serves both batch modes: with a step size per sample
 (``batch="independent"``) h, θ and the time cotangents t̄, h̄ are (B,) arrays, every

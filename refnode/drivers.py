@@ -22,7 +22,7 @@ Times and step sizes are host floats.
 import numpy as np
 
 from .backend import array_module, to_numpy
-from .backend import stack as stack_arrays
+from .backend import concatenate as concatenate_arrays, stack as stack_arrays
 from .dense_output import extra_stages, interpolate
 from .errors import NonFiniteStateError
 from .params import tree_leaves, tree_map
@@ -93,7 +93,7 @@ def concatenate(blocks):
     """Concatenate blocks (m_j, *shape) along the first axis (arrays or trees)."""
     if len(blocks) == 1:
         return blocks[0]
-    return tree_map(lambda *leaves: array_module(*leaves).concatenate(leaves), *blocks)
+    return tree_map(lambda *leaves: concatenate_arrays(leaves), *blocks)
 
 
 def stack(ys):

@@ -26,7 +26,7 @@ products are the rows of the one product, and g_W_mat is their sum over the bloc
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, concatenate
 from ..errors import InputError
 from .dense import uniform_init
 
@@ -143,11 +143,6 @@ def sample_blocks(x, sample_bytes):
         return [slice(0, n)]
     size = max(1, CPU_BLOCK_BYTES // max(sample_bytes, 1))
     return [slice(a, min(a + size, n)) for a in range(0, max(n, 1), size)]   # n = 0: one
-
-
-def concatenate(blocks):
-    """The blocks along the first axis (the one block itself when there is one)."""
-    return blocks[0] if len(blocks) == 1 else array_module(*blocks).concatenate(blocks)
 
 
 class Conv2d:
