@@ -33,6 +33,7 @@ same bit for bit.
 """
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +46,7 @@ from .independent import ThetaIntegral, solve_independent
 from .options import StepControl
 from .params import Packing, tree_add, tree_leaves, tree_map, tree_scale, tree_zeros_like
 from .per_sample import dot, is_per_sample
-from .step_size import rms, scaled_error
+from .step_size import mean_square, scaled_error
 
 
 class AugmentedState(NamedTuple):
@@ -131,12 +132,13 @@ class channel_norm:
         return norm
 
     def largest(self, scaled_channels):
-        """The largest RMS over the channels' scaled errors."""
-        ratios = [rms(scaled, self.per_sample) for scaled in scaled_channels]
+        """The largest RMS over the channels' scaled errors: the square root of the
+        largest mean square (the root is monotonic, so the two are equal)."""
+        squares = [mean_square(scaled, self.per_sample) for scaled in scaled_channels]
+        xp = array_module(*squares)
         if self.per_sample:
-            return array_module(*ratios).max(array_module(*ratios).stack(ratios), axis=0)
-        xp = array_module(*ratios)
-        return to_float(xp.max(xp.stack(ratios)))   # one host sync per step, not one per channel
+            return xp.sqrt(xp.max(xp.stack(squares), axis=0))
+        return math.sqrt(to_float(xp.max(xp.stack(squares))))   # one host sync per step
 
 
 def _empty(channel):

@@ -93,6 +93,8 @@ def to_numpy(x):
 
 def to_float(x):
     """A Python float from a 0-d array of any backend (a host synchronisation on GPU)."""
+    if isinstance(x, (np.generic, np.ndarray, float)):    # on the host already: read it
+        return float(x)
     return float(to_numpy(x))
 
 

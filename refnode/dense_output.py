@@ -24,6 +24,7 @@ import numpy as np
 from .backend import array_module, concatenate, stack
 from .params import tree_map
 from .rk_step import combine, weighted_sum
+from .tableau import sparse_terms
 
 
 def hermite_weights(theta):
@@ -39,7 +40,7 @@ def hermite_weights(theta):
 def hermite(theta, h, y0, f0, y1, f1):
     """Cubic Hermite interpolant at one θ (or one θ_b per sample); arrays like y."""
     h00, h10, h01, h11 = hermite_weights(theta)
-    return weighted_sum(1.0, [(h00, y0), (h10 * h, f0), (h01, y1), (h11 * h, f1)])
+    return weighted_sum(1.0, [(0, h00), (1, h10 * h), (2, h01), (3, h11 * h)], [y0, f0, y1, f1])
 
 
 def stage_weights(P, theta):
@@ -72,8 +73,8 @@ def extra_stages(f, tableau, t, y, h, theta, k):
     if dense is None:
         return k
     for a_row, c_i in zip(dense.A_extra, dense.c_extra):
-        terms = [(float(a), k[j]) for j, a in enumerate(a_row) if a != 0]
-        k.append(f(t + float(c_i) * h, combine(y, h, terms), theta))
+        terms = sparse_terms([float(a) for a in a_row])
+        k.append(f(t + float(c_i) * h, combine(y, h, terms, k), theta))
     return k
 
 
@@ -81,7 +82,7 @@ def continuous_extension(dense, theta, h, y0, k):
     """y_n + h Σ_i k_i P_i(θ) at one θ (or one θ_b per sample); ``k`` holds every stage
     ``dense.P`` needs (the extra ones from :func:`extra_stages`)."""
     weights = stage_weights(dense.P_float, theta)
-    return combine(y0, h, [(w, k_i) for w, k_i in zip(weights, k)])
+    return combine(y0, h, list(enumerate(weights)), k)
 
 
 def interpolate(tableau, thetas, h, y0, y1, k, f1):
@@ -142,8 +143,8 @@ def dense_weights(tableau, thetas):
     thetas = np.asarray(thetas, dtype=np.float64)
     if tableau.dense is not None:
         P = tableau.dense.P_array                                     # (s, q)
-        powers = np.cumprod(np.repeat(thetas[:, None], P.shape[1], axis=1), axis=1)
-        return powers @ P.T                                           # θ, θ², ..., θ^q
+        powers = thetas[:, None] ** np.arange(1, P.shape[1] + 1)       # θ, θ², ..., θ^q
+        return powers @ P.T
     return np.stack(hermite_weights(thetas), axis=1)
 
 

@@ -104,12 +104,12 @@ def rk_step_vjp(vjps, tableau, rows, y, h, k, y1_bar, k_bar):
         if b_i != 0.0:
             k_bar[i] = accumulate(k_bar[i], scale(h * b_i, y1_bar))
     y_bar, theta_bar, t_bar = y1_bar, None, 0.0 * h
-    h_bar = inner(y1_bar, lincomb([(b, k_i) for b, k_i in zip(tableau.b_float, k) if b], y), h)
+    h_bar = inner(y1_bar, lincomb(tableau.b_terms, k, y), h)
     for i in reversed(range(len(k))):
         if k_bar[i] is None:
             continue
         c_i, row = rows[i]
-        dY = lincomb([(a, k[j]) for j, a in row], y)                # (Y_i - y) / h
+        dY = lincomb(row, k, y)                # (Y_i - y) / h
         a_z, a_theta, a_t = vjps[i](k_bar[i])
         y_bar = y_bar + a_z
         theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
@@ -133,10 +133,10 @@ def linearized(f):
     return f_lin, vjps
 
 
-def lincomb(terms, like):
-    """Σ_j w_j k_j (zeros shaped like ``like`` for an empty sum)."""
-    terms = [(w, k) for w, k in terms if not (np.ndim(w) == 0 and w == 0.0)]
-    return weighted_sum(1.0, terms) if terms else 0.0 * like
+def lincomb(terms, k, like):
+    """Σ_j w_j k[j] for ``terms = [(j, w_j), ...]`` (zeros shaped like ``like`` for an empty sum)."""
+    terms = [(j, w) for j, w in terms if not (np.ndim(w) == 0 and w == 0.0)]
+    return weighted_sum(1.0, terms, k) if terms else 0.0 * like
 
 
 def accumulate(total, term):
@@ -162,8 +162,8 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
         d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
                               -6 * th * th + 6 * th, 3 * th * th - 2 * th)
         k_bar[0] = accumulate(k_bar[0], scale(h10 * h, z_bar))
-        th_bar = inner(z_bar, lincomb([(d00, y0), (d10 * h, k[0]), (d01, y1), (d11 * h, f1)], y0), h)
-        h_bar = inner(z_bar, lincomb([(h10, k[0]), (h11, f1)], y0), h)
+        th_bar = inner(z_bar, lincomb([(0, d00), (1, d10 * h), (2, d01), (3, d11 * h)], [y0, k[0], y1, f1], y0), h)
+        h_bar = inner(z_bar, lincomb([(0, h10), (1, h11)], [k[0], f1], y0), h)
         return scale(h00, z_bar), scale(h01, z_bar), scale(h11 * h, z_bar), th_bar, h_bar, k_bar
     P = tableau.dense.P_float
     weights = stage_weights(P, th)
@@ -171,8 +171,8 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
     for i, (w, row) in enumerate(zip(weights, P)):
         if any(row):
             k_bar[i] = accumulate(k_bar[i], scale(h * w, z_bar))
-    th_bar = h * inner(z_bar, lincomb(list(zip(slopes, k)), y0), h)
-    h_bar = inner(z_bar, lincomb(list(zip(weights, k)), y0), h)
+    th_bar = h * inner(z_bar, lincomb(list(enumerate(slopes)), k, y0), h)
+    h_bar = inner(z_bar, lincomb(list(enumerate(weights)), k, y0), h)
     return z_bar, None, None, th_bar, h_bar, k_bar
 
 

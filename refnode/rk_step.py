@@ -15,37 +15,34 @@ from .params import tree_map
 from .per_sample import is_per_sample, scale
 
 
-def weighted_sum(h, terms):
-    """h Σ_j w_j k_j for ``terms = [(w_j, k_j), ...]`` (k_j arrays or trees of arrays).
+def weighted_sum(h, terms, k):
+    """h Σ_j w_j k[j] for ``terms = [(j, w_j), ...]`` (a tableau's sparse rows).
 
-    h is a number or a (B,) array; the weights w_j are all numbers or all (B,) arrays
-    (:func:`scale`).
+    ``k`` is a list of arrays or of trees of arrays (the stages); h is a number or a (B,)
+    array; the weights w_j are all numbers or all (B,) arrays (:func:`scale`). The terms
+    are summed in their order, the same for every sample of a batch.
     """
-    if _is_tree(terms[0][1]):                # leaf by leaf
-        weights = [w for w, _ in terms]
-        return tree_map(lambda *k_j: weighted_sum(h, list(zip(weights, k_j))),
-                        *[k for _, k in terms])
-    w0, k0 = terms[0]
+    j0, w0 = terms[0]
+    if _is_tree(k[j0]):                      # leaf by leaf
+        return tree_map(lambda *k_leaves: weighted_sum(h, terms, k_leaves), *k)
     if not (is_per_sample(h) or is_per_sample(w0)):
-        acc = (h * w0) * k0                  # h folded into the weight: one array op fewer
-        for w, k in terms[1:]:
-            acc = acc + (h * w) * k
+        acc = (h * w0) * k[j0]               # h folded into the weight: one array op fewer
+        for j, w in terms[1:]:
+            acc = acc + (h * w) * k[j]
         return acc
-    acc = scale(h * w0, k0)                  # per-sample h or weights: broadcast per row
-    for w, k in terms[1:]:
-        acc = acc + scale(h * w, k)
+    acc = scale(h * w0, k[j0])               # per-sample h or weights: broadcast per row
+    for j, w in terms[1:]:
+        acc = acc + scale(h * w, k[j])
     return acc
 
 
-def combine(y, h, terms):
-    """y + h Σ_j w_j k_j; an empty ``terms`` returns ``y`` itself."""
+def combine(y, h, terms, k):
+    """y + h Σ_j w_j k[j] (:func:`weighted_sum`); an empty ``terms`` returns ``y`` itself."""
     if not terms:
         return y
     if _is_tree(y):                          # leaf by leaf: one walk of the tree
-        weights = [w for w, _ in terms]
-        return tree_map(lambda y_j, *k_j: combine(y_j, h, list(zip(weights, k_j))),
-                        y, *[k for _, k in terms])
-    return y + weighted_sum(h, terms)
+        return tree_map(lambda y_leaf, *k_leaves: combine(y_leaf, h, terms, k_leaves), y, *k)
+    return y + weighted_sum(h, terms, k)
 
 
 def _is_tree(x):
@@ -84,23 +81,18 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     s, k = tableau.stages, [k1]
     y1 = None
     for i in range(1, s):
-        Y_i = combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])   # stage_input
+        Y_i = stage_input(tableau, i, y, h, k)
         k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
         if tableau.fsal and i == s - 1:
             y1 = Y_i  # last row of A equals b: the stage input is y1 itself
     if y1 is None:
-        y1 = combine(y, h, nonzero(tableau.b_float, k))
+        y1 = combine(y, h, tableau.b_terms, k)
     error = None
-    if tableau.e_float is not None:
-        error = weighted_sum(h, nonzero(tableau.e_float, k))
+    if tableau.e_terms is not None:
+        error = weighted_sum(h, tableau.e_terms, k)
     return y1, error, k
 
 
 def stage_input(tableau, i, y, h, k):
     """Y_i = y + h Σ_{j<i} a_ij k_j, the state at which stage i evaluates f."""
-    return combine(y, h, [(a_ij, k[j]) for j, a_ij in tableau.a_rows[i]])
-
-
-def nonzero(weights, k):
-    """[(w_i, k_i)] for the non-zero weights."""
-    return [(w, k_i) for w, k_i in zip(weights, k) if w != 0.0]
+    return combine(y, h, tableau.a_rows[i], k)

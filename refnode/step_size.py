@@ -21,6 +21,8 @@ sequences against them. After a rejected step the factor is capped at 1 (no grow
 after a failure).
 """
 
+import math
+
 import numpy as np
 
 from .backend import array_module, to_float, to_numpy
@@ -45,25 +47,36 @@ def scaled_error(error, y0, y1, rtol, atol):
     return error / (atol + rtol * xp.maximum(xp.abs(y0), xp.abs(y1)))
 
 
-def rms(x, per_sample=False):
-    """Root mean square over all elements of an array or tree, or over each sample's.
+def mean_square(x, per_sample=False):
+    """The mean of x² over all elements of an array or tree, or over each sample's.
 
-    Returns a 0-d array, or with ``per_sample=True`` an array of shape (B,) (the leaves
-    lead with the batch axis B).
+    A sum of squares, ``(x * x).sum()``, in both cases: a BLAS dot would round
+    differently for each length, and a sample would not get the same ratio alone as in
+    a batch.
+
+    Returns a 0-d array (on x's device), or with ``per_sample=True`` an array of shape
+    (B,) (the leaves lead with the batch axis B).
     """
     if not per_sample and not isinstance(x, (tuple, list, dict)):
-        xp = array_module(x)
-        flat = xp.reshape(x, (-1,))
-        # A sum of squares, as for each sample below (a BLAS dot would round otherwise).
-        return xp.sqrt((flat * flat).sum() / max(flat.shape[0], 1))
+        return (x * x).sum() / max(x.size, 1)             # one array: the frequent case
     leaves = tree_leaves(x)
     xp = array_module(*leaves)
     if per_sample:
         rows = [xp.reshape(leaf, (leaf.shape[0], -1)) for leaf in leaves]
         total = sum(xp.sum(r * r, axis=1) for r in rows)
-        return xp.sqrt(total / max(sum(r.shape[1] for r in rows), 1))
+        return total / max(sum(r.shape[1] for r in rows), 1)
     total = sum(xp.sum(leaf * leaf) for leaf in leaves)
-    return xp.sqrt(total / max(sum(int(np.size(leaf)) for leaf in leaves), 1))
+    return total / max(sum(int(np.size(leaf)) for leaf in leaves), 1)
+
+
+def rms(x, per_sample=False):
+    """Root mean square over all elements of an array or tree, or over each sample's.
+
+    Returns a Python float (one host read on a GPU), or with ``per_sample=True`` an
+    array of shape (B,) on x's device.
+    """
+    ms = mean_square(x, per_sample)
+    return array_module(ms).sqrt(ms) if per_sample else math.sqrt(to_float(ms))
 
 
 def error_ratio(error, y0, y1, rtol, atol, per_sample=False):
@@ -79,8 +92,7 @@ def error_ratio(error, y0, y1, rtol, atol, per_sample=False):
     per_sample : bool
         One ratio per sample (shape (B,), device array) instead of one Python float.
     """
-    ratio = rms(scaled_error(error, y0, y1, rtol, atol), per_sample)
-    return ratio if per_sample else to_float(ratio)
+    return rms(scaled_error(error, y0, y1, rtol, atol), per_sample)
 
 
 class rms_norm:
@@ -136,8 +148,8 @@ def initial_step(f, t0, y0, f0, theta, direction, q, norm):
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = where(small, 1e-6, 0.01 * d0 / where(small, 1.0, d1))
     h0 = where(h0 > 0.0, h0, 1e-6)          # d0/d1 underflowed: start from Hairer's floor
-    f1 = f(t0 + direction * h0, combine(y0, direction * h0, [(1.0, f0)]), theta)
-    d2 = norm(combine(f1, -1.0, [(1.0, f0)]), y0, y0) / h0
+    f1 = f(t0 + direction * h0, combine(y0, direction * h0, [(0, 1.0)], [f0]), theta)
+    d2 = norm(combine(f1, -1.0, [(0, 1.0)], [f0]), y0, y0) / h0
     d_max = where(d1 > d2, d1, d2)
     flat = d_max <= 1e-15
     h1 = where(flat, clip(h0 * 1e-3, 1e-6, np.inf), power(0.01 / where(flat, 1.0, d_max), 1.0 / q))

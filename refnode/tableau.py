@@ -114,6 +114,8 @@ class ButcherTableau:
     b_float: tuple = field(init=False, repr=False, compare=False)
     c_float: tuple = field(init=False, repr=False, compare=False)
     e_float: tuple = field(init=False, repr=False, compare=False)
+    b_terms: tuple = field(init=False, repr=False, compare=False)
+    e_terms: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         s = len(self.b)
@@ -121,13 +123,14 @@ class ButcherTableau:
         object.__setattr__(self, "A", A)
         self._validate(s)
         # Sparse float rows: stage i uses [(j, a_ij) for the non-zero a_ij].
-        a_rows = tuple(
-            tuple((j, float(A[i][j])) for j in range(i) if A[i][j] != 0) for i in range(s)
-        )
+        a_rows = tuple(sparse_terms([float(a) for a in A[i][:i]]) for i in range(s))
+        e_float = _error_weights(self.b, self.b_hat)
         object.__setattr__(self, "a_rows", a_rows)
         object.__setattr__(self, "b_float", tuple(float(x) for x in self.b))
         object.__setattr__(self, "c_float", tuple(float(x) for x in self.c))
-        object.__setattr__(self, "e_float", _error_weights(self.b, self.b_hat))
+        object.__setattr__(self, "e_float", e_float)
+        object.__setattr__(self, "b_terms", sparse_terms(self.b_float))
+        object.__setattr__(self, "e_terms", None if e_float is None else sparse_terms(e_float))
 
     # -- validation -------------------------------------------------------------------
     def _validate(self, s):
@@ -269,6 +272,12 @@ def _close_sum(terms, y):
         return sum(Fraction(x) for x in terms) == Fraction(y)
     scale = max(1.0, abs(float(y)), sum(abs(float(x)) for x in terms))
     return abs(sum(float(x) for x in terms) - float(y)) <= COEFFICIENT_TOL * scale
+
+
+def sparse_terms(weights):
+    """((i, w_i), ...) for the non-zero float weights: the terms a step sums
+    (:func:`refnode.rk_step.weighted_sum`)."""
+    return tuple((i, w) for i, w in enumerate(weights) if w != 0.0)
 
 
 def _error_weights(b, b_hat):

@@ -155,14 +155,17 @@ def test_stage_sums_of_a_tree_state_are_those_of_its_leaves_bit_for_bit():
     rng = np.random.default_rng(3)
     def tree():
         return {"z": rng.standard_normal((3, 2)), "p": [rng.standard_normal(4), rng.standard_normal(())]}
-    y, ks, weights = tree(), [tree() for _ in range(3)], [0.3, -1.7, 2.0 / 3.0]
-    terms, h = list(zip(weights, ks)), 0.125
-    got_y1, got_e = combine(y, h, terms), weighted_sum(h, terms)
+    y, ks = tree(), [tree() for _ in range(4)]
+    terms, h = [(0, 0.3), (1, -1.7), (3, 2.0 / 3.0)], 0.125     # stage 2 has weight 0
+    got_y1, got_e = combine(y, h, terms, ks), weighted_sum(h, terms, ks)
     for path in (("z",), ("p", 0), ("p", 1)):
         leaf = lambda tree: tree[path[0]] if len(path) == 1 else tree[path[0]][path[1]]  # noqa: E731
-        leaf_terms = [(w, leaf(k)) for w, k in terms]
-        assert leaf(got_y1).tobytes() == combine(leaf(y), h, leaf_terms).tobytes()
-        assert leaf(got_e).tobytes() == weighted_sum(h, leaf_terms).tobytes()
+        leaf_ks = [leaf(k) for k in ks]
+        assert leaf(got_y1).tobytes() == combine(leaf(y), h, terms, leaf_ks).tobytes()
+        assert leaf(got_e).tobytes() == weighted_sum(h, terms, leaf_ks).tobytes()
+        expected = leaf(y) + ((h * 0.3) * leaf_ks[0] + (h * -1.7) * leaf_ks[1]
+                              + (h * (2.0 / 3.0)) * leaf_ks[3])
+        assert leaf(got_y1).tobytes() == expected.tobytes()
 
 
 def test_tree_map_refuses_trees_of_different_lengths():

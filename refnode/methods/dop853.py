@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 from refnode.backend import array_module
 from refnode.errors import InputError
-from refnode.rk_step import nonzero, weighted_sum
-from refnode.tableau import ButcherTableau, _error_weights, hairer_dense_output
+from refnode.rk_step import weighted_sum
+from refnode.tableau import ButcherTableau, _error_weights, hairer_dense_output, sparse_terms
 
 #: Weight of E3² in the combined estimate (dop853.f: ``DENO = ERR + 0.01*ERR2``).
 ERR3_WEIGHT = 0.01
@@ -240,6 +240,7 @@ class CombinedEstimateTableau(ButcherTableau):
 
     b_hat3: tuple = None
     e3_float: tuple = field(init=False, repr=False, compare=False)
+    e3_terms: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.b_hat3 is None or self.b_hat is None:
@@ -247,6 +248,7 @@ class CombinedEstimateTableau(ButcherTableau):
                              "b_hat3 (the two embedded solutions)")
         super().__post_init__()
         object.__setattr__(self, "e3_float", _error_weights(self.b, self.b_hat3))
+        object.__setattr__(self, "e3_terms", sparse_terms(self.e3_float))
 
     def weights(self):
         """b, b_hat and b_hat3 with their orders (3 for b_hat3)."""
@@ -263,7 +265,7 @@ class CombinedEstimateTableau(ButcherTableau):
         for per-sample ratios of shape (B,).
         """
         err5 = norm(error, y0, y1)
-        err3 = norm(weighted_sum(h, nonzero(self.e3_float, k)), y0, y1)
+        err3 = norm(weighted_sum(h, self.e3_terms, k), y0, y1)
         xp = array_module(err5)
         denom = xp.sqrt(err5 * err5 + ERR3_WEIGHT * err3 * err3)
         ratio = xp.where(denom == 0.0, 0.0, err5 * err5 / xp.where(denom == 0.0, 1.0, denom))
