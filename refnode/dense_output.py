@@ -85,7 +85,7 @@ def continuous_extension(dense, theta, h, y0, k):
     return combine(y0, h, list(enumerate(weights)), k)
 
 
-def interpolate(tableau, thetas, h, y0, y1, k, f1):
+def interpolate(tableau, thetas, h, y0, y1, k, f1, weights=None):
     """The dense solution at every θ in ``thetas``, as one block.
 
     Parameters
@@ -102,6 +102,8 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
         The step's stages (plus the extra dense stages for dop853).
     f1 : array, shape like y
         f(t_n + h, y1), used by Hermite interpolation.
+    weights : host array, shape (m, r), optional
+        ``dense_weights(tableau, thetas)``, if already formed (:func:`interpolate_steps`).
 
     Returns
     -------
@@ -109,7 +111,8 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
     """
     if isinstance(y0, (tuple, list, dict)):
         return tree_map(lambda *leaves: stack(leaves),
-                        *[y1 if th == 1.0 else interpolate_one(tableau, th, h, y0, y1, k, f1)
+                        *[y1 if th == 1.0 else interpolate_one(tableau, float(th), h, y0, y1,
+                                                               k, f1)
                           for th in thetas])
     xp = array_module(y0, y1)
     m = n_inner = len(thetas)
@@ -117,7 +120,8 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
         n_inner -= 1
     blocks = []
     if n_inner:
-        W = xp.asarray(dense_weights(tableau, thetas[:n_inner]), dtype=y0.dtype)
+        W = dense_weights(tableau, thetas[:n_inner]) if weights is None else weights[:n_inner]
+        W = xp.asarray(W, dtype=y0.dtype)
         if tableau.dense is not None:
             blocks.append(y0 + h * _matmul_leading(W, stack(k[:W.shape[1]])))
         else:
@@ -125,6 +129,36 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1):
     if n_inner < m:
         blocks.append(stack([y1] * (m - n_inner)))
     return concatenate(blocks)
+
+
+def interpolate_steps(tableau, steps, thetas, counts):
+    """The dense solution inside several accepted steps: one block per step.
+
+    The weights of every θ below 1 are formed at once (:func:`dense_weights`, one host
+    matrix); each step then makes its block (:func:`interpolate`).
+
+    Parameters
+    ----------
+    tableau : ButcherTableau
+    steps : sequence of DenseStep, length S
+    thetas : host array, shape (N,)
+        The fractions of the steps' outputs, step after step (see :func:`interpolate`).
+    counts : sequence of S ints
+        How many of ``thetas`` lie in each step (N in all).
+
+    Returns
+    -------
+    list of S arrays, shapes (counts[j], *y.shape) (trees of such arrays for a tree state)
+    """
+    inside = (thetas < 1.0).any()                 # else every output is a step's end, y1
+    weights = dense_weights(tableau, thetas) if inside else None
+    blocks, start = [], 0
+    for step, m in zip(steps, counts):
+        rows = slice(start, start + m)
+        blocks.append(interpolate(tableau, thetas[rows], step.h, step.y0, step.y1, step.k,
+                                  step.f1, None if weights is None else weights[rows]))
+        start += m
+    return blocks
 
 
 def _matmul_leading(W, K):

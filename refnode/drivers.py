@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .backend import concatenate as concatenate_arrays, stack as stack_arrays
-from .dense_output import extra_stages, interpolate
+from .dense_output import extra_stages, interpolate_steps
 from .errors import NonFiniteStateError
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
@@ -86,7 +86,7 @@ def all_finite(y):
 
 def expand(y):
     """y with a new leading axis of length 1 (arrays or trees): a copy, never a view of z0."""
-    return tree_map(lambda leaf: array_module(leaf).stack([leaf]), y)
+    return tree_map(lambda leaf: stack_arrays([leaf]), y)
 
 
 def concatenate(blocks):
@@ -161,16 +161,26 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
     return record.solution(tableau, direction, y0, carried)
 
 
+#: Steps whose outputs wait for dense output hold at most this many bytes of states and
+#: stages; then their outputs are computed, in one batch (:meth:`Recorder.flush`). Small
+#: states batch a whole solve's outputs; a state of ~0.4 MiB or more (10 arrays per
+#: step) has each step's outputs computed as the step is accepted.
+PENDING_BYTES = 4 * 2**20
+
+
 class Recorder:
     """What the shared adaptive loop keeps besides the state.
 
-    The outputs reached (one block of states per accepted step), the next output index
-    ``i_out``, the counts, the accepted step points (``grid``) and the states there
-    (``states``), every trial step (``trace``) and the dense steps.
+    The outputs reached (blocks of states, computed by dense output a batch of steps at
+    a time: ``pending``), the next output index ``i_out``, the counts, the accepted step
+    points (``grid``) and the states there (``states``), every trial step (``trace``) and
+    the dense steps.
     """
 
     def __init__(self, t, y0, nfe, keep_grid, trace, dense, keep_states=False):
         self.t, self.i_out, self.blocks = t, 1, [expand(y0)]
+        self.pending, self.pending_bytes = [], 0
+        self.state_bytes = 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y0))  # at most
         self.nfe, self.n_attempted, self.n_accepted = nfe, 0, 0
         self.grid = [float(t[0])] if keep_grid else None
         self.states = [y0] if keep_states else None
@@ -185,18 +195,36 @@ class Recorder:
             self.trace.append(StepRecord(t_n, h, ratio, accepted))
 
     def accept(self, tableau, t_n, t_next, h, y, y1, k, f1, direction):
-        """The outputs in (t_n, t_next], by dense output; the step point and dense step."""
-        thetas, self.i_out = outputs_in_step(self.t, self.i_out, t_n, t_next, h, direction)
-        if thetas:
-            self.blocks.append(interpolate(tableau, thetas, h, y, y1, k, f1))
+        """The outputs in (t_n, t_next] (pending, :meth:`flush`); the step point and dense step."""
+        step = DenseStep(t_n, t_next, h, y, y1, k, f1)
+        i_new = next_output(self.t, self.i_out, t_next, direction)
+        if i_new > self.i_out:
+            self.pending.append((step, i_new - self.i_out))
+            self.pending_bytes += (len(k) + 3) * self.state_bytes
+            self.i_out = i_new
+            if self.pending_bytes > PENDING_BYTES:
+                self.flush(tableau)
         if self.grid is not None:
             self.grid.append(t_next)
         if self.states is not None:
             self.states.append(y1)
         if self.steps is not None:
-            self.steps.append(DenseStep(t_n, t_next, h, y, y1, k, f1))
+            self.steps.append(step)
+
+    def flush(self, tableau):
+        """The outputs of the pending steps, by dense output: their fractions θ of their
+        steps (:func:`step_fraction`) and interpolation weights formed in one batch."""
+        if not self.pending:
+            return
+        steps, counts = zip(*self.pending)
+        ends = np.repeat([(step.t_n, step.h, step.t_next) for step in steps], counts, axis=0)
+        times = self.t[self.i_out - ends.shape[0]:self.i_out]     # the pending outputs
+        thetas = step_fraction(times, ends[:, 0], ends[:, 1], ends[:, 2])
+        self.blocks.extend(interpolate_steps(tableau, steps, thetas, counts))
+        self.pending, self.pending_bytes = [], 0
 
     def solution(self, tableau, direction, y0, next_step):
+        self.flush(tableau)
         stats = dict(nfe=self.nfe, n_steps=self.n_attempted, n_accepted=self.n_accepted,
                      n_rejected=self.n_attempted - self.n_accepted)
         dense = None
@@ -206,12 +234,12 @@ class Recorder:
                         grid=self.grid, dense=dense, next_step=next_step, states=self.states)
 
 
-def outputs_in_step(t, i_out, t_n, t_next, h, direction):
-    """The fractions θ of the outputs in (t_n, t_next] (:func:`step_fraction`), the next index.
+def next_output(t, i_out, t_next, direction):
+    """The index of the first output after t_next: ``i_out`` if the step reaches none.
 
-    An output exactly at the step's end gets θ = 1.0, which dense output maps to y1 itself.
+    An output exactly at the step's end gets θ = 1.0 (:func:`step_fraction`), which dense
+    output maps to y1 itself.
     """
     if (t[i_out] - t_next) * direction > 0:           # the next output lies beyond the step
-        return [], i_out
-    i_new = int(outputs_reached(t, t_next, direction))
-    return step_fraction(t[i_out:i_new], t_n, h, t_next).tolist(), i_new
+        return i_out
+    return int(outputs_reached(t, t_next, direction))

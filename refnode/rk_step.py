@@ -12,7 +12,10 @@ autograd.numpy arrays, and on parameter trees of them (the adjoint's augmented s
 """
 
 from .params import tree_map
-from .per_sample import is_per_sample, scale
+from .per_sample import scale
+
+#: The containers of a tree state (the adjoint's augmented state): summed leaf by leaf.
+TREE_TYPES = (tuple, list, dict)
 
 
 def weighted_sum(h, terms, k):
@@ -23,14 +26,15 @@ def weighted_sum(h, terms, k):
     are summed in their order, the same for every sample of a batch.
     """
     j0, w0 = terms[0]
-    if _is_tree(k[j0]):                      # leaf by leaf
+    k0 = k[j0]
+    if isinstance(k0, TREE_TYPES):           # leaf by leaf
         return tree_map(lambda *k_leaves: weighted_sum(h, terms, k_leaves), *k)
-    if not (is_per_sample(h) or is_per_sample(w0)):
-        acc = (h * w0) * k[j0]               # h folded into the weight: one array op fewer
+    if type(h) is float and type(w0) is float:      # one h (the frequent case, kept fast):
+        acc = (h * w0) * k0                  # h folded into the weight, one array op fewer
         for j, w in terms[1:]:
             acc = acc + (h * w) * k[j]
         return acc
-    acc = scale(h * w0, k[j0])               # per-sample h or weights: broadcast per row
+    acc = scale(h * w0, k0)                  # per-sample h or weights: broadcast per row
     for j, w in terms[1:]:
         acc = acc + scale(h * w, k[j])
     return acc
@@ -40,13 +44,9 @@ def combine(y, h, terms, k):
     """y + h Σ_j w_j k[j] (:func:`weighted_sum`); an empty ``terms`` returns ``y`` itself."""
     if not terms:
         return y
-    if _is_tree(y):                          # leaf by leaf: one walk of the tree
+    if isinstance(y, TREE_TYPES):            # leaf by leaf: one walk of the tree
         return tree_map(lambda y_leaf, *k_leaves: combine(y_leaf, h, terms, k_leaves), y, *k)
     return y + weighted_sum(h, terms, k)
-
-
-def _is_tree(x):
-    return isinstance(x, (tuple, list, dict))
 
 
 def rk_step(f, tableau, t, y, h, theta, k1):

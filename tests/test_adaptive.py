@@ -123,6 +123,35 @@ def test_output_times_do_not_change_the_steps_and_equal_the_interpolant(method):
     assert np.max(np.abs(many.z - CHIRP.exact(t[:, None], CHIRP.z0, CHIRP.t0))) < 1e-3
 
 
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "dop853"])
+@pytest.mark.parametrize("pending_bytes", [0, 2000, 2**30])
+def test_outputs_wait_for_one_batch_of_dense_output_within_the_byte_bound(
+        method, pending_bytes, monkeypatch):
+    """The shared loop keeps the steps that reach outputs (``Recorder.pending``) until their
+    states and stages hold more than PENDING_BYTES, then interpolates them in one batch: the
+    outputs are the step-by-step interpolants whatever the bound (0: every step at once),
+    and the pending steps never hold more than the bound plus one step."""
+    from refnode import drivers
+    monkeypatch.setattr(drivers, "PENDING_BYTES", pending_bytes)
+    held, flush = [], drivers.Recorder.flush
+    def recording_flush(self, tableau):
+        held.append(self.pending_bytes)
+        flush(self, tableau)
+    monkeypatch.setattr(drivers.Recorder, "flush", recording_flush)
+    t = np.concatenate([np.linspace(CHIRP.t0, CHIRP.t1, 300), [CHIRP.t1 + 1e-3]])
+    z0 = np.stack([CHIRP.z0, 2 * CHIRP.z0])                       # 2 samples: 32 bytes a state
+    sol = rn.solve(CHIRP.f, z0, t, method=method, rtol=1e-6, atol=1e-6, dense=True)
+    np.testing.assert_allclose(sol.z, sol.dense(t), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(sol.z[-1], sol.dense.steps[-1].y1)
+    step_bytes = (len(sol.dense.steps[-1].k) + 3) * 8 * z0.size
+    assert max(held) <= pending_bytes + step_bytes
+    if pending_bytes == 2**30:
+        assert len(held) == 1                        # one batch, when the solve ends
+    if pending_bytes == 0:                           # a batch per step that reaches outputs
+        reaching = [s for s in sol.dense.steps if np.any((t > s.t_n) & (t <= s.t_next))]
+        assert held[:-1] == [step_bytes] * len(reaching) and held[-1] == 0
+
+
 def test_dense_evaluation_shapes_and_bounds():
     sol = rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0], method="dopri5", dense=True)
     assert sol.dense(1.5).shape == (2,)
