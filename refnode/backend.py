@@ -31,7 +31,10 @@ def array_module(*arrays):
     module
         ``numpy``, ``cupy``, ``autograd.numpy`` or an array-API namespace.
     """
-    if _all_host(arrays):  # the common case, kept fast: NumPy arrays and Python numbers
+    for x in arrays:       # the common case, kept fast: NumPy arrays and Python numbers
+        if not (isinstance(x, _HOST_TYPES) or _all_host(x)):
+            break
+    else:
         return np
     found = np
     for x in _leaves(arrays):
