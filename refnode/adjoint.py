@@ -123,12 +123,17 @@ class channel_norm:
                              for name in self.channels if not _empty(getattr(error, name))])
 
     def packed(self, packing):
-        """This norm of packed states (:func:`packing_of`): the scaled error of the whole
-        vector at once, then each channel's RMS over its part, leaf by leaf as above."""
+        """This norm of packed states (:func:`packing_of`): the scaled error of the part
+        of the vector that holds the channels, at once, then each channel's RMS over the
+        slices of its leaves, summed leaf by leaf as above (the same numbers)."""
+        spans = leaf_spans(packing, self.channels)
+        low, high = spans[0][0][0], spans[-1][-1][1]
+
         def norm(error, y0, y1):
-            scaled = packing.unpack(scaled_error(error, y0, y1, self.rtol, self.atol))
-            return self.largest([getattr(scaled, name) for name in self.channels
-                                 if not _empty(getattr(scaled, name))])
+            scaled = scaled_error(error[low:high], y0[low:high], y1[low:high], self.rtol,
+                                  self.atol)
+            return self.largest([[scaled[start - low:stop - low] for start, stop in channel]
+                                 for channel in spans])
         return norm
 
     def largest(self, scaled_channels):
@@ -143,6 +148,18 @@ class channel_norm:
 
 def _empty(channel):
     return isinstance(channel, tuple) and not channel
+
+
+def leaf_spans(packing, channels):
+    """For each of ``channels``, in the vector's order, the (start, stop) of its leaves in
+    the packed augmented state; a channel without leaves (θ̄ without theta) is left out."""
+    sizes, start, spans = iter(packing.sizes), 0, {}
+    for name in AugmentedState._fields:
+        spans[name] = []
+        for _ in tree_leaves(getattr(packing.template, name)):
+            spans[name].append((start, start + next(sizes)))
+            start = spans[name][-1][1]
+    return sorted(spans[name] for name in channels if spans[name])
 
 
 def adjoint_sweep(f, t, zs, g, theta, settings):

@@ -31,6 +31,17 @@ def tree_leaves(tree):
     return [tree]
 
 
+def tree_leaves_like(template, tree):
+    """The leaves of ``tree`` in ``template``'s order (dict entries by the template's keys):
+    ``tree_leaves(like(template, tree))`` in one walk."""
+    if isinstance(template, dict):
+        return [leaf for k in template for leaf in tree_leaves_like(template[k], tree[k])]
+    if isinstance(template, (list, tuple)):
+        return [leaf for t, x in zip(template, tree, strict=True)
+                for leaf in tree_leaves_like(t, x)]
+    return [tree]
+
+
 def tree_zeros_like(tree):
     """A tree of zeros with the shapes and dtypes of ``tree``."""
     return tree_map(lambda x: array_module(x).zeros_like(x), tree)
@@ -116,16 +127,15 @@ class Packing:
         self.sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
 
     def pack(self, tree):
-        leaves = tree_leaves(like(self.template, tree))    # in the template's order, by key
-        xp = array_module(*leaves)
-        return xp.concatenate([xp.reshape(leaf, (-1,)) for leaf in leaves])
+        leaves = tree_leaves_like(self.template, tree)     # in the template's order, by key
+        return array_module(*leaves).concatenate([leaf.reshape(-1) for leaf in leaves])
 
     def unpack(self, y):
-        xp, lead = array_module(y), tuple(np.shape(y)[:-1])
+        lead = tuple(np.shape(y)[:-1])
         pieces, start = [], 0
         for shape, size in zip(self.shapes, self.sizes):
             piece = y[..., start:start + size]
-            pieces.append(piece if piece.shape == lead + shape else xp.reshape(piece, lead + shape))
+            pieces.append(piece if piece.shape == lead + shape else piece.reshape(lead + shape))
             start += size
         pieces = iter(pieces)
         return tree_map(lambda _: next(pieces), self.template)
