@@ -132,8 +132,9 @@ class channel_norm:
         def norm(error, y0, y1):
             scaled = scaled_error(error[low:high], y0[low:high], y1[low:high], self.rtol,
                                   self.atol)
-            return self.largest([[scaled[start - low:stop - low] for start, stop in channel]
-                                 for channel in spans])
+            parts = [[scaled[start - low:stop - low] for start, stop in leaves] for leaves in spans]
+            # A channel of one leaf is its slice, of several the list of their slices.
+            return self.largest([part[0] if len(part) == 1 else part for part in parts])
         return norm
 
     def largest(self, scaled_channels):

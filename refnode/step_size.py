@@ -65,8 +65,8 @@ def mean_square(x, per_sample=False):
         rows = [xp.reshape(leaf, (leaf.shape[0], -1)) for leaf in leaves]
         total = sum(xp.sum(r * r, axis=1) for r in rows)
         return total / max(sum(r.shape[1] for r in rows), 1)
-    total = sum(xp.sum(leaf * leaf) for leaf in leaves)
-    return total / max(sum(int(np.size(leaf)) for leaf in leaves), 1)
+    total = sum((leaf * leaf).sum() for leaf in leaves)
+    return total / max(sum(leaf.size for leaf in leaves), 1)
 
 
 def rms(x, per_sample=False):
