@@ -78,14 +78,13 @@ def rk_step(f, tableau, t, y, h, theta, k1):
     k : list of arrays, length s
         The stages. For an FSAL tableau k[-1] = f(t + h, y1, theta).
     """
-    s, k = tableau.stages, [k1]
-    y1 = None
-    for i in range(1, s):
+    k, c = [k1], tableau.c_float
+    for i in range(1, tableau.stages):
         Y_i = stage_input(tableau, i, y, h, k)
-        k.append(f(t + tableau.c_float[i] * h, Y_i, theta))
-        if tableau.fsal and i == s - 1:
-            y1 = Y_i  # last row of A equals b: the stage input is y1 itself
-    if y1 is None:
+        k.append(f(t + c[i] * h, Y_i, theta))
+    if tableau.fsal:
+        y1 = Y_i            # the last row of A equals b: the last stage input is y1 itself
+    else:
         y1 = combine(y, h, tableau.b_terms, k)
     error = None
     if tableau.e_terms is not None:
