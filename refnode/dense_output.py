@@ -23,6 +23,7 @@ import numpy as np
 
 from .backend import array_module, concatenate, stack
 from .params import tree_map
+from .per_sample import divide, where
 from .rk_step import combine, weighted_sum
 from .tableau import sparse_terms
 
@@ -83,6 +84,15 @@ def continuous_extension(dense, theta, h, y0, k):
     ``dense.P`` needs (the extra ones from :func:`extra_stages`)."""
     weights = stage_weights(dense.P_float, theta)
     return combine(y0, h, list(enumerate(weights)), k)
+
+
+def step_fraction(t_i, t_n, h, t_next):
+    """θ = (t_i - t_n) / h of an output inside the step; exactly 1.0 at the step's end.
+
+    Numbers, or arrays (one θ per output, or per sample: a finished sample's h = 0 gives
+    θ = 0, :func:`refnode.per_sample.divide`).
+    """
+    return where(t_i == t_next, 1.0, divide(t_i - t_n, h))
 
 
 def interpolate(tableau, thetas, h, y0, y1, k, f1, weights=None):

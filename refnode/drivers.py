@@ -23,14 +23,14 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .backend import concatenate as concatenate_arrays, stack as stack_arrays
-from .dense_output import extra_stages, interpolate_steps
+from .dense_output import extra_stages, interpolate_steps, step_fraction
 from .errors import NonFiniteStateError
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
 from .solution import DenseSolution, DenseStep, Solution, StepRecord
 from .step_policy import (carried_step, clip_step, count_nonfinite, end_derivative,
                           evaluations, failure, failure_error, n_extra_stages, next_step,
-                          output_inside, outputs_reached, step_end, step_fraction)
+                          output_inside, outputs_reached, step_end)
 from .step_size import initial_step
 
 

@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module
-from .dense_output import interpolate
+from .backend import array_module, concatenate
+from .dense_output import interpolate_steps, step_fraction
 from .errors import InputError
 
 
@@ -134,25 +134,35 @@ class DenseSolution:
         taus = np.atleast_1d(taus.astype(np.float64))
         if not np.all(np.isfinite(taus)):
             raise InputError(f"tau must be finite; got {tau!r}.")
-        out = [self._at(float(x)) for x in taus]
-        if not out:                                     # an empty list of times
+        self._check_inside(taus)
+        if not taus.size:                               # an empty list of times
             return array_module(self.y0).zeros((0,) + tuple(self.y0.shape), dtype=self.y0.dtype)
-        return out[0] if np.ndim(tau) == 0 else array_module(*out).stack(out)
+        out = self._at(taus)
+        return out[0] if np.ndim(tau) == 0 else out
 
-    def _at(self, tau):
-        outside = ((tau - self.t_start) * self.direction < 0
-                   or (tau - self.t_end) * self.direction > 0)
-        if outside:
+    def _check_inside(self, taus):
+        """Refuse the first time outside [t_start, t_end]: refnode never extrapolates."""
+        outside = (((taus - self.t_start) * self.direction < 0)
+                   | ((taus - self.t_end) * self.direction > 0))
+        if outside.any():
+            tau = float(taus[outside.argmax()])
             raise InputError(f"tau = {tau!r} lies outside the solved interval "
                              f"[{self.t_start!r}, {self.t_end!r}]; refnode never extrapolates.")
-        if not self.steps:
-            return self.y0 + 0 * self.y0                # a copy: t was the initial time alone
-        for step in self.steps:
-            if (tau - step.t_next) * self.direction <= 0:
-                theta = 1.0 if tau == step.t_next else (tau - step.t_n) / step.h
-                return interpolate(self.tableau, [theta], step.h, step.y0, step.y1, step.k,
-                                   step.f1)[0]
-        return self.steps[-1].y1
+
+    def _at(self, taus):
+        """The states at the times ``taus`` (inside the interval), shape (M, *z0.shape):
+        each in the first step that ends at or after it, all weights at once
+        (:func:`~refnode.dense_output.interpolate_steps`)."""
+        if not self.steps:                  # t was the initial time alone: copies of z0
+            return array_module(self.y0).stack([self.y0 + 0 * self.y0 for _ in taus])
+        ends = np.array([step.t_next for step in self.steps])
+        index = np.minimum(np.searchsorted(self.direction * ends, self.direction * taus),
+                           len(self.steps) - 1)
+        steps = [self.steps[i] for i in index.tolist()]
+        t_n = np.array([step.t_n for step in steps])
+        h = np.array([step.h for step in steps])
+        thetas = step_fraction(taus, t_n, h, ends[index])
+        return concatenate(interpolate_steps(self.tableau, steps, thetas, [1] * len(steps)))
 
 
 class NoDenseSolution:

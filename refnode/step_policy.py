@@ -6,7 +6,8 @@ a Python float or a (B,) array for t, h and the error ratio (:mod:`refnode.per_s
 
 * landing: a step never passes the end time (:func:`clip_step`), and one that ends within
   rounding of it lands on it exactly (:func:`step_end`); the outputs a step reaches
-  (:func:`outputs_reached`) and where they lie in it (:func:`step_fraction`);
+  (:func:`outputs_reached`; where they lie in it is dense output's
+  :func:`refnode.dense_output.step_fraction`);
 * the controller's next step (:func:`next_step`) and the step carried into a continuing
   solve (:func:`carried_step`);
 * the next step's first stage (:func:`end_derivative`, FSAL) and the cost of a step in
@@ -21,7 +22,7 @@ import numpy as np
 from .backend import array_module, to_numpy
 from .errors import MaxStepsExceededError, NonFiniteStateError, StepSizeUnderflowError
 from .params import tree_leaves
-from .per_sample import divide, isfinite, spacing, where
+from .per_sample import isfinite, spacing, where
 from .step_size import scaled_error, step_factor
 
 #: Steps shorter than this many float64 spacings of the current t count as underflow
@@ -102,11 +103,6 @@ def outputs_reached(times, t_next, direction):
     if isinstance(signed, np.ndarray):      # NumPy's method: its function adds ~1 µs a call
         return signed.searchsorted(direction * t_next, side="right")
     return array_module(signed).searchsorted(signed, direction * t_next, side="right")
-
-
-def step_fraction(t_i, t_n, h, t_next):
-    """θ = (t_i - t_n) / h of an output inside the step; exactly 1.0 at the step's end."""
-    return where(t_i == t_next, 1.0, divide(t_i - t_n, h))
 
 
 def failure(t_n, h, t_end, n_attempted, nonfinite, control):

@@ -152,6 +152,25 @@ def test_outputs_wait_for_one_batch_of_dense_output_within_the_byte_bound(
         assert held[:-1] == [step_bytes] * len(reaching) and held[-1] == 0
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_dense_evaluation_of_many_times_in_any_order_is_each_times_own(reverse):
+    """``sol.dense(taus)`` finds each τ's step by bisection and forms all weights at once:
+    for times in any order (step ends and the first time among them), each row is the
+    interpolant at that τ alone, and y1 itself at a step's end."""
+    t = np.array([CHIRP.t1, CHIRP.t0]) if reverse else np.array([CHIRP.t0, CHIRP.t1])
+    sol = rn.solve(CHIRP.f, CHIRP.z0, t, method="dopri5", rtol=1e-6, atol=1e-6, dense=True)
+    ends = [step.t_next for step in sol.dense.steps]
+    taus = np.random.default_rng(0).permutation(
+        np.concatenate([np.linspace(t[0], t[1], 97), ends[:5], [t[0]]]))
+    many = sol.dense(taus)
+    assert many.shape == (len(taus),) + CHIRP.z0.shape
+    for tau, row in zip(taus, many):
+        np.testing.assert_allclose(row, sol.dense(tau), rtol=1e-14, atol=1e-15)
+    for step in sol.dense.steps[:5]:
+        np.testing.assert_array_equal(many[list(taus).index(step.t_next)], step.y1)
+    np.testing.assert_array_equal(many[list(taus).index(t[0])], CHIRP.z0)
+
+
 def test_dense_evaluation_shapes_and_bounds():
     sol = rn.solve(ROTATION.f, ROTATION.z0, [0.0, 4.0], method="dopri5", dense=True)
     assert sol.dense(1.5).shape == (2,)

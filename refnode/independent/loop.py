@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..checks import first_derivative
-from ..dense_output import extra_stages, interpolate_one
+from ..dense_output import extra_stages, interpolate_one, step_fraction
 from ..drivers import first_step_size, stack
 from ..dynamics import linearize
 from ..errors import InputError
@@ -17,7 +17,7 @@ from ..rk_step import rk_step
 from ..solution import Solution
 from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_derivative,
                            evaluations, failure, failure_error, n_extra_stages, next_step,
-                           output_inside, outputs_reached, step_end, step_fraction)
+                           output_inside, outputs_reached, step_end)
 
 #: Gather the running samples into a smaller batch once at most this fraction of the
 #: working batch still runs (halving bounds the gathers by log2 B).
