@@ -12,9 +12,10 @@ Two interpolants (HNW I §II.6):
 Each kind is written once — :func:`hermite` and :func:`continuous_extension`, both
 traceable by autograd (the discrete gradient's replay uses them); :func:`interpolate_one`
 chooses the method's kind, and :func:`interpolate` evaluates the same polynomials at many
-θ as one matrix product. The solutions that hold the steps (``Solution.dense``) are in
-:mod:`refnode.solution`. Many output times inside one step cost one evaluation each and
-never shorten a step.
+θ as one matrix product; :func:`interpolate_steps` does so for several steps, their
+weights formed at once. Where an output lies in its step is :func:`step_fraction`. The
+solutions that hold the steps (``Solution.dense``) are in :mod:`refnode.solution`. Many
+output times inside one step cost one evaluation each and never shorten a step.
 θ and h are numbers, or (B,) arrays with one value per sample (``batch="independent"``,
 each sample at its own fraction of its own step; see :func:`refnode.per_sample.scale`).
 """
