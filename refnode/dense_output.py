@@ -142,25 +142,29 @@ def interpolate(tableau, thetas, h, y0, y1, k, f1, weights=None):
     return concatenate(blocks)
 
 
-def interpolate_steps(tableau, steps, thetas, counts):
-    """The dense solution inside several accepted steps: one block per step.
+def interpolate_steps(tableau, steps, times, counts):
+    """The dense solution at times inside several accepted steps: one block per step.
 
-    The weights of every θ below 1 are formed at once (:func:`dense_weights`, one host
-    matrix); each step then makes its block (:func:`interpolate`).
+    Every time's fraction θ of its step (:func:`step_fraction`) and the weights of every
+    θ below 1 (:func:`dense_weights`, one host matrix) are formed at once; each step then
+    makes its block (:func:`interpolate`).
 
     Parameters
     ----------
     tableau : ButcherTableau
     steps : sequence of DenseStep, length S
-    thetas : host array, shape (N,)
-        The fractions of the steps' outputs, step after step (see :func:`interpolate`).
+    times : host array, shape (N,)
+        The times, step after step, each in (t_n, t_next] of its step (nondecreasing
+        along the step's direction within a step).
     counts : sequence of S ints
-        How many of ``thetas`` lie in each step (N in all).
+        How many of ``times`` lie in each step (N in all).
 
     Returns
     -------
     list of S arrays, shapes (counts[j], *y.shape) (trees of such arrays for a tree state)
     """
+    ends = np.repeat([(step.t_n, step.h, step.t_next) for step in steps], counts, axis=0)
+    thetas = step_fraction(times, ends[:, 0], ends[:, 1], ends[:, 2])
     inside = (thetas < 1.0).any()                 # else every output is a step's end, y1
     weights = dense_weights(tableau, thetas) if inside else None
     blocks, start = [], 0

@@ -109,7 +109,7 @@ def rk_step_vjp(vjps, tableau, rows, y, h, k, y1_bar, k_bar):
         if k_bar[i] is None:
             continue
         c_i, row = rows[i]
-        dY = lincomb(row, k, y)                # (Y_i - y) / h
+        dY = lincomb(row, k, y)                                     # (Y_i - y) / h
         a_z, a_theta, a_t = vjps[i](k_bar[i])
         y_bar = y_bar + a_z
         theta_bar = a_theta if theta_bar is None else tree_add(theta_bar, a_theta)
@@ -134,7 +134,8 @@ def linearized(f):
 
 
 def lincomb(terms, k, like):
-    """Σ_j w_j k[j] for ``terms = [(j, w_j), ...]`` (zeros shaped like ``like`` for an empty sum)."""
+    """Σ_j w_j k[j] for ``terms = [(j, w_j), ...]`` (zeros shaped like ``like`` for an
+    empty sum)."""
     terms = [(j, w) for j, w in terms if not (np.ndim(w) == 0 and w == 0.0)]
     return weighted_sum(1.0, terms, k) if terms else 0.0 * like
 
@@ -162,7 +163,8 @@ def dense_vjp(tableau, th, h, y0, y1, k, f1, z_bar, k_bar):
         d00, d10, d01, d11 = (6 * th * th - 6 * th, 3 * th * th - 4 * th + 1,
                               -6 * th * th + 6 * th, 3 * th * th - 2 * th)
         k_bar[0] = accumulate(k_bar[0], scale(h10 * h, z_bar))
-        th_bar = inner(z_bar, lincomb([(0, d00), (1, d10 * h), (2, d01), (3, d11 * h)], [y0, k[0], y1, f1], y0), h)
+        th_bar = inner(z_bar, lincomb([(0, d00), (1, d10 * h), (2, d01), (3, d11 * h)],
+                                      [y0, k[0], y1, f1], y0), h)
         h_bar = inner(z_bar, lincomb([(0, h10), (1, h11)], [k[0], f1], y0), h)
         return scale(h00, z_bar), scale(h01, z_bar), scale(h11 * h, z_bar), th_bar, h_bar, k_bar
     P = tableau.dense.P_float

@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .backend import concatenate as concatenate_arrays, stack as stack_arrays
-from .dense_output import extra_stages, interpolate_steps, step_fraction
+from .dense_output import extra_stages, interpolate_steps
 from .errors import NonFiniteStateError
 from .params import tree_leaves, tree_map
 from .rk_step import rk_step
@@ -212,15 +212,13 @@ class Recorder:
             self.steps.append(step)
 
     def flush(self, tableau):
-        """The outputs of the pending steps, by dense output: their fractions θ of their
-        steps (:func:`step_fraction`) and interpolation weights formed in one batch."""
+        """The outputs of the pending steps, by dense output in one batch
+        (:func:`~refnode.dense_output.interpolate_steps`)."""
         if not self.pending:
             return
         steps, counts = zip(*self.pending)
-        ends = np.repeat([(step.t_n, step.h, step.t_next) for step in steps], counts, axis=0)
-        times = self.t[self.i_out - ends.shape[0]:self.i_out]     # the pending outputs
-        thetas = step_fraction(times, ends[:, 0], ends[:, 1], ends[:, 2])
-        self.blocks.extend(interpolate_steps(tableau, steps, thetas, counts))
+        times = self.t[self.i_out - sum(counts):self.i_out]       # the pending outputs
+        self.blocks.extend(interpolate_steps(tableau, steps, times, counts))
         self.pending, self.pending_bytes = [], 0
 
     def solution(self, tableau, direction, y0, next_step):
@@ -237,8 +235,8 @@ class Recorder:
 def next_output(t, i_out, t_next, direction):
     """The index of the first output after t_next: ``i_out`` if the step reaches none.
 
-    An output exactly at the step's end gets θ = 1.0 (:func:`step_fraction`), which dense
-    output maps to y1 itself.
+    An output exactly at the step's end gets θ = 1.0
+    (:func:`~refnode.dense_output.step_fraction`), which dense output maps to y1 itself.
     """
     if (t[i_out] - t_next) * direction > 0:           # the next output lies beyond the step
         return i_out

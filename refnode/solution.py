@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import array_module, concatenate
-from .dense_output import interpolate_steps, step_fraction
+from .dense_output import interpolate_steps
 from .errors import InputError
 
 
@@ -155,14 +155,10 @@ class DenseSolution:
         (:func:`~refnode.dense_output.interpolate_steps`)."""
         if not self.steps:                  # t was the initial time alone: copies of z0
             return array_module(self.y0).stack([self.y0 + 0 * self.y0 for _ in taus])
-        ends = np.array([step.t_next for step in self.steps])
-        index = np.minimum(np.searchsorted(self.direction * ends, self.direction * taus),
-                           len(self.steps) - 1)
+        ends = self.direction * np.array([step.t_next for step in self.steps])
+        index = np.minimum(np.searchsorted(ends, self.direction * taus), len(self.steps) - 1)
         steps = [self.steps[i] for i in index.tolist()]
-        t_n = np.array([step.t_n for step in steps])
-        h = np.array([step.h for step in steps])
-        thetas = step_fraction(taus, t_n, h, ends[index])
-        return concatenate(interpolate_steps(self.tableau, steps, thetas, [1] * len(steps)))
+        return concatenate(interpolate_steps(self.tableau, steps, taus, [1] * len(steps)))
 
 
 class NoDenseSolution:
