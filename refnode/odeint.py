@@ -82,7 +82,9 @@ def solve(f, z0, t, theta=None, method="dopri5", rtol=None, atol=None, *,
         the default), or a step size, accept/reject and stats per sample
         ("independent", adaptive methods only). In the independent mode f receives
         ``t`` of shape (B, 1, ..., 1), one time per row with as many axes as z, so
-        that ``t * z`` pairs row b with time b; ``f.vjp`` returns ``a_t`` of shape
+        that ``t * z`` pairs row b with time b, in the state's dtype (a float32 state
+        sees its times to 6e-8 relative: keep t near 0 or solve in float64 when f
+        depends on t far from 0); ``f.vjp`` returns ``a_t`` of shape
         (B,) (or of t's shape); per-sample data in ``theta`` (leaves whose leading axis
         is B) stays aligned with the rows: see :mod:`refnode.independent`.
 

@@ -124,6 +124,32 @@ def test_float32_state_stays_float32():
     assert np.max(np.abs(sol.z - reference)) < 1e-3
 
 
+def test_f_sees_the_loops_float64_times_rounded_to_the_states_dtype():
+    """The loop keeps times in float64; f's copy is cast to the state's dtype, so a
+    float32 state sees each time rounded by at most half its float32 spacing, and a
+    float64 state the times exactly (the output times themselves among them)."""
+    for dtype in (np.float64, np.float32):
+        seen = []
+
+        def f(t, z, theta):
+            seen.append(t)
+            return -z
+
+        t = np.array([1e5, 1e5 + 1.0])
+        rn.solve(f, np.ones((2, 1), dtype=dtype), t, rtol=1e-4, atol=1e-4, batch="independent")
+        assert all(s.dtype == dtype and s.shape == (2, 1) for s in seen)
+        times = np.concatenate([s.ravel() for s in seen]).astype(np.float64)
+        assert times.min() == t[0]
+        if dtype == np.float64:
+            assert times.max() == t[-1]
+            assert len(np.unique(times)) > 3              # stage times between the outputs
+        else:
+            half_spacing = np.spacing(np.float32(1e5)) / 2
+            assert half_spacing == 2.0 ** -8              # 0.004 at t = 1e5 (docs/design.md)
+            assert np.all(np.abs(times - t[0]) <= 1.0 + half_spacing)
+            assert np.all(times == times.astype(np.float32))
+
+
 def single_gradients(f, theta, z0, t, g, **options):
     """Per-sample gradients from single solves, summed as a batch would sum them."""
     dz0, dtheta, dt = [], None, 0.0
