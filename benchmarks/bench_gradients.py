@@ -1,6 +1,7 @@
 """Gradients: refnode's adjoint against torchdiffeq's odeint_adjoint and JAX's odeint.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_gradients.py [--repeats N] [--profile]
+        [--refnode-only]
 
 The gradient of L = sum(z(t1)**2) w.r.t. z0 and all MLP parameters, one forward solve
 and one backward solve, dopri5 at rtol = atol = 1e-6, float64, t = [0, 1]. The MLP
@@ -14,7 +15,9 @@ Printed: wall times (best of N, same process), refnode / torchdiffeq and refnode
 (after compilation; batch problem) ratios, NFE forward + backward, and the largest
 relative difference of the gradients from refnode's (all three are adjoints at the same
 tolerance, so they agree to about the tolerance, not to roundoff). torch and JAX are
-optional: their columns read n/a when they are not installed.
+optional: their columns read n/a when they are not installed (or with --refnode-only).
+Last, the minor page faults per refnode gradient (:func:`common.page_faults`), counted
+over as many calls as were timed, after them.
 """
 
 import argparse
@@ -29,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import refnode as rn  # noqa: E402
-from common import best_time, fmt_ratio, fmt_seconds, markdown_table  # noqa: E402
+from common import best_time, fmt_ratio, fmt_seconds, markdown_table, page_faults  # noqa: E402
 from refnode.nn import mlp_dynamics  # noqa: E402
 
 try:
@@ -153,15 +156,16 @@ def max_rel_diff(grads, reference):
     return max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(grads, reference))
 
 
-def measure(name, D, H, batch, repeats, profile):
+def measure(name, D, H, batch, repeats, profile, others=True):
     f, theta, z0 = make_problem(D, H, batch)
     t_ref, (g_ref, nfe_ref) = best_time(lambda: refnode_gradient(f, theta, z0), repeats)
-    row = dict(problem=name, refnode=t_ref, nfe_refnode=nfe_ref)
-    if torch is not None:
+    row = dict(problem=name, refnode=t_ref, nfe_refnode=nfe_ref,
+               faults=page_faults(lambda: refnode_gradient(f, theta, z0), repeats))
+    if torch is not None and others:
         t_torch, (g_torch, nfe_torch) = best_time(torch_gradient_fn(theta, z0), repeats)
         row.update(torchdiffeq=t_torch, nfe_torchdiffeq=nfe_torch,
                    diff_torchdiffeq=max_rel_diff(g_torch, g_ref))
-    if jax is not None:
+    if jax is not None and others:
         t_jax, (g_jax, _) = best_time(jax_gradient_fn(theta, z0), repeats)
         row.update(jax=t_jax, diff_jax=max_rel_diff(g_jax, g_ref), nfe_jax=jax_nfe(theta, z0))
     if profile:
@@ -197,9 +201,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile refnode's gradient")
+    parser.add_argument("--refnode-only", action="store_true",
+                        help="time refnode alone (torch and JAX not run)")
     args = parser.parse_args(argv)
-    rows = [measure(*p, args.repeats, args.profile) for p in PROBLEMS]
+    rows = [measure(*p, args.repeats, args.profile, not args.refnode_only) for p in PROBLEMS]
     print(table(rows))
+    if rows[0]["faults"] is not None:
+        print("minor page faults per refnode gradient (after the timed runs): " + ", ".join(
+            f"{r['faults']:.0f} on {r['problem'].split()[0]}" for r in rows))
     for other, targets in TARGETS.items():
         for r, target in zip(rows, targets):
             x = ratio(r, other)

@@ -29,6 +29,24 @@ def best_time(fn, repeats=DEFAULT_REPEATS, number=1):
     return best, result
 
 
+def page_faults(fn, repeats=DEFAULT_REPEATS):
+    """Minor page faults per call of ``fn()`` (the kernel mapping fresh memory pages to
+    the process), the mean over ``repeats`` calls; None where ``resource`` is missing.
+
+    NumPy's large temporaries come from the C allocator, which may hand freed memory back
+    to the system and fault it in again on the next call: a cost per call that depends
+    on what ran earlier in the process.
+    """
+    try:
+        import resource
+    except ImportError:                                  # not on Windows
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeats
+
+
 def markdown_table(headers, rows):
     """A GitHub markdown table from a header list and rows of already-formatted cells."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

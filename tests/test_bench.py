@@ -376,3 +376,25 @@ def test_bench_solvers_breakdown_replays_the_solves_own_steps(monkeypatch):
     assert 0 < row["steps"] and 0 < row["scipy_f"] < row["scipy"]
     table = bench.breakdown_table({"tiny": row})
     assert table.splitlines()[0].startswith("| problem | refnode solve | its rk_step calls")
+
+
+def test_page_faults_counts_the_pages_a_call_touches_for_the_first_time():
+    """A call that writes a fresh 64 MiB buffer (above any threshold of the C allocator,
+    so mapped and unmapped each time) faults in its pages on every call: at least one
+    fault per 2 MiB, the largest (huge) page; a call that allocates nothing, almost none."""
+    pytest.importorskip("resource")
+    common = _load("common")
+    fresh = common.page_faults(lambda: np.ones(2**23), repeats=3)     # 64 MiB of float64
+    assert fresh >= 32
+    assert common.page_faults(lambda: None, repeats=3) < 4
+
+
+def test_bench_gradients_refnode_only_times_refnode_and_counts_its_page_faults(capsys,
+                                                                              monkeypatch):
+    bench = _load("bench_gradients")
+    monkeypatch.setattr(bench, "PROBLEMS", (("mlp-small (D=2, H=50, B=1)", 2, 50, 1),))
+    assert bench.main(["--repeats", "1", "--refnode-only"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| mlp-small"))
+    assert row.count("n/a") == 6     # neither torch's nor JAX's time, ratio or NFE
+    assert "minor page faults per refnode gradient (after the timed runs): " in out
