@@ -29,7 +29,7 @@ from .backend import array_module, to_numpy
 from .checks import check_theta_differentiable, check_tolerances
 from .discrete_adjoint import discrete_vjp, replay
 from .drivers import fixed_grid
-from .dynamics import as_dynamics, check_vjp_output
+from .dynamics import AutogradDynamics, as_dynamics, check_vjp_output
 from .errors import InputError, NonFiniteStateError
 from .grid import adaptive_grid, fixed_step_grid
 from .independent import SampleTimeDynamics
@@ -244,8 +244,12 @@ class DiscreteVJP(_VJP):
 class AutogradVJP(_VJP):
     """vjp(dL_dz) by autograd tracing :func:`refnode.discrete_adjoint.replay` (the oracle).
 
-    The traced times are float64, so the states are cast back to z0's dtype (a float32
-    state stays float32, as in the other two gradients).
+    autograd differentiates f's own operations, so a hand-written ``f.vjp`` is never
+    called: the probe before the pullback checks autograd's VJP of f instead (an infinite
+    derivative is refused as on the other routes), and the oracle answers for dynamics
+    whose hand VJP is wrong, which is what one checks a hand VJP against. The traced
+    times are float64, so the states are cast back to z0's dtype (a float32 state stays
+    float32, as in the other two gradients).
     """
 
     def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):
@@ -262,7 +266,8 @@ class AutogradVJP(_VJP):
 
     def __call__(self, dL_dz):
         g = self.check(dL_dz)
-        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, per_sample=False)
+        self.check_dynamics(AutogradDynamics(self.f), self.t, self.zs, self.theta, g,
+                            per_sample=False)
         cotangents = self.pullback(g)
         dz0, dtheta, dt = ((cotangents[0], like(self.theta, cotangents[1]), cotangents[2])
                            if self.has_theta else (cotangents[0], None, cotangents[1]))

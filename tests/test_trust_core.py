@@ -101,6 +101,24 @@ def test_a_wrong_custom_vjp_is_named_not_a_silent_zero(mode, gradient):
         vjp(np.ones_like(z))
 
 
+@pytest.mark.parametrize("mode", ["none-theta", "nan", "two", "list", "shape"])
+def test_the_autograd_oracle_ignores_a_wrong_custom_vjp(mode):
+    """gradient="autograd" traces f itself: a broken hand VJP is never called, and the
+    oracle gives the gradient it gives for the same f with a right one."""
+    calls = []
+
+    class Counted(BadVJP):
+        def vjp(self, *args):
+            calls.append(args)
+            return super().vjp(*args)
+
+    z, vjp = rn.odeint_vjp(Counted(mode), np.ones(2), [0.0, 1.0], 0.5, gradient="autograd")
+    z_ok, vjp_ok = rn.odeint_vjp(BadVJP("ok"), np.ones(2), [0.0, 1.0], 0.5, gradient="autograd")
+    for got, want in zip(vjp(np.ones_like(z)), vjp_ok(np.ones_like(z_ok))):
+        np.testing.assert_array_equal(got, want)
+    assert calls == []
+
+
 def test_a_vjp_turning_nan_mid_way_is_an_error_not_a_nan_gradient():
     class LateNaN(BadVJP):
         def vjp(self, t, z, theta, a):
