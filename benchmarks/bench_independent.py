@@ -12,6 +12,9 @@ default shared norm is one RMS over the batch, in which the fast sample's error 
 diluted by the 511 easy ones.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_independent.py
+
+``--outputs N`` asks for N equally spaced output times on [0, 1] instead of the two ends:
+the cost of the dense output of many times in both modes.
 """
 
 import argparse
@@ -66,9 +69,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--outputs", type=int, default=2, help="output times on [0, 1]")
     args = parser.parse_args(argv)
     f, theta, z0 = problem(batch=args.batch)
-    t = np.array([0.0, 1.0])
+    t = np.linspace(0.0, 1.0, max(2, args.outputs))
     results = {}
     for batch in ("shared", "independent"):
         results[batch] = best_time(lambda: rn.solve(f, z0, t, theta, rtol=1e-6, atol=1e-6,
@@ -90,7 +94,8 @@ def main(argv=None):
          fmt_ratio(sol_mx.stats["nfe"] / nfe_sh), fmt_ratio(t_mx / t_sh)],
     ]
     print(f"MLP D=32 H=64, batch {args.batch}, sample 0 x{FAST_FACTOR:g}, dopri5 rtol=atol=1e-6, "
-          f"best of {args.repeats}; independent batched f calls: {sol_in.stats['batch_nfe']}")
+          f"{len(t)} output times, best of {args.repeats}; independent batched f calls: "
+          f"{sol_in.stats['batch_nfe']}")
     print(markdown_table(["mode", "NFE/sample (mean)", "NFE easy (max)", "NFE fast",
                           "wall", "NFE ratio", "wall ratio"], rows))
     print(f"|z_independent - z_shared| at t=1: fast sample {gap[0]:.1e}, easy samples <= "

@@ -28,7 +28,7 @@ def is_per_sample(c):
 
 def where(condition, x, y):
     """x where ``condition`` holds, else y: for one bool or elementwise for arrays."""
-    if getattr(condition, "ndim", 0) == 1:      # is_per_sample, inlined: called most often
+    if getattr(condition, "ndim", 0) >= 1:      # an array (one bool is the frequent case)
         return array_module(condition).where(condition, x, y)
     return x if condition else y
 
@@ -87,21 +87,29 @@ def divide(x, h):
 
 
 def scale(c, x):
-    """c · x, where c is a number or a (B,) array broadcast along x's leading axis."""
-    if not is_per_sample(c):
+    """c · x, where c is a number or a (B,) array broadcast along x's leading axis.
+
+    c may also be an (m, B) array, m values per sample (the fractions θ of m output
+    times in each sample's step): then the product has shape (m, *x.shape).
+    """
+    if type(c) is float or getattr(c, "ndim", 0) == 0:
         return c * x
     if c.dtype != x.dtype:
         c = c.astype(x.dtype)
-    return array_module(c, x).reshape(c, (c.shape[0],) + (1,) * (x.ndim - 1)) * x
+    return array_module(c, x).reshape(c, c.shape + (1,) * (x.ndim - 1)) * x
 
 
 def select(mask, y_true, y_false):
-    """y_true where ``mask`` holds, else y_false: per sample for a (B,) mask, or one bool."""
-    if not is_per_sample(mask):
+    """y_true where ``mask`` holds, else y_false: per sample for a (B,) mask, or one bool.
+
+    An (m, B) mask chooses per sample in m rows; the leaves then lead with those axes,
+    (m, B, ...) (or (1, B, ...), the same for every row).
+    """
+    if getattr(mask, "ndim", 0) == 0:
         return y_true if mask else y_false
     def leafwise(a, b):
         xp = array_module(a, b)
-        return xp.where(xp.reshape(mask, (mask.shape[0],) + (1,) * (a.ndim - 1)), a, b)
+        return xp.where(xp.reshape(mask, mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
     return tree_map(leafwise, y_true, y_false)
 
 

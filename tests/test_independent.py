@@ -105,6 +105,40 @@ def test_decreasing_times_and_outputs_inside_steps():
         assert sol.stats["nfe"][b] == single.stats["nfe"]
 
 
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "dop853"])
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_many_outputs_per_step_are_made_in_blocks_as_each_alone(method, direction, monkeypatch):
+    """Hundreds of outputs inside each step come as blocks of m rows (m times × B samples):
+    blocks of one row, of at most 7 rows (ragged) and the default bound give the same
+    numbers bit for bit, and each sample its own solve's."""
+    from refnode.independent import loop
+    from refnode.step_policy import n_extra_stages
+    f, theta, z0 = problem(batch=3, time_dependent=True)
+    t = direction * np.linspace(0.0, 1.0, 601)
+    tableau = rn.methods.get_method(method)
+    per_entry = 8 * (tableau.stages + n_extra_stages(tableau) + 3)     # states and stages
+    unstack, blocks, results = loop.unstack, {}, {}
+    for bound in (0, 7 * per_entry * z0.size, loop.OUTPUT_BLOCK_BYTES):
+        shapes = blocks.setdefault(bound, [])
+        monkeypatch.setattr(loop, "OUTPUT_BLOCK_BYTES", bound)
+        monkeypatch.setattr(loop, "unstack",
+                            lambda block, m: shapes.append(block.shape) or unstack(block, m))
+        results[bound] = rn.solve(f, z0, t, theta, method=method, rtol=1e-6, atol=1e-8,
+                                  batch="independent")
+        # a block (m, B, ...) of the working batch B holds at most the bound, or one row
+        assert all(m == 1 or m * per_entry * np.prod(rest) <= bound for m, *rest in shapes)
+    assert {m for m, *_ in blocks[0]} == {1}
+    assert (7,) + z0.shape in blocks[7 * per_entry * z0.size]        # 7 rows of all 3 samples
+    sol = results[loop.OUTPUT_BLOCK_BYTES]
+    assert max(m for m, *_ in blocks[loop.OUTPUT_BLOCK_BYTES]) > 40   # many outputs a step
+    for other in results.values():
+        np.testing.assert_array_equal(other.z, sol.z)
+    for b in range(len(z0)):
+        single = rn.solve(f, z0[b], t, theta, method=method, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(sol.z[:, b], single.z, rtol=0, atol=SAME_SOLVE)
+        assert sol.stats["nfe"][b] == single.stats["nfe"]
+
+
 def test_per_sample_times_reach_time_dependent_layers():
     f, theta, z0 = problem(batch=3, time_dependent=True)
     t = np.array([0.0, 0.5, 1.5])

@@ -23,6 +23,10 @@ from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_der
 #: working batch still runs (halving bounds the gathers by log2 B).
 COMPACT_FRACTION = 0.5
 
+#: The outputs inside one iteration's steps are made in blocks of at most this many
+#: bytes of states and stages (as the shared loop's ``drivers.PENDING_BYTES``).
+OUTPUT_BLOCK_BYTES = 4 * 2**20
+
 
 @dataclass
 class Progress:
@@ -132,6 +136,13 @@ def solve_independent(f, tableau, y0, t, direction, theta, norm, control, on_ste
                  iterations=iterations)
     return Solution(t=t, z=stack(outputs), stats=stats, grid=step_grid(t, steps, batch),
                     next_step=p.next_h)
+
+
+def unstack(block, m):
+    """The m rows of a block (m, B, ...) (an array or tree) as a list of m states."""
+    if isinstance(block, (tuple, list, dict)):
+        return [tree_map(lambda leaf: leaf[r], block) for r in range(m)]
+    return list(block)
 
 
 def take(tree, index):
@@ -287,16 +298,27 @@ class Loop:
                              sample=int(to_numpy(p.rows)[b]))
 
     def record_outputs(self, outputs, flags, p, h, y1, k, f1, accepted, i_new, t_next):
-        """Each output time reached in a sample's accepted step, by its own dense output."""
-        outputs = list(outputs)
-        for i in range(flags["lo"], flags["hi"]):
-            hit = accepted & (p.i_out <= i) & (i_new > i)
-            value = y1
+        """Each output time reached in a sample's accepted step, by its own dense output.
+
+        The outputs from ``lo`` to ``hi`` are made as blocks of m rows (m output times ×
+        B samples): θ of shape (m, B), the same arithmetic per entry as one output at a
+        time, at most :data:`OUTPUT_BLOCK_BYTES` of states in a block.
+        """
+        outputs, xp = list(outputs), array_module(p.t)
+        state_bytes = 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y1))
+        m = max(1, OUTPUT_BLOCK_BYTES // (state_bytes * (len(k) + 3)))
+        y1_row = tree_map(lambda leaf: leaf[None], y1)          # (1, B, ...): every row
+        for lo in range(flags["lo"], flags["hi"], m):
+            hi = min(lo + m, flags["hi"])
+            i, t_i = xp.arange(lo, hi)[:, None], self.times[lo:hi, None]        # (m, 1)
+            hit = accepted & (p.i_out <= i) & (i_new > i)                       # (m, B)
+            value = y1_row
             if flags["any_inside"]:
-                fraction = step_fraction(float(self.t[i]), p.t, h, t_next)
-                value = select(t_next == float(self.t[i]), y1,
+                fraction = step_fraction(t_i, p.t, h, t_next)
+                value = select(t_next == t_i, y1_row,
                                interpolate_one(self.tableau, fraction, h, p.y, y1, k, f1))
-            outputs[i] = select(hit, value, outputs[i])
+            block = select(hit, value, stack(outputs[lo:hi]))
+            outputs[lo:hi] = unstack(block, hi - lo)
         return outputs
 
 
