@@ -151,14 +151,23 @@ class DenseSolution:
 
     def _at(self, taus):
         """The states at the times ``taus`` (inside the interval), shape (M, *z0.shape):
-        each in the first step that ends at or after it, all weights at once
-        (:func:`~refnode.dense_output.interpolate_steps`)."""
+        each in the first step that ends at or after it. The times are put in the
+        direction of the solve, so that each step's lie together, and interpolated step
+        by step, all weights at once (:func:`~refnode.dense_output.interpolate_steps`);
+        the rows then go back to the order of ``taus``."""
+        xp = array_module(self.y0)
         if not self.steps:                  # t was the initial time alone: copies of z0
-            return array_module(self.y0).stack([self.y0 + 0 * self.y0 for _ in taus])
+            return xp.stack([self.y0 + 0 * self.y0 for _ in taus])
+        order = np.argsort(self.direction * taus, kind="stable")
         ends = self.direction * np.array([step.t_next for step in self.steps])
-        index = np.minimum(np.searchsorted(ends, self.direction * taus), len(self.steps) - 1)
-        steps = [self.steps[i] for i in index.tolist()]
-        return concatenate(interpolate_steps(self.tableau, steps, taus, [1] * len(steps)))
+        index = np.minimum(np.searchsorted(ends, self.direction * taus[order]),
+                           len(self.steps) - 1)
+        used, counts = np.unique(index, return_counts=True)
+        steps = [self.steps[i] for i in used.tolist()]
+        out = concatenate(interpolate_steps(self.tableau, steps, taus[order], counts.tolist()))
+        rows = np.empty_like(order)
+        rows[order] = np.arange(len(order))              # where each τ's row went
+        return xp.take(out, xp.asarray(rows), axis=0)
 
 
 class NoDenseSolution:

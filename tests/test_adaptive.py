@@ -154,14 +154,16 @@ def test_outputs_wait_for_one_batch_of_dense_output_within_the_byte_bound(
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_dense_evaluation_of_many_times_in_any_order_is_each_times_own(reverse):
-    """``sol.dense(taus)`` finds each τ's step by bisection and forms all weights at once:
-    for times in any order (step ends and the first time among them), each row is the
-    interpolant at that τ alone, and y1 itself at a step's end."""
+    """``sol.dense(taus)`` finds each τ's step by bisection, groups the times step by
+    step and forms all weights at once: for times in any order (repeated ones, step ends
+    and the first time among them), each row is the interpolant at that τ alone, and y1
+    itself at a step's end."""
     t = np.array([CHIRP.t1, CHIRP.t0]) if reverse else np.array([CHIRP.t0, CHIRP.t1])
     sol = rn.solve(CHIRP.f, CHIRP.z0, t, method="dopri5", rtol=1e-6, atol=1e-6, dense=True)
     ends = [step.t_next for step in sol.dense.steps]
+    grid = np.linspace(t[0], t[1], 97)
     taus = np.random.default_rng(0).permutation(
-        np.concatenate([np.linspace(t[0], t[1], 97), ends[:5], [t[0]]]))
+        np.concatenate([grid, grid[10:20], ends[:5], [t[0]]]))
     many = sol.dense(taus)
     assert many.shape == (len(taus),) + CHIRP.z0.shape
     for tau, row in zip(taus, many):
