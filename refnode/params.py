@@ -31,17 +31,6 @@ def tree_leaves(tree):
     return [tree]
 
 
-def tree_leaves_like(template, tree):
-    """The leaves of ``tree`` in ``template``'s order (dict entries by the template's keys):
-    ``tree_leaves(like(template, tree))`` in one walk."""
-    if isinstance(template, dict):
-        return [leaf for k in template for leaf in tree_leaves_like(template[k], tree[k])]
-    if isinstance(template, (list, tuple)):
-        return [leaf for t, x in zip(template, tree, strict=True)
-                for leaf in tree_leaves_like(t, x)]
-    return [tree]
-
-
 def tree_zeros_like(tree):
     """A tree of zeros with the shapes and dtypes of ``tree``."""
     return tree_map(lambda x: array_module(x).zeros_like(x), tree)
@@ -118,27 +107,65 @@ class Packing:
     ``unpack(y)`` gives the tree back, its leaves views into y. y may carry leading axes,
     y of shape (n, size) unpacking to leaves of shape (n, *leaf shape): the rows of a
     solution. Unlike :func:`flatten`, the layout is computed once and packing keeps the
-    leaves' dtype (the caller makes sure they share one).
+    leaves' dtype (the caller makes sure they share one). The template's structure is
+    read once too (:func:`structure`), so that each call walks only the containers.
     """
 
     def __init__(self, template):
-        self.template = template
+        self.template, self.structure = template, structure(template)
         self.shapes = [np.shape(leaf) for leaf in tree_leaves(template)]
         self.sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
+        self.ends = np.cumsum([0] + self.sizes).tolist()
 
     def pack(self, tree):
-        leaves = tree_leaves_like(self.template, tree)     # in the template's order, by key
+        leaves = []
+        gather(self.structure, tree, leaves)       # in the template's order, dicts by key
         return array_module(*leaves).concatenate([leaf.reshape(-1) for leaf in leaves])
 
     def unpack(self, y):
         lead = tuple(np.shape(y)[:-1])
-        pieces, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes):
-            piece = y[..., start:start + size]
+        pieces = []
+        for shape, start, stop in zip(self.shapes, self.ends[:-1], self.ends[1:]):
+            piece = y[..., start:stop]
             pieces.append(piece if piece.shape == lead + shape else piece.reshape(lead + shape))
-            start += size
-        pieces = iter(pieces)
-        return tree_map(lambda _: next(pieces), self.template)
+        return build(self.structure, iter(pieces))
+
+
+#: A leaf in a :func:`structure`.
+LEAF = None
+
+
+def structure(tree):
+    """The containers of ``tree`` without its leaves: ``LEAF`` for a leaf, else
+    (container type, dict keys or None, [structure of each child])."""
+    if isinstance(tree, dict):
+        return (type(tree), list(tree), [structure(tree[k]) for k in tree])
+    if isinstance(tree, (list, tuple)):
+        return (type(tree), None, [structure(x) for x in tree])
+    return LEAF
+
+
+def gather(struct, tree, leaves):
+    """Append the leaves of ``tree`` to ``leaves`` in the order of ``struct`` (a dict's
+    entries by the structure's keys)."""
+    if struct is LEAF:
+        leaves.append(tree)
+        return
+    kind, keys, children = struct
+    items = [tree[k] for k in keys] if keys is not None else tree
+    for child, item in zip(children, items, strict=True):
+        gather(child, item, leaves)
+
+
+def build(struct, leaves):
+    """The tree of ``struct`` with the leaves taken in order from the iterator ``leaves``."""
+    if struct is LEAF:
+        return next(leaves)
+    kind, keys, children = struct
+    items = [build(child, leaves) for child in children]
+    if keys is not None:
+        return kind(zip(keys, items))
+    return kind(*items) if hasattr(kind, "_fields") else kind(items)
 
 
 def as_plain(tree):

@@ -32,7 +32,8 @@ def _check_sizes(layer, n_in, n_out):
 
 
 def _check_input(layer, x, n_in):
-    if np.ndim(x) < 1 or np.shape(x)[-1] != n_in:
+    shape = x.shape if hasattr(x, "shape") else np.shape(x)
+    if len(shape) < 1 or shape[-1] != n_in:
         raise InputError(f"{layer} expects x of shape (..., {n_in}); got shape {np.shape(x)}.")
 
 
@@ -45,7 +46,8 @@ def _time_column(t, x):
 
 def _as_rows(a):
     """View a batch (..., n) as rows (B, n) for summing parameter gradients over it."""
-    return array_module(a).reshape(a, (-1, np.shape(a)[-1]))
+    a = a if hasattr(a, "ndim") else np.asarray(a)          # a layer may be given a list
+    return a if a.ndim == 2 else a.reshape((-1, a.shape[-1]))
 
 
 class Linear:
@@ -63,7 +65,7 @@ class Linear:
         """x : (..., n_in) -> y : (..., n_out); cache = x."""
         _check_input("Linear", x, self.n_in)
         xp = array_module(x, theta["W"])
-        return xp.matmul(x, xp.transpose(theta["W"])) + theta["b"], x
+        return xp.matmul(x, theta["W"].T) + theta["b"], x
 
     def vjp(self, theta, cache, g):
         """g : (..., n_out) = ∂L/∂y.
@@ -77,7 +79,7 @@ class Linear:
         xp = array_module(g, x, theta["W"])
         g_rows, x_rows = _as_rows(g), _as_rows(x)
         g_x = xp.matmul(g, theta["W"])
-        g_theta = {"W": xp.matmul(xp.transpose(g_rows), x_rows), "b": xp.sum(g_rows, axis=0)}
+        g_theta = {"W": xp.matmul(g_rows.T, x_rows), "b": g_rows.sum(axis=0)}
         return g_x, g_theta, 0.0
 
     def __repr__(self):
@@ -109,7 +111,7 @@ class ConcatLinear:
         _check_input("ConcatLinear", x, self.n_in)
         W = theta["W"]
         xp = array_module(x, W)
-        y = xp.matmul(x, xp.transpose(W[:, :-1])) + _time_column(t, x) * W[:, -1] + theta["b"]
+        y = xp.matmul(x, W[:, :-1].T) + _time_column(t, x) * W[:, -1] + theta["b"]
         return y, (x, t)
 
     def vjp(self, theta, cache, g):
@@ -124,9 +126,9 @@ class ConcatLinear:
         W = theta["W"]
         xp = array_module(g, x, W)
         g_rows, x_rows = _as_rows(g), _as_rows(x)
-        g_sum = xp.sum(g_rows, axis=0)
-        t_g = xp.sum(_as_rows(_time_column(t, x) * g), axis=0)            # Σ_batch t g
-        g_W = xp.concatenate([xp.matmul(xp.transpose(g_rows), x_rows),
+        g_sum = g_rows.sum(axis=0)
+        t_g = _as_rows(_time_column(t, x) * g).sum(axis=0)            # Σ_batch t g
+        g_W = xp.concatenate([xp.matmul(g_rows.T, x_rows),
                               xp.reshape(t_g, (self.n_out, 1))], axis=1)
         g_x = xp.matmul(g, W[:, :-1])
         if np.ndim(t) == 0:
@@ -164,7 +166,7 @@ class ConcatSquashLinear:
         """x : (..., n_in) -> y : (..., n_out); cache = (x, t, u = x Wᵀ + b, s = σ(t w_g + b_g))."""
         _check_input("ConcatSquashLinear", x, self.n_in)
         xp = array_module(x, theta["W"])
-        u = xp.matmul(x, xp.transpose(theta["W"])) + theta["b"]
+        u = xp.matmul(x, theta["W"].T) + theta["b"]
         s = sigmoid(t * theta["w_g"] + theta["b_g"])
         return u * s + t * theta["w_b"], (x, t, u, s)
 
@@ -181,10 +183,10 @@ class ConcatSquashLinear:
         xp = array_module(g, x, theta["W"])
         g_u = g * s
         g_u_rows = _as_rows(g_u)
-        g_sum = xp.sum(_as_rows(g), axis=0)
-        g_p = xp.sum(_as_rows(g * u), axis=0) * s * (1.0 - s)
-        g_theta = {"W": xp.matmul(xp.transpose(g_u_rows), _as_rows(x)),
-                   "b": xp.sum(g_u_rows, axis=0),
+        g_sum = _as_rows(g).sum(axis=0)
+        g_p = _as_rows(g * u).sum(axis=0) * s * (1.0 - s)
+        g_theta = {"W": xp.matmul(g_u_rows.T, _as_rows(x)),
+                   "b": g_u_rows.sum(axis=0),
                    "w_g": t * g_p,
                    "b_g": g_p,
                    "w_b": t * g_sum}
