@@ -1,6 +1,6 @@
 """Memory of one gradient: the adjoint is O(1) in the number of steps, the others O(L).
 
-    python benchmarks/bench_memory.py [--out figures] [--horizons 2 20 200]
+    python benchmarks/bench_memory.py [--out DIR] [--horizons 2 20 200]
 
 The problem: a batch of 256 points on a rotation, dz/dt = z Aᵀ with A = 2π [[0, 1],
 [−1, 0]] (refnode.reference.LinearDynamics), dopri5 at rtol = 1e-6, atol = 1e-8, t = [0,
@@ -12,7 +12,9 @@ L = ⟨g, z⟩) above what was allocated before it — the *extra* memory the gr
 NumPy reports its array buffers to tracemalloc, so this counts the stored states and
 stages. Target: the adjoint's peak at the longest horizon <= 1.2x its peak at the
 shortest, while "discrete" (every step's state) and "autograd" (the whole tape) grow
-linearly. Plot: ``figures/memory.png`` (steps on x, peak MB on y, one line per method).
+linearly. Plot: ``memory.png`` (steps on x, peak MB on y, one line per method) in ``--out``,
+by default the run directory runs/bench_memory; ``--out figures`` replaces the committed
+figure.
 """
 
 import argparse
@@ -76,7 +78,8 @@ def plot(results, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--horizons", type=float, nargs="+", default=[2.0, 20.0, 200.0])
-    parser.add_argument("--out", default="figures", help="directory of memory.png")
+    parser.add_argument("--out", default=os.path.join("runs", "bench_memory"),
+                        help="directory of memory.png (figures: the committed figure)")
     args = parser.parse_args(argv)
     results = {}
     for gradient in rn.GRADIENTS:

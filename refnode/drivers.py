@@ -158,6 +158,7 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
         if accepted:
             t_n, y, k1, carried = t_next, y1, f1, carried_step(h, h_try, h_new)
         h = h_new
+        del k                         # free this trial's stages before the next one's
     return record.solution(tableau, direction, y0, carried)
 
 

@@ -398,3 +398,16 @@ def test_bench_gradients_refnode_only_times_refnode_and_counts_its_page_faults(c
     row = next(line for line in out.splitlines() if line.startswith("| mlp-small"))
     assert row.count("n/a") == 6     # neither torch's nor JAX's time, ratio or NFE
     assert "minor page faults per refnode gradient (after the timed runs): " in out
+
+
+def test_bench_memory_writes_its_figure_to_a_run_directory_unless_told(tmp_path, monkeypatch,
+                                                                      capsys):
+    """By default the plot goes to runs/bench_memory under the working directory; the
+    committed figures/ is written only when asked (``--out figures``)."""
+    pytest.importorskip("matplotlib")
+    bench = _load("bench_memory")
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--horizons", "0.1", "0.2"]) == 0
+    assert (tmp_path / "runs" / "bench_memory" / "memory.png").is_file()
+    assert not (tmp_path / "figures").exists()
+    assert "wrote runs/bench_memory/memory.png" in capsys.readouterr().out
