@@ -110,11 +110,31 @@ def linearize(f, t, z, theta):
 
 
 def check_vjp_output(f, t, z, theta, a, per_sample=False):
-    """Call ``f.vjp`` once and check what it returns, before a reverse pass starts.
+    """Call ``f.vjp`` once and check what it returns (:func:`check_vjp_result`)."""
+    out = call_vjp(getattr(f, "__name__", type(f).__name__), lambda: f.vjp(t, z, theta, a))
+    check_vjp_result(f, out, t, z, theta, per_sample)
+
+
+def call_vjp(name, call):
+    """``call()``, a call of f's VJP; an exception that is not refnode's own becomes an
+    InputError saying what the VJP is called with."""
+    try:
+        return call()
+    except RefnodeError:
+        raise
+    except Exception as err:
+        raise InputError(describe_call_error(err, f"{name}.vjp(t, z, theta, a)",
+                                             "the VJP accepts the time, the state, theta and a "
+                                             "cotangent of the state's shape")) from err
+
+
+def check_vjp_result(f, out, t, z, theta, per_sample=False):
+    """Check what f's VJP returned at (t, z, theta), before a reverse pass relies on it.
 
     A hand-written VJP that returns the wrong shapes, a list or a 2-tuple, ``None`` for a
     θ-gradient that exists, or non-finite values would otherwise fail deep inside the
-    reverse pass or, worse, give a wrong gradient silently.
+    reverse pass or, worse, give a wrong gradient silently. ``a_t`` may be a scalar, or
+    with per-sample times one value per sample, shape (B,) or t's shape.
 
     Raises
     ------
@@ -122,14 +142,6 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
         Naming what is wrong with the VJP's output and what it should be.
     """
     name = getattr(f, "__name__", type(f).__name__)
-    try:
-        out = f.vjp(t, z, theta, a)
-    except RefnodeError:
-        raise
-    except Exception as err:
-        raise InputError(describe_call_error(err, f"{name}.vjp(t, z, theta, a)",
-                                             "the VJP accepts the time, the state, theta and a "
-                                             "cotangent of the state's shape")) from err
     if not isinstance(out, tuple) or len(out) != 3:
         raise InputError(f"{name}.vjp(t, z, theta, a) must return a 3-tuple (a_z, a_theta, a_t); "
                          f"got {type(out).__name__}"
@@ -147,7 +159,7 @@ def check_vjp_output(f, t, z, theta, a, per_sample=False):
                              f"theta's leaves {want} (one gradient per parameter, summed over "
                              f"the batch).{hints[0] if hints else ''}")
     t_shape = tuple(getattr(a_t, "shape", ()))
-    if t_shape not in ((), (z.shape[0],) if per_sample else ()):
+    if t_shape not in ((), (z.shape[0],) if per_sample else (), tuple(np.shape(t))):
         raise InputError(f"{name}.vjp returned a_t of shape {t_shape}; it must be a scalar "
                          f"(aᵀ∂f/∂t summed over the batch){' or (B,) per sample' if per_sample else ''}.")
     leaves = [a_z, a_t] + ([] if theta is None else tree_leaves(a_theta))
@@ -167,25 +179,50 @@ class CheckedDynamics:
     returns another shape, another dtype or a list at some later time is refused there,
     by name, instead of failing deep inside a step. The check compares two attributes
     (cheap next to any f).
+
+    The first VJP of f that a gradient takes (:meth:`vjp`, :meth:`value_and_vjp` or the
+    ``vjp`` of :meth:`linearize`) is checked too, as it comes: its structure, shapes and
+    finiteness (:func:`check_vjp_result`). No extra call of ``f.vjp`` is made for it.
     """
 
     def __init__(self, f):
         self.f = f
         self.__name__ = getattr(f, "__name__", type(f).__name__)
+        self.vjp_checked = False
 
     def __call__(self, t, z, theta):
         return self.checked(self.f(t, z, theta), t, z)
 
     def vjp(self, t, z, theta, a):
-        return self.f.vjp(t, z, theta, a)
+        return self.checked_vjp(lambda: self.f.vjp(t, z, theta, a), t, z, theta)
 
     def value_and_vjp(self, t, z, theta, a):
+        if not self.vjp_checked:                # the first VJP, checked as it comes
+            dz, vjp = self.linearize(t, z, theta)
+            return (dz,) + vjp(a)
         dz, a_z, a_theta, a_t = value_and_vjp(self.f, t, z, theta, a)
         return self.checked(dz, t, z), a_z, a_theta, a_t
 
     def linearize(self, t, z, theta):
-        dz, vjp = linearize(self.f, t, z, theta)
-        return self.checked(dz, t, z), vjp
+        if self.vjp_checked:
+            dz, vjp = linearize(self.f, t, z, theta)
+            return self.checked(dz, t, z), vjp
+        if hasattr(self.f, "linearize"):
+            dz, f_vjp = self.f.linearize(t, z, theta)
+        else:
+            dz, f_vjp = self.f(t, z, theta), lambda a: self.f.vjp(t, z, theta, a)
+        return (self.checked(dz, t, z),
+                lambda a: self.checked_vjp(lambda: f_vjp(a), t, z, theta))
+
+    def checked_vjp(self, call, t, z, theta):
+        """``call()``, a VJP of f at (t, z, theta); the first one refnode takes is checked
+        (:func:`check_vjp_result`, with one host read), the later ones pass through."""
+        if self.vjp_checked:
+            return call()
+        out = call_vjp(self.__name__, call)
+        check_vjp_result(self, out, t, z, theta, per_sample=np.ndim(t) > 0)
+        self.vjp_checked = True
+        return out
 
     @staticmethod
     def checked(dz, t, z):

@@ -155,14 +155,6 @@ class _VJP:
         self.z_shape, self.z_dtype = tuple(z_shape), z_dtype
         self.forward_stats = forward_stats
         self.backward_stats = None
-        self.vjp_checked = False
-
-    def check_dynamics(self, f, t, zs, theta, g, per_sample):
-        """Probe f.vjp once at the last output time (shapes, structure, finiteness)."""
-        if not self.vjp_checked:
-            t_last = array_module(zs).zeros(zs.shape[1]) + float(t[-1]) if per_sample else float(t[-1])
-            check_vjp_output(f, t_last, zs[-1], theta, g[-1], per_sample)
-            self.vjp_checked = True
 
     @staticmethod
     def finite(dz0, dtheta, dt):
@@ -205,8 +197,7 @@ class AdjointVJP(_VJP):
         self.per_sample = per_sample
 
     def __call__(self, dL_dz):
-        g = self.check(dL_dz)
-        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.per_sample)
+        g = self.check(dL_dz)           # f's first VJP is checked as it comes (CheckedDynamics)
         sweep = adjoint_sweep_per_sample if self.per_sample else adjoint_sweep
         dz0, dtheta, dt, stats = sweep(self.f, self.t, self.zs, g, self.theta, self.settings)
         self.backward_stats = stats
@@ -233,8 +224,7 @@ class DiscreteVJP(_VJP):
         super().__init__(self.zs.shape, self.zs.dtype, sol.stats)
 
     def __call__(self, dL_dz):
-        g = self.check(dL_dz)
-        self.check_dynamics(self.f, self.t, self.zs, self.theta, g, self.grid.per_sample)
+        g = self.check(dL_dz)           # f's first VJP is checked as it comes (CheckedDynamics)
         dz0, dtheta, dt, nfe = discrete_vjp(self.f, self.tableau, self.theta, self.t,
                                             self.grid, self.ys, g)
         self.backward_stats = dict(n_steps=self.grid.n_steps, nfe=nfe)
@@ -245,9 +235,10 @@ class AutogradVJP(_VJP):
     """vjp(dL_dz) by autograd tracing :func:`refnode.discrete_adjoint.replay` (the oracle).
 
     autograd differentiates f's own operations, so a hand-written ``f.vjp`` is never
-    called: the probe before the pullback checks autograd's VJP of f instead (an infinite
-    derivative is refused as on the other routes), and the oracle answers for dynamics
-    whose hand VJP is wrong, which is what one checks a hand VJP against. The traced
+    called: before the first pullback, one VJP of f by autograd at the last output time
+    is checked instead (an infinite derivative is refused as on the other routes), and
+    the oracle answers for dynamics whose hand VJP is wrong, which is what one checks a
+    hand VJP against. The traced
     times are float64, so the states are cast back to z0's dtype (a float32 state stays
     float32, as in the other two gradients).
     """
@@ -258,6 +249,7 @@ class AutogradVJP(_VJP):
         args = (z0, as_plain(theta), t) if self.has_theta else (z0, t)
         self.pullback, self.zs = make_vjp(self.replayed)(args)
         super().__init__(self.zs.shape, z0.dtype, forward_stats)
+        self.probed = False
 
     def replayed(self, args):
         z0, theta, t = ((args[0], like(self.theta, args[1]), args[2]) if self.has_theta
@@ -266,8 +258,10 @@ class AutogradVJP(_VJP):
 
     def __call__(self, dL_dz):
         g = self.check(dL_dz)
-        self.check_dynamics(AutogradDynamics(self.f), self.t, self.zs, self.theta, g,
-                            per_sample=False)
+        if not self.probed:
+            check_vjp_output(AutogradDynamics(self.f), float(self.t[-1]), self.zs[-1],
+                             self.theta, g[-1])
+            self.probed = True
         cotangents = self.pullback(g)
         dz0, dtheta, dt = ((cotangents[0], like(self.theta, cotangents[1]), cotangents[2])
                            if self.has_theta else (cotangents[0], None, cotangents[1]))

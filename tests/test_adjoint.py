@@ -283,3 +283,26 @@ def test_the_packed_reverse_solve_gives_the_tree_solves_numbers_bit_for_bit(dtyp
     assert calls and packed_stats == tree_stats
     for a, b in zip(packed, as_tree):
         assert np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b)
+
+
+def test_the_reverse_solve_evaluates_f_and_its_vjp_exactly_its_nfe_times():
+    """Each evaluation of the augmented dynamics is one forward pass of the network and one
+    VJP, and nothing else calls them: the first VJP's output is checked as it comes, not
+    by a probe of its own, so the backward NFE counts every call."""
+    f = rn.nn.mlp_dynamics((3, 8, 3), "tanh")
+    theta = f.init(np.random.default_rng(0))
+    calls = {"forward": 0, "vjp": 0}
+    forward, vjp_of_net = f.net.forward, f.net.vjp
+
+    def counted_forward(*args):
+        calls["forward"] += 1
+        return forward(*args)
+
+    def counted_vjp(*args):
+        calls["vjp"] += 1
+        return vjp_of_net(*args)
+    f.net.forward, f.net.vjp = counted_forward, counted_vjp
+    z, vjp = rn.odeint_vjp(f, np.ones((2, 3)), np.array([0.0, 0.5, 1.0]), theta)
+    calls.update(forward=0, vjp=0)
+    vjp(np.ones_like(z))
+    assert calls == {"forward": vjp.backward_stats["nfe"], "vjp": vjp.backward_stats["nfe"]}
