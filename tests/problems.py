@@ -133,6 +133,23 @@ def mlp_theta(D, H, rng, scale=1.0):
     return W1, 0.1 * rng.standard_normal(H), W2, 0.1 * rng.standard_normal(D)
 
 
+def count_network_calls(f):
+    """Make ``f.net`` (a refnode.nn network's dynamics) count its forward passes and VJPs;
+    returns the dict of counts {"forward": n, "vjp": n}, updated as they are called."""
+    calls = {"forward": 0, "vjp": 0}
+    forward, vjp = f.net.forward, f.net.vjp
+
+    def counted_forward(*args):
+        calls["forward"] += 1
+        return forward(*args)
+
+    def counted_vjp(*args):
+        calls["vjp"] += 1
+        return vjp(*args)
+    f.net.forward, f.net.vjp = counted_forward, counted_vjp
+    return calls
+
+
 # -- z' = (1 + t) J z - α z: a rotation that speeds up (non-autonomous, linear) ------------
 # With J = [[0, 1], [-1, 0]] the solution turns by φ(t) = (t - t0) + (t² - t0²)/2:
 # z(t) = e^{-α(t - t0)} z0 R(φ)ᵀ, R(φ) = [[cos φ, sin φ], [-sin φ, cos φ]].

@@ -17,6 +17,7 @@ from refnode.errors import InputError
 from refnode.nn import mlp_dynamics
 from refnode.testing import relative_error
 
+from problems import count_network_calls
 from test_discrete_adjoint import assert_batch_gradient_is_sum_over_samples, problems
 
 pytestmark = pytest.mark.adjoint
@@ -291,17 +292,7 @@ def test_the_reverse_solve_evaluates_f_and_its_vjp_exactly_its_nfe_times():
     by a probe of its own, so the backward NFE counts every call."""
     f = rn.nn.mlp_dynamics((3, 8, 3), "tanh")
     theta = f.init(np.random.default_rng(0))
-    calls = {"forward": 0, "vjp": 0}
-    forward, vjp_of_net = f.net.forward, f.net.vjp
-
-    def counted_forward(*args):
-        calls["forward"] += 1
-        return forward(*args)
-
-    def counted_vjp(*args):
-        calls["vjp"] += 1
-        return vjp_of_net(*args)
-    f.net.forward, f.net.vjp = counted_forward, counted_vjp
+    calls = count_network_calls(f)
     z, vjp = rn.odeint_vjp(f, np.ones((2, 3)), np.array([0.0, 0.5, 1.0]), theta)
     calls.update(forward=0, vjp=0)
     vjp(np.ones_like(z))

@@ -23,7 +23,7 @@ from refnode.nn.mlp import ACTIVATIONS
 from refnode.testing import check_vjp, relative_error
 from refnode.params import tree_add, tree_map
 
-from problems import mlp_f, mlp_theta
+from problems import count_network_calls, mlp_f, mlp_theta
 
 pytestmark = [pytest.mark.adjoint, pytest.mark.vjp]
 
@@ -171,17 +171,7 @@ def test_the_reverse_pass_evaluates_each_stage_once_for_its_vjp(n_steps):
     no other (the first VJP's output is checked as it comes, not by a call of its own)."""
     f = rn.nn.mlp_dynamics((3, 8, 3), "tanh")
     theta = f.init(np.random.default_rng(0))
-    calls = {"forward": 0, "vjp": 0}
-    forward, vjp_of_net = f.net.forward, f.net.vjp
-
-    def counted_forward(*args):
-        calls["forward"] += 1
-        return forward(*args)
-
-    def counted_vjp(*args):
-        calls["vjp"] += 1
-        return vjp_of_net(*args)
-    f.net.forward, f.net.vjp = counted_forward, counted_vjp
+    calls = count_network_calls(f)
     z, vjp = rn.odeint_vjp(f, np.ones((2, 3)), np.array([0.0, 1.0]), theta, method="rk4",
                            n_steps=n_steps, gradient="discrete")
     calls.update(forward=0, vjp=0)
