@@ -109,10 +109,10 @@ def linearize(f, t, z, theta):
     return f(t, z, theta), lambda a: tuple(f.vjp(t, z, theta, a))
 
 
-def check_vjp_output(f, t, z, theta, a, per_sample=False):
+def check_vjp_output(f, t, z, theta, a):
     """Call ``f.vjp`` once and check what it returns (:func:`check_vjp_result`)."""
     out = call_vjp(getattr(f, "__name__", type(f).__name__), lambda: f.vjp(t, z, theta, a))
-    check_vjp_result(f, out, t, z, theta, per_sample)
+    check_vjp_result(f, out, t, z, theta)
 
 
 def call_vjp(name, call):

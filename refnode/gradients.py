@@ -238,9 +238,8 @@ class AutogradVJP(_VJP):
     called: before the first pullback, one VJP of f by autograd at the last output time
     is checked instead (an infinite derivative is refused as on the other routes), and
     the oracle answers for dynamics whose hand VJP is wrong, which is what one checks a
-    hand VJP against. The traced
-    times are float64, so the states are cast back to z0's dtype (a float32 state stays
-    float32, as in the other two gradients).
+    hand VJP against. The traced times are float64, so the states are cast back to z0's
+    dtype (a float32 state stays float32, as in the other two gradients).
     """
 
     def __init__(self, f, tableau, z0, t, theta, grid, forward_stats):

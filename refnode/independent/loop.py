@@ -302,7 +302,7 @@ class Loop:
 
         The outputs from ``lo`` to ``hi`` are made as blocks of m rows (m output times ×
         B samples): θ of shape (m, B), the same arithmetic per entry as one output at a
-        time, at most :data:`OUTPUT_BLOCK_BYTES` of states in a block.
+        time, at most :data:`OUTPUT_BLOCK_BYTES` of states and stages in a block.
         """
         outputs, xp = list(outputs), array_module(p.t)
         state_bytes = 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y1))
