@@ -5,8 +5,9 @@ per sample) and must give the same answer elementwise. Both loops must fail alik
 same problem solved with batch="shared" and with batch="independent" (B = 1, and B = 3
 copies) raises the same error class with the same message, numbers included (the
 per-sample one names the sample first), naming the real cause: a blow-up at any sign
-and direction of t, max_steps, a non-finite f, a norm returning NaN, min_step, and times
-too large for float64 to resolve the step. A sample that succeeds takes the shared loop's
+and direction of t, max_steps (1 among them), a non-finite f, a norm returning NaN,
+min_step (above the whole span among them), a subnormal first step, and times too large
+for float64 to resolve the step. A sample that succeeds takes the shared loop's
 steps exactly and ends on its final state bit for bit.
 """
 
@@ -68,6 +69,14 @@ FAILING = {
                  "fell below min_step = 10.0"),
     "time resolution": (decay, 1.0, [1e15, 1e15 + 1.0], {}, StepSizeUnderflowError,
                         "time resolution of float64"),
+    "times near the largest float": (decay, 1.0, [1e300, 1e300 * (1 + 1e-14)], {},
+                                     StepSizeUnderflowError, "underflowed"),
+    "a subnormal first step": (decay, 1.0, [0.0, 1.0], dict(first_step=5e-324),
+                               StepSizeUnderflowError, "underflowed"),
+    "min_step above the span": (decay, 1.0, [0.0, 0.1], dict(min_step=0.5),
+                                StepSizeUnderflowError, "fell below min_step = 0.5"),
+    "max_steps = 1": (decay, 1.0, [0.0, 1.0], dict(max_steps=1), MaxStepsExceededError,
+                      "max_steps = 1"),
 }
 
 def failure(name, batch, B):
@@ -103,6 +112,18 @@ def test_both_loops_fail_alike_with_the_real_cause(name):
         assert message == str(shared)
 
 
+@pytest.mark.parametrize("batch", ["shared", "independent"])
+def test_max_steps_is_the_number_of_steps_a_solve_may_attempt(batch):
+    """A solve that attempts N steps succeeds with max_steps = N and fails with N - 1,
+    in both loops."""
+    z0, t = np.array([[1.0, 0.5]]), np.array([0.0, 1.0])
+    n = int(np.max(rn.solve(decay, z0, t, batch=batch).stats["n_steps"]))
+    assert n > 2
+    rn.solve(decay, z0, t, batch=batch, control=rn.StepControl(max_steps=n))
+    with pytest.raises(MaxStepsExceededError, match=f"max_steps = {n - 1} attempted"):
+        rn.solve(decay, z0, t, batch=batch, control=rn.StepControl(max_steps=n - 1))
+
+
 def rotation(t, z, theta):
     """A time-dependent, non-elementwise field: z' = (-z2, (1 + cos(t)/10) z1)."""
     return np.concatenate([-z[:, 1:2], z[:, 0:1] * (1.0 + 0.1 * np.cos(t))], axis=1)
@@ -110,7 +131,8 @@ def rotation(t, z, theta):
 
 @pytest.mark.parametrize("method", ["dopri5", "bosh3", "dop853", "tsit5"])
 @pytest.mark.parametrize("t", [[0.0, 3.0], [3.0, 0.0], [-4.0, -1.0], [1e8, 1e8 + 0.5],
-                               [0.0, 1e-300]])
+                               [0.0, 1e-300], [1.0, np.nextafter(1.0, 2.0)],
+                               [-1e10, -1e10 - 1.0]])
 @pytest.mark.parametrize("f", [decay, rotation])
 def test_a_sample_takes_the_shared_loops_steps_exactly(f, t, method):
     """Same step counts and the same final state bit for bit, alone or among copies."""
