@@ -169,6 +169,12 @@ def solve_adaptive(f, tableau, y0, t, direction, theta, k1, norm, control, *, de
 PENDING_BYTES = 4 * 2**20
 
 
+def state_bytes(y):
+    """Bytes of one state like ``y`` (an array or tree), at most: 8 for every entry.
+    A step's outputs need ``(len(k) + 3) * state_bytes(y)``: its stages, y0, y1 and f1."""
+    return 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y))
+
+
 class Recorder:
     """What the shared adaptive loop keeps besides the state.
 
@@ -181,7 +187,7 @@ class Recorder:
     def __init__(self, t, y0, nfe, keep_grid, trace, dense, keep_states=False):
         self.t, self.i_out, self.blocks = t, 1, [expand(y0)]
         self.pending, self.pending_bytes = [], 0
-        self.state_bytes = 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y0))  # at most
+        self.state_bytes = state_bytes(y0)
         self.nfe, self.n_attempted, self.n_accepted = nfe, 0, 0
         self.grid = [float(t[0])] if keep_grid else None
         self.states = [y0] if keep_states else None
@@ -197,8 +203,10 @@ class Recorder:
 
     def accept(self, tableau, t_n, t_next, h, y, y1, k, f1, direction):
         """The outputs in (t_n, t_next] (pending, :meth:`flush`); the step point and dense step."""
-        step = DenseStep(t_n, t_next, h, y, y1, k, f1)
         i_new = next_output(self.t, self.i_out, t_next, direction)
+        step = None
+        if i_new > self.i_out or self.steps is not None:
+            step = DenseStep(t_n, t_next, h, y, y1, k, f1)
         if i_new > self.i_out:
             self.pending.append((step, i_new - self.i_out))
             self.pending_bytes += (len(k) + 3) * self.state_bytes

@@ -118,9 +118,9 @@ def test_many_outputs_per_step_are_made_in_blocks_as_each_alone(method, directio
     tableau = rn.methods.get_method(method)
     per_entry = 8 * (tableau.stages + n_extra_stages(tableau) + 3)     # states and stages
     unstack, blocks, results = loop.unstack, {}, {}
-    for bound in (0, 7 * per_entry * z0.size, loop.OUTPUT_BLOCK_BYTES):
+    for bound in (0, 7 * per_entry * z0.size, loop.PENDING_BYTES):
         shapes = blocks.setdefault(bound, [])
-        monkeypatch.setattr(loop, "OUTPUT_BLOCK_BYTES", bound)
+        monkeypatch.setattr(loop, "PENDING_BYTES", bound)
         monkeypatch.setattr(loop, "unstack",
                             lambda block, m: shapes.append(block.shape) or unstack(block, m))
         results[bound] = rn.solve(f, z0, t, theta, method=method, rtol=1e-6, atol=1e-8,
@@ -129,8 +129,8 @@ def test_many_outputs_per_step_are_made_in_blocks_as_each_alone(method, directio
         assert all(m == 1 or m * per_entry * np.prod(rest) <= bound for m, *rest in shapes)
     assert {m for m, *_ in blocks[0]} == {1}
     assert (7,) + z0.shape in blocks[7 * per_entry * z0.size]        # 7 rows of all 3 samples
-    sol = results[loop.OUTPUT_BLOCK_BYTES]
-    assert max(m for m, *_ in blocks[loop.OUTPUT_BLOCK_BYTES]) > 40   # many outputs a step
+    sol = results[loop.PENDING_BYTES]
+    assert max(m for m, *_ in blocks[loop.PENDING_BYTES]) > 40   # many outputs a step
     for other in results.values():
         np.testing.assert_array_equal(other.z, sol.z)
     for b in range(len(z0)):

@@ -8,7 +8,7 @@ import numpy as np
 from ..backend import array_module, to_numpy
 from ..checks import first_derivative
 from ..dense_output import extra_stages, interpolate_one, step_fraction
-from ..drivers import first_step_size, stack
+from ..drivers import PENDING_BYTES, first_step_size, stack, state_bytes
 from ..dynamics import linearize
 from ..errors import InputError
 from ..params import tree_leaves, tree_map
@@ -22,10 +22,6 @@ from ..step_policy import (OK, carried_step, clip_step, count_nonfinite, end_der
 #: Gather the running samples into a smaller batch once at most this fraction of the
 #: working batch still runs (halving bounds the gathers by log2 B).
 COMPACT_FRACTION = 0.5
-
-#: The outputs inside one iteration's steps are made in blocks of at most this many
-#: bytes of states and stages (as the shared loop's ``drivers.PENDING_BYTES``).
-OUTPUT_BLOCK_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -302,11 +298,11 @@ class Loop:
 
         The outputs from ``lo`` to ``hi`` are made as blocks of m rows (m output times ×
         B samples): θ of shape (m, B), the same arithmetic per entry as one output at a
-        time, at most :data:`OUTPUT_BLOCK_BYTES` of states and stages in a block.
+        time, at most ``PENDING_BYTES`` of states and stages in a block (the shared
+        loop's bound, :data:`refnode.drivers.PENDING_BYTES`).
         """
         outputs, xp = list(outputs), array_module(p.t)
-        state_bytes = 8 * sum(int(np.size(leaf)) for leaf in tree_leaves(y1))
-        m = max(1, OUTPUT_BLOCK_BYTES // (state_bytes * (len(k) + 3)))
+        m = max(1, PENDING_BYTES // (state_bytes(y1) * (len(k) + 3)))
         y1_row = tree_map(lambda leaf: leaf[None], y1)          # (1, B, ...): every row
         for lo in range(flags["lo"], flags["hi"], m):
             hi = min(lo + m, flags["hi"])
